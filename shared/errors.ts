@@ -1,0 +1,56 @@
+/**
+ * stepline's named errors. Task Lambdas throw them so that the state machine's Retry and Catch can match
+ * `ErrorEquals` by `name`; HTTP handlers map them to a status code and a message a person can act on.
+ */
+export class SteplineError extends Error {
+  /** The HTTP status an HTTP handler answers with when this error reaches it. */
+  readonly status: number = 500;
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The request is not well-formed or lacks what the operation needs (400). */
+export class InvalidInputError extends SteplineError {
+  override readonly status: number = 400;
+}
+
+/** A signature, token or link did not verify (401). */
+export class UnauthorizedError extends SteplineError {
+  override readonly status: number = 401;
+}
+
+/** A signed link is valid in form but tampered with or expired (403). */
+export class ForbiddenError extends SteplineError {
+  override readonly status: number = 403;
+}
+
+/** The thing asked for does not exist (404). */
+export class NotFoundError extends SteplineError {
+  override readonly status: number = 404;
+}
+
+/** A decision or action came after the thing was already decided or ended (409). */
+export class ConflictError extends SteplineError {
+  override readonly status: number = 409;
+}
+
+/** The request body is over the accepted size (413). */
+export class PayloadTooLargeError extends SteplineError {
+  override readonly status: number = 413;
+}
+
+/** A required configuration value is missing or malformed. Raised at start-up, never per request. */
+export class ConfigurationError extends SteplineError {}
+
+/** The approver rejected the change; the state machine fails with this name. */
+export class ApprovalRejectedError extends SteplineError {
+  override readonly name = 'Approval.Rejected';
+}
+
+/** True for errors whose status is a client error (4xx): safe to show their message to the caller. */
+export function isClientError(error: unknown): error is SteplineError {
+  return error instanceof SteplineError && error.status >= 400 && error.status < 500;
+}

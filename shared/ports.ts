@@ -1,0 +1,57 @@
+import type { Push } from './push.ts';
+
+/**
+ * The ports: the small interfaces through which handlers and the domain reach the outside world.
+ * AWS adapters (shared/aws/) implement them over the AWS SDK v3; the local mode binds its own.
+ * The choice is made once, where the program starts.
+ */
+
+/** What a pipeline execution is started with. Never carries a secret. */
+export interface PipelineInput {
+  push: Push;
+  /** The provider's delivery id (or EventBridge event id) that carried the push, for correlation. */
+  deliveryId?: string;
+}
+
+export type StartPipelineResult =
+  | { outcome: 'started'; executionName: string; executionArn: string }
+  | { outcome: 'already-started'; executionName: string };
+
+/** Starts the pipeline state machine. A name already used means "already started", not an error. */
+export interface PipelineStarter {
+  start(request: { name: string; input: PipelineInput }): Promise<StartPipelineResult>;
+}
+
+/** Reads a secret by its name (an SSM parameter in AWS, an environment variable locally). */
+export interface SecretReader {
+  read(name: string): Promise<string>;
+}
+
+/** Resolves a task token waiting in the state machine (SendTaskSuccess / SendTaskFailure). */
+export interface TaskDecider {
+  succeed(taskToken: string, output: unknown): Promise<void>;
+  fail(taskToken: string, error: string, cause: string): Promise<void>;
+}
+
+/** A notification for people: an SNS message (email subscribers read subject and body). */
+export interface Notification {
+  /** Which topic: approval requests, or pipeline and build notifications. */
+  topic: 'approvals' | 'notifications';
+  /** At most 100 characters (SNS email's limit). */
+  subject: string;
+  body: string;
+}
+
+export interface Notifier {
+  publish(notification: Notification): Promise<void>;
+}
+
+/** A milestone put on stepline's custom EventBridge bus for integrators (source `stepline`). */
+export interface Milestone {
+  detailType: string;
+  detail: Record<string, unknown>;
+}
+
+export interface MilestoneEmitter {
+  emit(milestone: Milestone): Promise<void>;
+}

@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { jsonEnv, optionalEnv, requireEnv } from '#shared/config.ts';
+import { ConfigurationError } from '#shared/errors.ts';
+
+describe('config', () => {
+  it('names the missing variable', () => {
+    expect(() => requireEnv('STATE_MACHINE_ARN', {})).toThrow(
+      new ConfigurationError('Missing required environment variable STATE_MACHINE_ARN'),
+    );
+  });
+
+  it('treats an empty variable as absent', () => {
+    expect(optionalEnv('X', { X: '  ' })).toBeUndefined();
+    expect(() => requireEnv('X', { X: '' })).toThrow(/X/);
+  });
+
+  it('parses JSON configuration and names the invalid field', () => {
+    const schema = z.object({ branches: z.array(z.string()) });
+    expect(jsonEnv('T', schema, undefined, { T: '{"branches":["main"]}' })).toEqual({ branches: ['main'] });
+    expect(() => jsonEnv('T', schema, undefined, { T: '{"branches":[1]}' })).toThrow(
+      /Environment variable T is invalid at branches.0/,
+    );
+    expect(() => jsonEnv('T', schema, undefined, { T: '{' })).toThrow(/T is not valid JSON/);
+    expect(jsonEnv('T', schema, { branches: [] }, {})).toEqual({ branches: [] });
+  });
+});
