@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import { PushSchema } from './push.ts';
+
+/**
+ * The pipeline's contracts: what an execution starts with, what the approval gate and the notification
+ * tasks receive, and what an approval decision returns into the execution. The state machine
+ * (statemachines/pipeline.asl.json), the Lambda handlers and the local runtime all speak these shapes.
+ */
+
+/** One deployment environment, in the order the pipeline visits them. */
+export const EnvironmentSchema = z.object({
+  /** Lower-case name used in build variables, Terraform state keys and URLs (`dev`, `qa`, `prod`). */
+  name: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,30}$/, 'lower-case letters, digits and dashes, starting with a letter'),
+  /** True when a person must approve before this environment's stages run. */
+  approval: z.boolean().default(false),
+});
+export type Environment = z.infer<typeof EnvironmentSchema>;
+
+/** Where each stage's buildspec lives in the pushed repository. */
+export const BuildspecPathsSchema = z.object({
+  infrastructure: z.string().min(1).default('buildspecs/infrastructure.yml'),
+  image: z.string().min(1).default('buildspecs/image.yml'),
+  deploy: z.string().min(1).default('buildspecs/deploy.yml'),
+});
+
+/** The pipeline's settings (configuration, the same for every run of a deployment). */
+export const PipelineSettingsSchema = z.object({
+  environments: z
+    .array(EnvironmentSchema)
+    .min(1)
+    .default([
+      { name: 'dev', approval: false },
+      { name: 'prod', approval: true },
+    ]),
+  buildspecs: BuildspecPathsSchema.default({
+    infrastructure: 'buildspecs/infrastructure.yml',
+    image: 'buildspecs/image.yml',
+    deploy: 'buildspecs/deploy.yml',
+  }),
+  /** How long the approval gate waits before the run fails as expired. Default 24 hours. */
+  approvalTimeoutSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(365 * 24 * 3600)
+    .default(24 * 3600),
+});
+export type PipelineSettings = z.infer<typeof PipelineSettingsSchema>;
+
+/** CodeBuild's source types for the providers stepline accepts. */
+export const SOURCE_TYPES = {
+  github: 'GITHUB',
+  gitlab: 'GITLAB',
+  bitbucket: 'BITBUCKET',
+  codecommit: 'CODECOMMIT',
+} as const;
+
+/** The source override every build of a run uses: the pushed repository at the exact commit. */
+export const BuildSourceSchema = z.object({
+  type: z.enum(['GITHUB', 'GITLAB', 'BITBUCKET', 'CODECOMMIT']),
+  location: z.string().min(1),
+  version: z.string().min(1),
+});
+
+/** The execution input: the push, where to build it from, and the settings. Never a secret. */
+export const ExecutionInputSchema = z.object({
+  push: PushSchema,
+  deliveryId: z.string().optional(),
+  source: BuildSourceSchema,
+  settings: PipelineSettingsSchema,
+});
+export type ExecutionInput = z.infer<typeof ExecutionInputSchema>;
+
+/** What the approval gate's Lambda (`lambda:invoke.waitForTaskToken`) receives. */
+export const ApprovalRequestSchema = z.object({
+  taskToken: z.string().min(1),
+  /** `$$.Execution.Id`. */
+  executionArn: z.string().min(1),
+  /** `$$.State.EnteredTime`: with timeoutSeconds, when the gate expires. */
+  enteredAt: z.string().min(1),
+  timeoutSeconds: z.number().int().positive(),
+  /** The environment waiting for approval. */
+  environment: z.string().min(1),
+  push: PushSchema,
+  /** Stages that passed so far, as people read them (`Image`, `dev: Deploy`, …). */
+  passed: z.array(z.string()).default([]),
+  imageUri: z.string().optional(),
+});
+export type ApprovalRequest = z.infer<typeof ApprovalRequestSchema>;
+
+/** What a decision returns into the execution (SendTaskSuccess output, or the SendTaskFailure cause). */
+export const ApprovalDecisionSchema = z.object({
+  approved: z.boolean(),
+  /** The name as the approver entered it; not an identity check. */
+  approver: z.string().max(200).nullable(),
+  comment: z.string().max(2000).nullable(),
+  decidedAt: z.string(),
+  sourceIp: z.string().nullable(),
+});
+export type ApprovalDecision = z.infer<typeof ApprovalDecisionSchema>;
+
+/** What the notification task (`lambda:invoke` of the notify function) receives from the state machine. */
+export const NotifyRequestSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('succeeded'),
+    executionArn: z.string(),
+    push: PushSchema,
+    imageUri: z.string().optional(),
+    /** Environments deployed, in order. */
+    deployed: z.array(z.string()),
+    approvals: z.array(ApprovalDecisionSchema).default([]),
+  }),
+  z.object({
+    kind: z.literal('failed'),
+    executionArn: z.string(),
+    push: PushSchema,
+    /** The stage that failed, as people read it (`dev: Deploy`). */
+    stage: z.string(),
+    /** The error and cause Step Functions caught (`States.TaskFailed`, the build JSON, …). */
+    error: z.string(),
+    cause: z.string().optional(),
+  }),
+  z.object({
+    kind: z.enum(['rejected', 'expired']),
+    executionArn: z.string(),
+    push: PushSchema,
+    environment: z.string(),
+    decision: ApprovalDecisionSchema.optional(),
+  }),
+]);
+export type NotifyRequest = z.infer<typeof NotifyRequestSchema>;
