@@ -54,3 +54,21 @@ export class ApprovalRejectedError extends SteplineError {
 export function isClientError(error: unknown): error is SteplineError {
   return error instanceof SteplineError && error.status >= 400 && error.status < 500;
 }
+
+/**
+ * The task token no longer waits for a decision: it was already decided, the gate timed out, or the
+ * execution ended (Step Functions' TaskTimedOut, TaskDoesNotExist, InvalidToken).
+ */
+export class TaskNoLongerWaitingError extends ConflictError {
+  readonly reason: 'timed-out' | 'not-waiting' | 'invalid';
+
+  constructor(reason: 'timed-out' | 'not-waiting' | 'invalid', options?: ErrorOptions) {
+    super(
+      reason === 'timed-out'
+        ? 'The approval is no longer waiting: it expired'
+        : 'The approval is no longer waiting: it was already decided or the run ended',
+      options,
+    );
+    this.reason = reason;
+  }
+}

@@ -1,0 +1,33 @@
+import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import type { Notification, Notifier } from '../ports.ts';
+
+/** SNS email allows subjects of at most 100 characters, ASCII without line breaks. */
+export const SUBJECT_MAX_LENGTH = 100;
+
+/** Makes a subject SNS accepts: one line, at most 100 characters, ending in an ellipsis when cut. */
+export function snsSubject(subject: string): string {
+  const oneLine = subject.replace(/[\r\n\t]+/g, ' ').trim();
+  const chars = Array.from(oneLine);
+  return chars.length <= SUBJECT_MAX_LENGTH ? oneLine : `${chars.slice(0, SUBJECT_MAX_LENGTH - 1).join('')}…`;
+}
+
+/** Publishes notifications to SNS topics by their role. */
+export class SnsNotifier implements Notifier {
+  readonly #client: SNSClient;
+  readonly #topics: Record<Notification['topic'], string>;
+
+  constructor(client: SNSClient, topics: Record<Notification['topic'], string>) {
+    this.#client = client;
+    this.#topics = topics;
+  }
+
+  async publish(notification: Notification): Promise<void> {
+    await this.#client.send(
+      new PublishCommand({
+        TopicArn: this.#topics[notification.topic],
+        Subject: snsSubject(notification.subject),
+        Message: notification.body,
+      }),
+    );
+  }
+}
