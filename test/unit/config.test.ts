@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { jsonEnv, optionalEnv, requireEnv } from '#shared/config.ts';
 import { ConfigurationError } from '#shared/errors.ts';
+import { secretFor } from '#shared/secrets.ts';
 
 describe('config', () => {
   it('names the missing variable', () => {
@@ -23,5 +24,29 @@ describe('config', () => {
     );
     expect(() => jsonEnv('T', schema, undefined, { T: '{' })).toThrow(/T is not valid JSON/);
     expect(jsonEnv('T', schema, { branches: [] }, {})).toEqual({ branches: [] });
+  });
+});
+
+describe('secretFor', () => {
+  const parameterStore = () => ({ read: async (name: string) => `from-ssm:${name}` });
+
+  it('prefers the environment variable', async () => {
+    const read = secretFor('webhook', { STEPLINE_WEBHOOK_SECRET: 's' }, parameterStore);
+    expect(await read()).toBe('s');
+  });
+
+  it('reads the SSM parameter the deployment names', async () => {
+    const read = secretFor(
+      'approvalKey',
+      { APPROVAL_KEY_PARAMETER: '/stepline/dev/approval-key' },
+      parameterStore,
+    );
+    expect(await read()).toBe('from-ssm:/stepline/dev/approval-key');
+  });
+
+  it('names both variables when neither is set', () => {
+    expect(() => secretFor('webhook', {}, parameterStore)).toThrow(
+      'Missing configuration: set WEBHOOK_SECRET_PARAMETER (or STEPLINE_WEBHOOK_SECRET)',
+    );
   });
 });
