@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+import type { Push } from './push.ts';
+
+/** Step Functions allows at most 80 characters in an execution name. */
+export const EXECUTION_NAME_MAX_LENGTH = 80;
+
+/** Lower-case ASCII letters, digits and dashes: safe in execution names, CloudWatch Logs and URLs. */
+function slug(text: string, max: number): string {
+  return text
+    .normalize('NFKD')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, max)
+    .replace(/-+$/g, '');
+}
+
+/**
+ * The execution name for a push: the same for every delivery of the same push (so a redelivery starts
+ * nothing new), different for any other provider, repository, ref or commit. A readable prefix (repository,
+ * ref, short commit) is followed by a hash of the exact identity, so names stay unique when the readable
+ * part is cut or when names differ only in characters Step Functions does not allow (unicode, slashes).
+ *
+ * @example
+ * ```ts
+ * executionName(push); // 'octo-app-main-6113728-4f1c2a9be07d3e15'
+ * ```
+ */
+export function executionName(push: Pick<Push, 'provider' | 'repository' | 'ref' | 'after'>): string {
+  const identity = [push.provider, push.repository.fullName, push.ref, push.after ?? ''].join('\n');
+  const hash = createHash('sha256').update(identity).digest('hex').slice(0, 16);
+  const commit = (push.after ?? 'none').slice(0, 7);
+  const budget = EXECUTION_NAME_MAX_LENGTH - hash.length - commit.length - 3;
+  const repository = slug(push.repository.fullName.split('/').pop() ?? '', Math.ceil(budget / 2));
+  const ref = slug(push.ref.replace(/^refs\/(heads|tags)\//, ''), budget - repository.length);
+  return [repository, ref, commit, hash].filter((part) => part !== '').join('-');
+}

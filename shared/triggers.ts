@@ -1,0 +1,125 @@
+import picomatch from 'picomatch';
+import { z } from 'zod';
+import type { Push } from './push.ts';
+
+const PatternsSchema = z.array(z.string().min(1)).min(1).max(8);
+const CriteriaSchema = z
+  .object({ includes: PatternsSchema.optional(), excludes: PatternsSchema.optional() })
+  .refine((c) => c.includes !== undefined || c.excludes !== undefined, 'give includes, excludes or both');
+
+/**
+ * One push filter, as in CodePipeline V2's `gitConfiguration.push[]`: either branches (optionally narrowed by
+ * file paths) or tags.
+ */
+export const PushFilterSchema = z
+  .object({
+    branches: CriteriaSchema.optional(),
+    tags: CriteriaSchema.optional(),
+    filePaths: CriteriaSchema.optional(),
+  })
+  .refine(
+    (f) => (f.branches === undefined) !== (f.tags === undefined),
+    'a push filter names either branches or tags',
+  )
+  .refine(
+    (f) => f.filePaths === undefined || f.branches !== undefined,
+    'filePaths narrow a branches filter only',
+  );
+export type PushFilter = z.infer<typeof PushFilterSchema>;
+
+/**
+ * Which pushes start a run (`STEPLINE_TRIGGERS`). With no push filters, a push to the repository's default branch
+ * starts a run (main or master when the payload does not name the default branch); tags and other branches do not.
+ * With `repositories`, only those repositories (full names, case-insensitive) are accepted.
+ *
+ * @example
+ * ```json
+ * {"repositories": ["acme/shop"], "push": [{"branches": {"includes": ["main", "release/**"]},
+ *   "filePaths": {"excludes": ["docs/**", "**\/*.md"]}}, {"tags": {"includes": ["v*"]}}]}
+ * ```
+ */
+export const TriggersSchema = z.object({
+  repositories: z.array(z.string().min(1)).optional(),
+  push: z.array(PushFilterSchema).max(3).default([]),
+});
+export type Triggers = z.infer<typeof TriggersSchema>;
+
+export type TriggerDecision = { matches: true; reason: string } | { matches: false; reason: string };
+
+// CodePipeline's globs: `*` within one path segment, `**` across segments, `?`, `[…]`, `{a,b}`; dot files match.
+const matcher = (patterns: string[]) => picomatch(patterns, { dot: true });
+
+/** CodePipeline V2's include/exclude rule: excludes take priority; absent includes include everything. */
+function criteriaMatch(criteria: { includes?: string[]; excludes?: string[] }, value: string): boolean {
+  if (criteria.excludes && matcher(criteria.excludes)(value)) return false;
+  return criteria.includes === undefined || matcher(criteria.includes)(value);
+}
+
+function filePathsMatch(criteria: { includes?: string[]; excludes?: string[] }, push: Push): TriggerDecision {
+  if (push.commitsTruncated) {
+    return {
+      matches: true,
+      reason:
+        'the provider listed only some of the pushed commits, so the file path filter cannot rule this push out',
+    };
+  }
+  const matching = push.changedFiles.find((file) => criteriaMatch(criteria, file));
+  return matching === undefined
+    ? { matches: false, reason: 'no changed file matches the file path filter' }
+    : { matches: true, reason: `changed file ${matching} matches the file path filter` };
+}
+
+function filterMatches(filter: PushFilter, push: Push): TriggerDecision {
+  if (push.refType === 'tag') {
+    return filter.tags && criteriaMatch(filter.tags, push.refName)
+      ? { matches: true, reason: `tag ${push.refName} matches the tag filter` }
+      : { matches: false, reason: `tag ${push.refName} matches no tag filter` };
+  }
+  if (!filter.branches || !criteriaMatch(filter.branches, push.refName)) {
+    return { matches: false, reason: `branch ${push.refName} matches no branch filter` };
+  }
+  return filter.filePaths
+    ? filePathsMatch(filter.filePaths, push)
+    : { matches: true, reason: `branch ${push.refName} matches the branch filter` };
+}
+
+/**
+ * Decides whether a push starts a run, with a reason a person can read. Deleted refs never start one.
+ *
+ * @example
+ * ```ts
+ * matchTriggers({ push: [{ tags: { includes: ['v*'] } }] }, push); // { matches: true, reason: 'tag v1.0 matches …' }
+ * ```
+ */
+export function matchTriggers(triggers: Triggers, push: Push): TriggerDecision {
+  if (push.deleted || push.after === null) {
+    return { matches: false, reason: `${push.refType} ${push.refName} was deleted` };
+  }
+  if (triggers.repositories) {
+    const name = push.repository.fullName.toLowerCase();
+    if (!triggers.repositories.some((allowed) => allowed.toLowerCase() === name)) {
+      return {
+        matches: false,
+        reason: `repository ${push.repository.fullName} is not in the configured repositories`,
+      };
+    }
+  }
+  if (triggers.push.length === 0) {
+    const defaults = push.repository.defaultBranch ? [push.repository.defaultBranch] : ['main', 'master'];
+    return push.refType === 'branch' && defaults.includes(push.refName)
+      ? { matches: true, reason: `push to the default branch ${push.refName}` }
+      : {
+          matches: false,
+          reason: `no trigger filters are configured and ${push.refType} ${push.refName} is not the default branch (${defaults.join(' or ')})`,
+        };
+  }
+  let last: TriggerDecision = { matches: false, reason: 'no push filter matches' };
+  for (const filter of triggers.push) {
+    const decision = filterMatches(filter, push);
+    if (decision.matches) return decision;
+    last = decision;
+  }
+  return triggers.push.length === 1
+    ? last
+    : { matches: false, reason: `no push filter matches (${last.reason})` };
+}
