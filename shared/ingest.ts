@@ -1,0 +1,99 @@
+import { executionName } from './execution-name.ts';
+import type { Logger } from './logger.ts';
+import { type ExecutionInput, type PipelineSettings, SOURCE_TYPES } from './pipeline.ts';
+import type { PipelineStarter } from './ports.ts';
+import type { Push } from './push.ts';
+import { matchTriggers, type Triggers } from './triggers.ts';
+
+/** What became of one push. */
+export type PushOutcome =
+  | { outcome: 'started' | 'already-started'; ref: string; executionName: string; reason: string }
+  | { outcome: 'skipped'; ref: string; reason: string };
+
+export interface IngestDeps {
+  starter: PipelineStarter;
+  triggers: Triggers;
+  settings: PipelineSettings;
+  logger: Logger;
+}
+
+/** The execution input for a push: the push, its exact source for CodeBuild, and the settings. No secret. */
+export function executionInput(
+  push: Push,
+  deliveryId: string | undefined,
+  settings: PipelineSettings,
+): ExecutionInput {
+  if (push.after === null) throw new Error('A deleted ref has no commit to build');
+  return {
+    push,
+    ...(deliveryId === undefined ? {} : { deliveryId }),
+    source: { type: SOURCE_TYPES[push.provider], location: push.repository.cloneUrl, version: push.after },
+    settings,
+  };
+}
+
+/**
+ * Applies the trigger filters to each push and starts one execution per matching push, named so that a
+ * redelivery starts nothing new. Pushes are handled one after another, so a failure leaves the earlier
+ * starts in place and the provider's retry finds them already started.
+ */
+export async function startPipelines(
+  pushes: Push[],
+  deliveryId: string | undefined,
+  deps: IngestDeps,
+): Promise<PushOutcome[]> {
+  const outcomes: PushOutcome[] = [];
+  for (const push of pushes) {
+    const decision = matchTriggers(deps.triggers, push);
+    const context = {
+      provider: push.provider,
+      repository: push.repository.fullName,
+      ref: push.ref,
+      deliveryId,
+    };
+    if (!decision.matches) {
+      deps.logger.info('Push starts no run', { ...context, reason: decision.reason });
+      outcomes.push({ outcome: 'skipped', ref: push.ref, reason: decision.reason });
+      continue;
+    }
+    if (push.commitsTruncated) {
+      deps.logger.info('Push has a truncated commit list; changed files may be incomplete', context);
+    }
+    const name = executionName(push);
+    const result = await deps.starter.start({ name, input: executionInput(push, deliveryId, deps.settings) });
+    deps.logger.info(result.outcome === 'started' ? 'Run started' : 'Run was already started', {
+      ...context,
+      commit: push.after,
+      executionName: name,
+    });
+    outcomes.push({
+      outcome: result.outcome,
+      ref: push.ref,
+      executionName: name,
+      reason: result.outcome === 'started' ? decision.reason : 'this push already started a run',
+    });
+  }
+  return outcomes;
+}
+
+/** The HTTP answer for a delivery: 202 when a run started, 200 with the reasons when none did. */
+export function deliveryResponse(outcomes: PushOutcome[]): {
+  statusCode: 200 | 202;
+  body: Record<string, unknown>;
+} {
+  const started = outcomes.flatMap((o) => (o.outcome === 'started' ? [o.executionName] : []));
+  const alreadyStarted = outcomes.flatMap((o) => (o.outcome === 'already-started' ? [o.executionName] : []));
+  const skipped = outcomes.flatMap((o) =>
+    o.outcome === 'skipped' ? [{ ref: o.ref, reason: o.reason }] : [],
+  );
+  const message =
+    started.length > 0
+      ? `Started ${started.length} run${started.length === 1 ? '' : 's'}`
+      : alreadyStarted.length > 0
+        ? 'Already started: this push was delivered before'
+        : `Nothing started: ${skipped.map((s) => s.reason).join('; ') || 'the delivery holds no push'}`;
+  return {
+    statusCode: started.length > 0 ? 202 : 200,
+    body: { message, started, alreadyStarted, skipped },
+  };
+}

@@ -1,0 +1,83 @@
+import { readFileSync } from 'node:fs';
+import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { PushOutcome } from '#shared/ingest.ts';
+import { ExecutionInputSchema } from '#shared/pipeline.ts';
+import { lambdaContext } from '../helpers/lambda.ts';
+
+const sfn = mockClient(SFNClient);
+const fixture = (name: string) =>
+  JSON.parse(readFileSync(new URL(`../fixtures/codecommit/${name}`, import.meta.url), 'utf8'));
+const created = fixture('awsdocs-codecommit.00.CodeCommit-Repository-State-Change.referenceCreated.json');
+const deleted = fixture('awsdocs-codecommit.02.CodeCommit-Repository-State-Change.referenceDeleted.json');
+const mergeCommit = fixture(
+  'awsdocs-codecommit.03.CodeCommit-Repository-State-Change.unreferencedMergeCommitCreated.json',
+);
+
+type Handler = (event: unknown, context: unknown) => Promise<PushOutcome[]>;
+let handler: Handler;
+
+beforeAll(async () => {
+  vi.stubEnv(
+    'STATE_MACHINE_ARN',
+    'arn:aws:states:us-east-2:123456789012:stateMachine:stepline-test-pipeline',
+  );
+  // Every branch, so the docs' sample branch names start runs.
+  vi.stubEnv('STEPLINE_TRIGGERS', JSON.stringify({ push: [{ branches: { includes: ['**'] } }] }));
+  vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
+  handler = (await import('#functions/codecommit.ts')).handler as unknown as Handler;
+});
+
+beforeEach(() => {
+  sfn.reset();
+  sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:aws:states:us-east-2:1:execution:p:n' });
+});
+
+describe('CodeCommit Repository State Change', () => {
+  it('starts a run for a created branch with the CodeCommit source', async () => {
+    const outcomes = await handler(created, lambdaContext());
+    expect(outcomes).toEqual([
+      expect.objectContaining({ outcome: 'started', ref: created.detail.referenceFullName }),
+    ]);
+    const input = ExecutionInputSchema.parse(
+      JSON.parse(sfn.commandCalls(StartExecutionCommand)[0]?.args[0].input.input ?? ''),
+    );
+    expect(input.source).toEqual({
+      type: 'CODECOMMIT',
+      location: `https://git-codecommit.us-east-2.amazonaws.com/v1/repos/${created.detail.repositoryName}`,
+      version: created.detail.commitId,
+    });
+    expect(input.deliveryId).toBe(created.id);
+  });
+
+  it('starts nothing new when EventBridge delivers the same event again', async () => {
+    sfn
+      .on(StartExecutionCommand)
+      .resolvesOnce({ executionArn: 'arn:x' })
+      .rejects(new ExecutionAlreadyExists({ message: 'exists', $metadata: {} }));
+    await handler(created, lambdaContext());
+    const again = await handler(structuredClone(created), lambdaContext());
+    expect(again).toEqual([expect.objectContaining({ outcome: 'already-started' })]);
+  });
+
+  it('starts nothing for a deleted branch', async () => {
+    expect(await handler(deleted, lambdaContext())).toEqual([
+      expect.objectContaining({ outcome: 'skipped', reason: expect.stringMatching(/deleted/) }),
+    ]);
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('starts nothing for events that are not reference changes', async () => {
+    expect(await handler(mergeCommit, lambdaContext())).toEqual([]);
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('throws a named error for an event that is not a CodeCommit change', async () => {
+    await expect(
+      handler({ 'detail-type': 'Something else', detail: {} }, lambdaContext()),
+    ).rejects.toMatchObject({
+      name: 'InvalidInputError',
+    });
+  });
+});

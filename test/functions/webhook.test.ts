@@ -1,0 +1,185 @@
+import { readFileSync } from 'node:fs';
+import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ExecutionInputSchema } from '#shared/pipeline.ts';
+import { httpEvent, hubSignature, lambdaContext } from '../helpers/lambda.ts';
+
+const SECRET = 'webhook-secret-for-tests';
+const STATE_MACHINE_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline';
+const sfn = mockClient(SFNClient);
+const githubPush = readFileSync(
+  new URL('../fixtures/github/go-playground-push.json', import.meta.url),
+  'utf8',
+);
+const githubPing = readFileSync(
+  new URL('../fixtures/github/go-playground-ping.json', import.meta.url),
+  'utf8',
+);
+
+type Handler = (event: unknown, context: unknown) => Promise<APIGatewayProxyStructuredResultV2>;
+let handler: Handler;
+let maxBodyBytes: number;
+
+beforeAll(async () => {
+  vi.stubEnv('STATE_MACHINE_ARN', STATE_MACHINE_ARN);
+  vi.stubEnv('STEPLINE_WEBHOOK_SECRET', SECRET);
+  vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
+  const module = await import('#functions/webhook.ts');
+  handler = module.handler as unknown as Handler;
+  maxBodyBytes = module.MAX_BODY_BYTES;
+});
+
+beforeEach(() => {
+  sfn.reset();
+  sfn.on(StartExecutionCommand).callsFake((input: { name: string }) => ({
+    executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${input.name}`,
+  }));
+});
+
+function githubDelivery(body: string, headers: Record<string, string> = {}) {
+  return httpEvent({
+    path: '/webhooks/github',
+    pathParameters: { provider: 'github' },
+    headers: {
+      'Content-Type': 'application/json',
+      'X-GitHub-Event': 'push',
+      'X-GitHub-Delivery': '72d3162e-cc78-11e3-81ab-4c9367dc0958',
+      'X-Hub-Signature-256': hubSignature(body, SECRET),
+      ...headers,
+    },
+    body,
+  });
+}
+
+async function post(event: unknown) {
+  const response = await handler(event, lambdaContext('stepline-test-webhook'));
+  return { status: response.statusCode, body: JSON.parse(response.body ?? '{}') };
+}
+
+describe('POST /webhooks/github', () => {
+  it('starts one execution for a signed push to the default branch, with the push as input', async () => {
+    const { status, body } = await post(githubDelivery(githubPush));
+    expect(status).toBe(202);
+    expect(body.started).toHaveLength(1);
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 1);
+    const call = sfn.commandCalls(StartExecutionCommand)[0]?.args[0].input;
+    expect(call?.stateMachineArn).toBe(STATE_MACHINE_ARN);
+    expect(call?.name).toBe(body.started[0]);
+    const input = ExecutionInputSchema.parse(JSON.parse(call?.input ?? ''));
+    expect(input.push).toMatchObject({ provider: 'github', ref: 'refs/heads/master' });
+    expect(input.source).toEqual({
+      type: 'GITHUB',
+      location: input.push.repository.cloneUrl,
+      version: 'fd489864e7642b48eaad6e3f155c10e46810ec72',
+    });
+    expect(input.deliveryId).toBe('72d3162e-cc78-11e3-81ab-4c9367dc0958');
+    expect(call?.input).not.toContain(SECRET);
+  });
+
+  it('starts one execution when the same delivery is posted twice', async () => {
+    sfn
+      .on(StartExecutionCommand)
+      .resolvesOnce({ executionArn: 'arn:x' })
+      .rejects(new ExecutionAlreadyExists({ message: 'Execution already exists', $metadata: {} }));
+    const first = await post(githubDelivery(githubPush));
+    const second = await post(githubDelivery(githubPush));
+    expect(first.status).toBe(202);
+    expect(second).toMatchObject({
+      status: 200,
+      body: { message: 'Already started: this push was delivered before' },
+    });
+    const names = sfn.commandCalls(StartExecutionCommand).map((c) => c.args[0].input.name);
+    expect(names).toHaveLength(2);
+    expect(names[0]).toBe(names[1]);
+  });
+
+  it('answers a ping with 200 and starts nothing', async () => {
+    const { status, body } = await post(githubDelivery(githubPing, { 'X-GitHub-Event': 'ping' }));
+    expect(status).toBe(200);
+    expect(body.message).toMatch(/^Nothing started: .*ping/);
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('answers a push to another branch with 200 and the reason', async () => {
+    const payload = JSON.parse(githubPush);
+    payload.ref = 'refs/heads/feature/x';
+    const { status, body } = await post(githubDelivery(JSON.stringify(payload)));
+    expect(status).toBe(200);
+    expect(body.skipped).toEqual([
+      { ref: 'refs/heads/feature/x', reason: expect.stringContaining('not the default branch') },
+    ]);
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('answers a deleted branch with 200 and starts nothing', async () => {
+    const payload = JSON.parse(githubPush);
+    Object.assign(payload, { deleted: true, after: '0'.repeat(40), head_commit: null, commits: [] });
+    const { status, body } = await post(githubDelivery(JSON.stringify(payload)));
+    expect(status).toBe(200);
+    expect(body.message).toBe('Nothing started: branch master was deleted');
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('refuses a wrong signature with 401', async () => {
+    const event = githubDelivery(githubPush, { 'X-Hub-Signature-256': hubSignature(githubPush, 'wrong') });
+    const { status, body } = await post(event);
+    expect(status).toBe(401);
+    expect(JSON.stringify(body)).not.toContain(SECRET);
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('refuses a missing signature with 401 before looking at the payload', async () => {
+    const event = githubDelivery('{not json');
+    delete event.headers['x-hub-signature-256'];
+    expect((await post(event)).status).toBe(401);
+  });
+
+  it('answers malformed JSON with 400 saying so', async () => {
+    const { status, body } = await post(githubDelivery('{"ref": '));
+    expect(status).toBe(400);
+    expect(body.message).toMatch(/not valid JSON/);
+  });
+
+  it('answers a push missing what a push needs with 400 naming the field', async () => {
+    const payload = JSON.parse(githubPush);
+    delete payload.repository;
+    const { status, body } = await post(githubDelivery(JSON.stringify(payload)));
+    expect(status).toBe(400);
+    expect(body.message).toMatch(/repository/);
+  });
+
+  it('answers an unknown provider with 404 naming the known ones', async () => {
+    const event = httpEvent({ path: '/webhooks/gitea', pathParameters: { provider: 'gitea' }, body: '{}' });
+    const { status, body } = await post(event);
+    expect(status).toBe(404);
+    expect(body.message).toBe('Unknown provider "gitea": use github, gitlab, bitbucket');
+  });
+
+  it('answers a body over the limit with 413 naming the limit', async () => {
+    const { status, body } = await post(githubDelivery('x'.repeat(maxBodyBytes + 1)));
+    expect(status).toBe(413);
+    expect(body.message).toBe(`The request body is over the limit of ${maxBodyBytes} bytes`);
+  });
+
+  it('reads a base64-encoded body as the bytes that were signed', async () => {
+    const event = githubDelivery(githubPush);
+    event.body = Buffer.from(githubPush).toString('base64');
+    event.isBase64Encoded = true;
+    expect((await post(event)).status).toBe(202);
+  });
+
+  it('accepts GitHub form-encoded deliveries', async () => {
+    const form = `payload=${encodeURIComponent(githubPush)}`;
+    const event = githubDelivery(form, { 'Content-Type': 'application/x-www-form-urlencoded' });
+    expect((await post(event)).status).toBe(202);
+  });
+
+  it('answers 500 without internals when Step Functions fails', async () => {
+    sfn.on(StartExecutionCommand).rejects(new Error('Service unavailable at 10.0.0.1'));
+    const { status, body } = await post(githubDelivery(githubPush));
+    expect(status).toBe(500);
+    expect(JSON.stringify(body)).not.toContain('10.0.0.1');
+  });
+});
