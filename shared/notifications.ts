@@ -1,0 +1,362 @@
+import { z } from 'zod';
+import type { BuildReport, ExecutionReport } from './events.ts';
+import type { ApprovalDecision, NotifyRequest } from './pipeline.ts';
+import type { Notification } from './ports.ts';
+import type { Push } from './push.ts';
+
+/**
+ * The words of every notification stepline sends: subjects and bodies for the pipeline's outcome (the
+ * notify task), for finished builds and for executions the state machine cannot report itself. Pure, so
+ * the local mode and AWS send the same text.
+ *
+ * Subjects put what happened and to what first (SNS email cuts at 100 characters). Bodies are built field
+ * by field from what the inputs say; an input is never dumped, so a field added to an input later cannot
+ * leak into an email.
+ */
+
+/** SNS email's subject limit. */
+export const SUBJECT_MAX_LENGTH = 100;
+
+const MARKS = { succeeded: '✔', failed: '✖', started: '▶', stopped: '■' } as const;
+
+/**
+ * The link to an execution in the Step Functions console.
+ *
+ * @example
+ * ```ts
+ * executionLink('eu-west-1', 'arn:aws:states:eu-west-1:123456789012:execution:pipeline:run-1');
+ * // https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/arn:aws:states:…
+ * ```
+ */
+export function executionLink(region: string, executionArn: string): string {
+  return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${executionArn}`;
+}
+
+/**
+ * The notification of a pipeline outcome, from the notify task's request: deployed, failed at a stage,
+ * rejected at an approval gate, or expired waiting for one.
+ *
+ * @example
+ * ```ts
+ * pipelineNotification({ kind: 'succeeded', deployed: ['dev', 'prod'], … }, 'eu-west-1').subject;
+ * // ✔ acme/shop main deployed to dev, prod
+ * ```
+ */
+export function pipelineNotification(request: NotifyRequest, region: string): Notification {
+  const { push } = request;
+  const what = `${clip(push.repository.fullName, 40)} ${clip(refLabel(push), 30)}`;
+  const link = `Execution: ${executionLink(region, request.executionArn)}`;
+  switch (request.kind) {
+    case 'succeeded': {
+      const where = request.deployed.length > 0 ? `deployed to ${request.deployed.join(', ')}` : 'succeeded';
+      return notification(`${MARKS.succeeded} ${what} ${where}`, [
+        `${repoAndRef(push)} ${where}.`,
+        '',
+        ...pushLines(push),
+        'Status: succeeded',
+        '',
+        ...deployedLines(request.deployed, request.imageUri),
+        ...approvalLines(request.approvals),
+        link,
+      ]);
+    }
+    case 'failed':
+      return notification(`${MARKS.failed} ${what} failed at ${clip(request.stage, 40)}`, [
+        `${repoAndRef(push)} failed at ${request.stage}.`,
+        '',
+        ...pushLines(push),
+        `Stage: ${request.stage}`,
+        'Status: failed',
+        '',
+        `Error: ${clip(request.error, 200)}`,
+        ...(request.cause ? readableCause(request.cause) : []),
+        '',
+        link,
+      ]);
+    case 'rejected': {
+      const by = request.decision?.approver ? ` by ${clip(request.decision.approver, 30)}` : '';
+      return notification(`Rejected: ${what} for ${request.environment}${by}`, [
+        `The deployment of ${repoAndRef(push)} to ${request.environment} was rejected; the run stopped.`,
+        '',
+        ...pushLines(push),
+        `Environment: ${request.environment}`,
+        'Status: rejected',
+        ...(request.decision ? ['', 'Decision:', `  ${decisionLine(request.decision)}`] : []),
+        '',
+        link,
+      ]);
+    }
+    case 'expired':
+      return notification(`Approval expired: ${what} for ${request.environment}`, [
+        `No one decided on deploying ${repoAndRef(push)} to ${request.environment} in time; the run stopped and ${request.environment} was not deployed.`,
+        '',
+        ...pushLines(push),
+        `Environment: ${request.environment}`,
+        'Status: approval expired',
+        ...(request.decision ? ['', 'Decision:', `  ${decisionLine(request.decision)}`] : []),
+        '',
+        link,
+      ]);
+  }
+}
+
+const BUILD_OUTCOMES: Record<string, { mark: string; words: string }> = {
+  SUCCEEDED: { mark: MARKS.succeeded, words: 'succeeded' },
+  FAILED: { mark: MARKS.failed, words: 'failed' },
+  FAULT: { mark: MARKS.failed, words: 'failed (CodeBuild fault)' },
+  TIMED_OUT: { mark: MARKS.failed, words: 'timed out' },
+  STOPPED: { mark: MARKS.stopped, words: 'stopped' },
+};
+
+/**
+ * The notification of a finished build: project, status, environment and commit in the subject; the
+ * build, duration, failed phase with its messages and the build log in the body.
+ */
+export function buildNotification(report: BuildReport): Notification {
+  const outcome = BUILD_OUTCOMES[report.status] ?? { mark: MARKS.failed, words: report.status.toLowerCase() };
+  const environment = report.environment ? ` (${report.environment})` : '';
+  const commit = report.commit && isSha(report.commit) ? ` ${shortSha(report.commit)}` : '';
+  const number = report.buildNumber !== null ? ` #${report.buildNumber}` : '';
+  return notification(
+    `${outcome.mark} Build ${outcome.words}: ${clip(report.project, 60)}${environment}${commit}`,
+    [
+      `The build of ${report.project} ${outcome.words}.`,
+      '',
+      `Project: ${report.project}`,
+      `Build: ${buildName(report.buildId)}${number}`,
+      `Status: ${report.status}`,
+      ...(report.environment ? [`Environment: ${report.environment}`] : []),
+      `Commit: ${report.commit ?? 'not named in the event'}`,
+      ...(report.durationSeconds !== null ? [`Duration: ${formatDuration(report.durationSeconds)}`] : []),
+      ...(report.failedPhase
+        ? phaseLines(report.failedPhase.type, report.failedPhase.status, report.failedPhase.context)
+        : []),
+      '',
+      `Build log: ${report.logLink ?? 'not available in the event'}`,
+    ],
+  );
+}
+
+/**
+ * The notification of an execution status change, for the statuses the state machine cannot report
+ * itself; undefined for the others.
+ *
+ * - RUNNING: a run started.
+ * - ABORTED, TIMED_OUT: the execution was stopped from outside or hit its own timeout; no Catch in the state
+ *   machine runs then, so no notify task reports it.
+ * - SUCCEEDED, FAILED: not notified here. The state machine's own notify tasks already sent the outcome with
+ *   more to say (what was deployed, the failed stage and its build log); a second email would repeat it.
+ */
+export function executionNotification(report: ExecutionReport, region: string): Notification | undefined {
+  const { push } = report;
+  const what = push
+    ? `${clip(push.repository.fullName, 40)} ${clip(refLabel(push), 30)}`
+    : `Pipeline run ${clip(report.name, 60)}`;
+  const about = push ? repoAndRef(push) : `pipeline run ${report.name}`;
+  const facts = [
+    ...(push ? pushLines(push) : [`Execution name: ${report.name}`]),
+    `Status: ${report.status}`,
+    ...(report.startedAt ? [`Started: ${report.startedAt}`] : []),
+    ...(report.stoppedAt ? [`Stopped: ${report.stoppedAt}`] : []),
+    ...(report.durationSeconds !== null ? [`Duration: ${formatDuration(report.durationSeconds)}`] : []),
+  ];
+  const failure = [
+    ...(report.error ? [`Error: ${clip(report.error, 200)}`] : []),
+    ...(report.cause ? readableCause(report.cause) : []),
+  ];
+  const link = `Execution: ${executionLink(region, report.executionArn)}`;
+  switch (report.status) {
+    case 'RUNNING': {
+      const commit = push?.after
+        ? `: ${shortSha(push.after)} ${firstLine(push.headCommitMessage ?? '')}`
+        : '';
+      return notification(`${MARKS.started} ${what} started${commit}`, [
+        `A pipeline run started for ${about}.`,
+        '',
+        ...facts,
+        '',
+        link,
+      ]);
+    }
+    case 'ABORTED':
+      return notification(`${MARKS.stopped} ${what} aborted`, [
+        `The pipeline run for ${about} was stopped before it finished; the stage it was in did not complete.`,
+        '',
+        ...facts,
+        ...(failure.length > 0 ? ['', ...failure] : []),
+        '',
+        link,
+      ]);
+    case 'TIMED_OUT':
+      return notification(`${MARKS.failed} ${what} timed out`, [
+        `The pipeline run for ${about} went over its time limit and was stopped.`,
+        '',
+        ...facts,
+        ...(failure.length > 0 ? ['', ...failure] : []),
+        '',
+        link,
+      ]);
+    default:
+      return undefined;
+  }
+}
+
+// The build JSON Step Functions puts in the cause when a `codebuild:startBuild.sync` task fails. Only the
+// fields read here are declared; the rest (environment variables among them) is never shown.
+const BuildCauseSchema = z.object({
+  Id: z.string().nullish(),
+  Arn: z.string().nullish(),
+  ProjectName: z.string().nullish(),
+  BuildStatus: z.string(),
+  Logs: z.object({ DeepLink: z.string().nullish() }).nullish(),
+  Phases: z
+    .array(
+      z.object({
+        PhaseType: z.string(),
+        PhaseStatus: z.string().nullish(),
+        Contexts: z
+          .array(z.object({ StatusCode: z.string().nullish(), Message: z.string().nullish() }))
+          .nullish(),
+      }),
+    )
+    .nullish(),
+});
+
+const LambdaErrorCauseSchema = z.object({ errorType: z.string().optional(), errorMessage: z.string() });
+
+/**
+ * A readable account of a Step Functions error cause, as body lines. A CodeBuild build JSON becomes its
+ * status, failed phase with its messages and the build log link; a Lambda error its type and message;
+ * other text is shown shortened. Other JSON is not shown: it may hold anything.
+ */
+export function readableCause(cause: string): string[] {
+  const text = cause.trim();
+  if (!text.startsWith('{')) return [`Cause: ${clip(text, 1000)}`];
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return truncatedBuildCause(text);
+  }
+  const build = BuildCauseSchema.safeParse(value);
+  if (build.success) {
+    const { data } = build;
+    const failed = data.Phases?.find((phase) => phase.PhaseStatus && phase.PhaseStatus !== 'SUCCEEDED');
+    const id = data.Id ?? (data.Arn ? buildName(data.Arn) : data.ProjectName);
+    return [
+      `Build: ${id ?? 'unnamed'} ${data.BuildStatus}`,
+      ...(failed
+        ? phaseLines(
+            failed.PhaseType,
+            failed.PhaseStatus ?? 'UNKNOWN',
+            (failed.Contexts ?? []).map((c) => [c.StatusCode, c.Message].filter(Boolean).join(': ')),
+          )
+        : []),
+      ...(data.Logs?.DeepLink ? [`Build log: ${data.Logs.DeepLink}`] : []),
+    ];
+  }
+  const lambda = LambdaErrorCauseSchema.safeParse(value);
+  if (lambda.success) {
+    const type = lambda.data.errorType ? `${lambda.data.errorType}: ` : '';
+    return [`Cause: ${clip(`${type}${lambda.data.errorMessage}`, 1000)}`];
+  }
+  return ['Cause: structured detail, shown in the execution'];
+}
+
+// Step Functions cuts long causes, which leaves a build JSON that does not parse. Its status and log link
+// are still worth showing; the rest is not shown.
+function truncatedBuildCause(text: string): string[] {
+  const status = /"BuildStatus"\s*:\s*"([A-Z_]+)"/.exec(text)?.[1];
+  const link = /"DeepLink"\s*:\s*"(https:\/\/[^"\s]+)"/.exec(text)?.[1];
+  if (!status && !link) return ['Cause: structured detail, shown in the execution'];
+  return [...(status ? [`Build status: ${status}`] : []), ...(link ? [`Build log: ${link}`] : [])];
+}
+
+function phaseLines(type: string, status: string, context: readonly string[]): string[] {
+  return [
+    `Failed phase: ${type} (${status})`,
+    ...context.filter((message) => message.trim() !== '').map((message) => `  ${clip(message, 500)}`),
+  ];
+}
+
+function deployedLines(deployed: readonly string[], imageUri: string | undefined): string[] {
+  if (deployed.length === 0) return [];
+  return [
+    'Deployed:',
+    ...deployed.map((environment) => `  ${environment}${imageUri ? `: ${imageUri}` : ''}`),
+    '',
+  ];
+}
+
+function approvalLines(approvals: readonly ApprovalDecision[]): string[] {
+  if (approvals.length === 0) return [];
+  return ['Approvals:', ...approvals.map((decision) => `  ${decisionLine(decision)}`), ''];
+}
+
+function decisionLine(decision: ApprovalDecision): string {
+  const verdict = decision.approved ? 'approved' : 'rejected';
+  const who = decision.approver ? ` by ${clip(decision.approver, 200)}` : ' (no name given)';
+  const comment = decision.comment ? `: "${clip(decision.comment, 500)}"` : '';
+  return `${verdict}${who} at ${decision.decidedAt}${comment}`;
+}
+
+function pushLines(push: Push): string[] {
+  const message = push.headCommitMessage ? ` ${firstLine(push.headCommitMessage)}` : '';
+  return [
+    `Repository: ${push.repository.fullName}`,
+    `${push.refType === 'tag' ? 'Tag' : 'Branch'}: ${push.refName}`,
+    ...(push.after ? [`Commit: ${shortSha(push.after)}${message}`] : []),
+    ...(push.pusher ? [`Pushed by: ${push.pusher}`] : []),
+  ];
+}
+
+function repoAndRef(push: Push): string {
+  return `${push.repository.fullName} ${refLabel(push)}`;
+}
+
+/** A ref as people name it: the branch name, or `tag v1.2.0`. */
+export function refLabel(push: Pick<Push, 'refType' | 'refName'>): string {
+  return push.refType === 'tag' ? `tag ${push.refName}` : push.refName;
+}
+
+function isSha(text: string): boolean {
+  return /^[0-9a-f]{40}$/i.test(text);
+}
+
+/** The 7-character form of a commit SHA; other source versions are returned as they are. */
+export function shortSha(version: string): string {
+  return isSha(version) ? version.slice(0, 7) : version;
+}
+
+function firstLine(message: string): string {
+  return clip(message.split(/\r?\n/, 1)[0] ?? '', 120);
+}
+
+// `arn:aws:codebuild:…:build/project:uuid` → `project:uuid`, the id the CodeBuild console shows.
+function buildName(buildId: string): string {
+  const at = buildId.indexOf(':build/');
+  return at >= 0 ? buildId.slice(at + ':build/'.length) : buildId;
+}
+
+/** `45s`, `3m 5s`, `1h 2m`. */
+export function formatDuration(seconds: number): string {
+  const total = Math.max(0, Math.round(seconds));
+  if (total < 60) return `${total}s`;
+  if (total < 3600) return `${Math.floor(total / 60)}m ${total % 60}s`;
+  return `${Math.floor(total / 3600)}h ${Math.floor((total % 3600) / 60)}m`;
+}
+
+/** One line of at most `max` characters, ending in an ellipsis when cut. */
+function clip(text: string, max: number): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  const chars = Array.from(oneLine);
+  return chars.length <= max ? oneLine : `${chars.slice(0, max - 1).join('')}…`;
+}
+
+function notification(subject: string, lines: readonly string[]): Notification {
+  const body = lines
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim();
+  return { topic: 'notifications', subject: clip(subject, SUBJECT_MAX_LENGTH), body: `${body}\n` };
+}
