@@ -1,0 +1,216 @@
+import { z } from 'zod';
+import { InvalidInputError } from '../errors.ts';
+import type { Push } from '../push.ts';
+import { findHeader } from '../signatures.ts';
+import type { WebhookOutcome } from './index.ts';
+import { commitOrNull, parsePayload, refParts } from './payload.ts';
+
+/*
+ * Bitbucket push payloads carry no file lists (Cloud lists at most 5 commits, without files; Data Center
+ * lists commits at most). Every Bitbucket push therefore has changedFiles [] and commitsTruncated true,
+ * so that a path filter never silently skips a push whose files are unknown.
+ */
+
+const BitbucketCloudRefSchema = z.looseObject({
+  type: z.string().min(1),
+  name: z.string().min(1),
+  target: z.looseObject({
+    hash: z.string().min(1),
+    message: z.string().nullish(),
+  }),
+});
+
+const BitbucketCloudChangeSchema = z.looseObject({
+  new: BitbucketCloudRefSchema.nullish(),
+  old: BitbucketCloudRefSchema.nullish(),
+  created: z.boolean().nullish(),
+  closed: z.boolean().nullish(),
+  forced: z.boolean().nullish(),
+  truncated: z.boolean().nullish(),
+});
+
+/** The fields of a Bitbucket Cloud `repo:push` delivery that a {@link Push} needs. */
+export const BitbucketCloudPushPayloadSchema = z.looseObject({
+  push: z.looseObject({ changes: z.array(BitbucketCloudChangeSchema) }),
+  repository: z.looseObject({
+    full_name: z.string().min(1),
+    links: z.looseObject({ html: z.looseObject({ href: z.string().min(1) }) }),
+    mainbranch: z.looseObject({ name: z.string().nullish() }).nullish(),
+  }),
+  actor: z
+    .looseObject({
+      display_name: z.string().nullish(),
+      nickname: z.string().nullish(),
+      username: z.string().nullish(),
+    })
+    .nullish(),
+});
+export type BitbucketCloudPushPayload = z.infer<typeof BitbucketCloudPushPayloadSchema>;
+
+const BitbucketDataCenterChangeSchema = z.looseObject({
+  ref: z.looseObject({ id: z.string().min(1) }),
+  fromHash: z.string().min(1),
+  toHash: z.string().min(1),
+  type: z.string().min(1),
+});
+
+const BitbucketDataCenterCommitSchema = z.looseObject({
+  id: z.string().min(1),
+  message: z.string().nullish(),
+});
+
+/** The fields of a Bitbucket Data Center `repo:refs_changed` delivery that a {@link Push} needs. */
+export const BitbucketDataCenterPushPayloadSchema = z.looseObject({
+  changes: z.array(BitbucketDataCenterChangeSchema),
+  repository: z.looseObject({
+    slug: z.string().min(1),
+    project: z.looseObject({ key: z.string().min(1) }),
+    links: z.looseObject({
+      clone: z.array(z.looseObject({ name: z.string(), href: z.string() })),
+    }),
+    defaultBranch: z.string().nullish(),
+  }),
+  actor: z.looseObject({ name: z.string().nullish(), displayName: z.string().nullish() }).nullish(),
+  toCommit: BitbucketDataCenterCommitSchema.nullish(),
+  commits: z.array(BitbucketDataCenterCommitSchema).nullish(),
+});
+export type BitbucketDataCenterPushPayload = z.infer<typeof BitbucketDataCenterPushPayloadSchema>;
+
+const CLOUD = 'Bitbucket Cloud push payload';
+const DATA_CENTER = 'Bitbucket Data Center push payload';
+
+function cloudRef(type: string, name: string, field: string): string {
+  if (type === 'branch') {
+    return `refs/heads/${name}`;
+  }
+  if (type === 'tag' || type === 'annotated_tag') {
+    return `refs/tags/${name}`;
+  }
+  throw new InvalidInputError(`${CLOUD} has ${field} "${type}", which is neither a branch nor a tag`);
+}
+
+/**
+ * Turns a Bitbucket Cloud `repo:push` payload into one {@link Push} per entry of `push.changes`: the
+ * `new` target is after, the `old` target before; `created`, `closed` (deleted) and `forced` are
+ * Bitbucket's own flags. The clone URL is the repository's web address plus `.git`.
+ * Bitbucket payloads carry no file lists: changedFiles is [] and commitsTruncated true.
+ */
+export function bitbucketCloudPushes(payload: BitbucketCloudPushPayload): Push[] {
+  const { repository } = payload;
+  const cloneUrl = `${repository.links.html.href.replace(/\/+$/, '')}.git`;
+  const defaultBranch = repository.mainbranch?.name ?? undefined;
+  const pusher =
+    payload.actor?.display_name ?? payload.actor?.nickname ?? payload.actor?.username ?? undefined;
+  return payload.push.changes.map((change, index): Push => {
+    const side = change.new ?? change.old;
+    if (side == null) {
+      throw new InvalidInputError(`${CLOUD} is missing push.changes[${index}].new`);
+    }
+    const field = `push.changes[${index}].${change.new ? 'new' : 'old'}.type`;
+    const ref = cloudRef(side.type, side.name, field);
+    const { refType, refName } = refParts(ref, CLOUD);
+    const before = commitOrNull(change.old?.target.hash);
+    const after = commitOrNull(change.new?.target.hash);
+    const headCommitMessage = change.new?.target.message ?? undefined;
+    return {
+      provider: 'bitbucket',
+      repository: { fullName: repository.full_name, cloneUrl, ...(defaultBranch ? { defaultBranch } : {}) },
+      ref,
+      refType,
+      refName,
+      before,
+      after,
+      created: change.created ?? before === null,
+      deleted: change.closed ?? after === null,
+      forced: change.forced ?? false,
+      ...(pusher ? { pusher } : {}),
+      ...(headCommitMessage !== undefined ? { headCommitMessage } : {}),
+      changedFiles: [],
+      commitsTruncated: true,
+    };
+  });
+}
+
+/** The HTTP(S) clone link: Data Center names it `http` whatever the scheme. */
+function dataCenterCloneUrl(payload: BitbucketDataCenterPushPayload): string {
+  const links = payload.repository.links.clone;
+  const link = links.find((candidate) => candidate.name === 'https') ?? links.find((c) => c.name === 'http');
+  if (link === undefined || link.href === '') {
+    throw new InvalidInputError(`${DATA_CENTER} is missing repository.links.clone[name=http]`);
+  }
+  return link.href;
+}
+
+/**
+ * Turns a Bitbucket Data Center `repo:refs_changed` payload into one {@link Push} per entry of
+ * `changes`: `ref.id` is the full ref, `fromHash`/`toHash` are before/after, and the change `type`
+ * ADD/UPDATE/DELETE says created or deleted. Data Center does not report force pushes: forced is false.
+ * Bitbucket payloads carry no file lists: changedFiles is [] and commitsTruncated true.
+ */
+export function bitbucketDataCenterPushes(payload: BitbucketDataCenterPushPayload): Push[] {
+  const { repository } = payload;
+  const fullName = `${repository.project.key}/${repository.slug}`;
+  const cloneUrl = dataCenterCloneUrl(payload);
+  const defaultBranch = repository.defaultBranch ?? undefined;
+  const pusher = payload.actor?.name ?? payload.actor?.displayName ?? undefined;
+  const knownCommits = [...(payload.toCommit ? [payload.toCommit] : []), ...(payload.commits ?? [])];
+  return payload.changes.map((change): Push => {
+    const { refType, refName } = refParts(change.ref.id, DATA_CENTER);
+    const before = commitOrNull(change.fromHash);
+    const after = change.type === 'DELETE' ? null : commitOrNull(change.toHash);
+    const headCommitMessage = knownCommits.find((commit) => commit.id === after)?.message ?? undefined;
+    return {
+      provider: 'bitbucket',
+      repository: { fullName, cloneUrl, ...(defaultBranch ? { defaultBranch } : {}) },
+      ref: change.ref.id,
+      refType,
+      refName,
+      before: change.type === 'ADD' ? null : before,
+      after,
+      created: change.type === 'ADD',
+      deleted: change.type === 'DELETE',
+      forced: false,
+      ...(pusher ? { pusher } : {}),
+      ...(headCommitMessage !== undefined ? { headCommitMessage } : {}),
+      changedFiles: [],
+      commitsTruncated: true,
+    };
+  });
+}
+
+/** Bitbucket Data Center's "Test connection" sends `{"test": true}`. */
+function isDataCenterTestPing(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && (body as Record<string, unknown>).test === true;
+}
+
+/**
+ * Normalizes a Bitbucket webhook delivery by its `X-Event-Key`: `repo:push` (Cloud) and
+ * `repo:refs_changed` (Data Center) give one push per change (none: ignored "no changes");
+ * `diagnostics:ping` and Data Center's `{"test": true}` are ignored as pings; every other event is
+ * ignored with a reason. The delivery id is `X-Request-UUID` (Cloud) or `X-Request-Id` (Data Center).
+ */
+export function normalizeBitbucketWebhook(
+  headers: Record<string, string | undefined>,
+  body: unknown,
+): WebhookOutcome {
+  const event = findHeader(headers, 'X-Event-Key');
+  if (event === 'diagnostics:ping' || isDataCenterTestPing(body)) {
+    return { kind: 'ignored', reason: 'ping' };
+  }
+  if (event === undefined) {
+    throw new InvalidInputError('Missing X-Event-Key header');
+  }
+  let pushes: Push[];
+  if (event === 'repo:push') {
+    pushes = bitbucketCloudPushes(parsePayload(BitbucketCloudPushPayloadSchema, body, CLOUD));
+  } else if (event === 'repo:refs_changed') {
+    pushes = bitbucketDataCenterPushes(parsePayload(BitbucketDataCenterPushPayloadSchema, body, DATA_CENTER));
+  } else {
+    return { kind: 'ignored', reason: `Bitbucket event "${event}" is not a push` };
+  }
+  if (pushes.length === 0) {
+    return { kind: 'ignored', reason: 'no changes' };
+  }
+  const deliveryId = findHeader(headers, 'X-Request-UUID') ?? findHeader(headers, 'X-Request-Id');
+  return { kind: 'pushes', pushes, ...(deliveryId ? { deliveryId } : {}) };
+}

@@ -1,0 +1,127 @@
+import { z } from 'zod';
+import { InvalidInputError } from '../errors.ts';
+import type { Push } from '../push.ts';
+import { findHeader } from '../signatures.ts';
+import type { WebhookOutcome } from './index.ts';
+import { changedFilesOf, commitOrNull, lacksFileLists, parsePayload, refParts } from './payload.ts';
+
+const FileListSchema = z.array(z.string()).nullish();
+
+const GitLabCommitSchema = z.looseObject({
+  id: z.string().min(1),
+  message: z.string().nullish(),
+  added: FileListSchema,
+  modified: FileListSchema,
+  removed: FileListSchema,
+});
+
+/**
+ * The fields of a GitLab push or tag push hook (project, group or system hook) that a {@link Push} needs;
+ * every other field is accepted and ignored.
+ */
+export const GitLabPushPayloadSchema = z.looseObject({
+  object_kind: z.string().nullish(),
+  event_name: z.string().nullish(),
+  ref: z.string().min(1),
+  before: z.string().min(1),
+  after: z.string().min(1),
+  /** null when the push deleted the ref. */
+  checkout_sha: z.string().nullish(),
+  user_name: z.string().nullish(),
+  user_username: z.string().nullish(),
+  total_commits_count: z.number().int().nonnegative().nullish(),
+  project: z.looseObject({
+    path_with_namespace: z.string().min(1),
+    git_http_url: z.string().min(1),
+    default_branch: z.string().nullish(),
+  }),
+  commits: z.array(GitLabCommitSchema).nullish(),
+});
+export type GitLabPushPayload = z.infer<typeof GitLabPushPayloadSchema>;
+
+const WHAT = 'GitLab push payload';
+
+/** The object kinds (or, in system hooks, event names) that are pushes. */
+const PUSH_KINDS = new Set(['push', 'tag_push']);
+
+/**
+ * Turns a validated GitLab push payload into a {@link Push}.
+ *
+ * GitLab does not report force pushes: forced is always false. The ref was created when `before` is the
+ * zero SHA and deleted when `after` is, or when `checkout_sha` is null. GitLab lists at most 20 commits:
+ * commitsTruncated is true when `total_commits_count` exceeds the commits listed, or when a commit
+ * carries no file lists (system hooks send none).
+ */
+export function gitLabPush(payload: GitLabPushPayload): Push {
+  const { refType, refName } = refParts(payload.ref, WHAT);
+  const before = commitOrNull(payload.before);
+  const deleted = commitOrNull(payload.after) === null || payload.checkout_sha === null;
+  const after = deleted ? null : commitOrNull(payload.after);
+  const commits = payload.commits ?? [];
+  const commitsTruncated =
+    !deleted &&
+    ((payload.total_commits_count ?? commits.length) > commits.length || commits.some(lacksFileLists));
+  const headSha = payload.checkout_sha ?? after;
+  const headCommitMessage = commits.find((commit) => commit.id === headSha)?.message ?? undefined;
+  const pusher = payload.user_username ?? payload.user_name ?? undefined;
+  const defaultBranch = payload.project.default_branch ?? undefined;
+  return {
+    provider: 'gitlab',
+    repository: {
+      fullName: payload.project.path_with_namespace,
+      cloneUrl: payload.project.git_http_url,
+      ...(defaultBranch ? { defaultBranch } : {}),
+    },
+    ref: payload.ref,
+    refType,
+    refName,
+    before,
+    after,
+    created: before === null && !deleted,
+    deleted,
+    forced: false,
+    ...(pusher ? { pusher } : {}),
+    ...(headCommitMessage !== undefined ? { headCommitMessage } : {}),
+    changedFiles: changedFilesOf(commits),
+    commitsTruncated,
+  };
+}
+
+/** A system hook's kind: `object_kind`, or `event_name` in system hooks that carry no object kind. */
+function systemHookKind(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) {
+    return undefined;
+  }
+  const { object_kind: kind, event_name: name } = body as Record<string, unknown>;
+  if (typeof kind === 'string') {
+    return kind;
+  }
+  return typeof name === 'string' ? name : undefined;
+}
+
+/**
+ * Normalizes a GitLab webhook delivery: `X-Gitlab-Event: Push Hook` or `Tag Push Hook`, and a
+ * `System Hook` whose object kind is push or tag_push, give one push; every other event is ignored with
+ * a reason. The delivery id is `X-Gitlab-Event-UUID` (or `X-Gitlab-Webhook-UUID`).
+ */
+export function normalizeGitLabWebhook(
+  headers: Record<string, string | undefined>,
+  body: unknown,
+): WebhookOutcome {
+  const event = findHeader(headers, 'X-Gitlab-Event');
+  if (event === undefined) {
+    throw new InvalidInputError('Missing X-Gitlab-Event header');
+  }
+  if (event === 'System Hook') {
+    const kind = systemHookKind(body);
+    if (kind === undefined || !PUSH_KINDS.has(kind)) {
+      return { kind: 'ignored', reason: `GitLab system hook "${kind ?? 'unknown'}" is not a push` };
+    }
+  } else if (event !== 'Push Hook' && event !== 'Tag Push Hook') {
+    return { kind: 'ignored', reason: `GitLab event "${event}" is not a push` };
+  }
+  const push = gitLabPush(parsePayload(GitLabPushPayloadSchema, body, WHAT));
+  const deliveryId =
+    findHeader(headers, 'X-Gitlab-Event-UUID') ?? findHeader(headers, 'X-Gitlab-Webhook-UUID');
+  return { kind: 'pushes', pushes: [push], ...(deliveryId ? { deliveryId } : {}) };
+}
