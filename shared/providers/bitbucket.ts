@@ -6,9 +6,9 @@ import type { WebhookOutcome } from './index.ts';
 import { commitOrNull, parsePayload, refParts } from './payload.ts';
 
 /*
- * Bitbucket push payloads carry no file lists (Cloud lists at most 5 commits, without files; Data Center
- * lists commits at most). Every Bitbucket push therefore has changedFiles [] and commitsTruncated true,
- * so that a path filter never silently skips a push whose files are unknown.
+ * Bitbucket push payloads carry no file lists: Cloud lists at most 5 commits, Data Center a few, and
+ * neither says which files they touched. Every Bitbucket push therefore has changedFiles [] and
+ * commitsTruncated true, so that a path filter never silently skips a push whose files are unknown.
  */
 
 const BitbucketCloudRefSchema = z.looseObject({
