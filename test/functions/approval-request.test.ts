@@ -1,0 +1,158 @@
+import { randomBytes } from 'node:crypto';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { openApprovalLink } from '#shared/approval.ts';
+import type { ApprovalRequest } from '#shared/pipeline.ts';
+import { lambdaContext } from '../helpers/lambda.ts';
+
+const KEY = 'approval-key-for-tests-0123456789';
+const TOPIC_ARN = 'arn:aws:sns:eu-west-1:123456789012:stepline-test-approvals';
+const BASE_URL = 'https://abc123.execute-api.eu-west-1.amazonaws.com/approvals';
+const sns = mockClient(SNSClient);
+
+type Handler = (event: unknown, context: unknown) => Promise<unknown>;
+let handler: Handler;
+
+beforeAll(async () => {
+  vi.stubEnv('APPROVALS_TOPIC_ARN', TOPIC_ARN);
+  vi.stubEnv('APPROVAL_BASE_URL', BASE_URL);
+  vi.stubEnv('STEPLINE_APPROVAL_KEY', KEY);
+  vi.stubEnv('AWS_REGION', 'eu-west-1');
+  vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'INFO');
+  handler = (await import('#functions/approval-request.ts')).handler as unknown as Handler;
+});
+
+let logged: string[];
+beforeEach(() => {
+  sns.reset();
+  sns.on(PublishCommand).resolves({ MessageId: 'm-1' });
+  logged = [];
+  for (const stream of [process.stdout, process.stderr]) {
+    vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      logged.push(String(chunk));
+      return true;
+    });
+  }
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+function gatePayload(): ApprovalRequest {
+  return {
+    // Shaped like a Step Functions task token: base64 of binary, 1024 characters.
+    taskToken: randomBytes(768).toString('base64'),
+    executionArn:
+      'arn:aws:states:eu-west-1:123456789012:execution:stepline-test-pipeline:github-octo-app-b2c3d4e',
+    enteredAt: new Date(Date.now() - 60_000).toISOString(),
+    timeoutSeconds: 3600,
+    environment: 'prod',
+    push: {
+      provider: 'github',
+      repository: {
+        fullName: 'octo/app',
+        cloneUrl: 'https://github.com/octo/app.git',
+        defaultBranch: 'main',
+      },
+      ref: 'refs/heads/main',
+      refType: 'branch',
+      refName: 'main',
+      before: 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678',
+      after: 'b2c3d4e5f60718293a4b5c6d7e8f901234567890',
+      created: false,
+      deleted: false,
+      forced: false,
+      pusher: 'octocat',
+      headCommitMessage: 'Fix the login redirect',
+      changedFiles: ['src/login.ts'],
+      commitsTruncated: false,
+    },
+    passed: ['Infrastructure', 'Image', 'dev: Deploy'],
+    imageUri: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:b2c3d4e',
+  };
+}
+
+function publishedMessage(): { Subject: string; Message: string; TopicArn: string } {
+  const call = sns.commandCalls(PublishCommand)[0];
+  expect(call).toBeDefined();
+  return call?.args[0].input as { Subject: string; Message: string; TopicArn: string };
+}
+
+function linkFrom(message: string, label: 'Approve' | 'Reject'): string {
+  const match = new RegExp(`^${label}: +(\\S+)$`, 'm').exec(message);
+  expect(match).not.toBeNull();
+  return match?.[1] ?? '';
+}
+
+describe('approvalRequest handler', () => {
+  it('publishes one message to the approvals topic with both links and what waits for approval', async () => {
+    const payload = gatePayload();
+
+    const result = await handler(payload, lambdaContext('stepline-test-approvalRequest'));
+
+    expect(result ?? undefined).toBeUndefined();
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 1);
+    const { TopicArn, Subject, Message } = publishedMessage();
+    expect(TopicArn).toBe(TOPIC_ARN);
+    expect(Subject).toBe('Approve prod: octo/app main @ b2c3d4e');
+    const deadline = new Date(Math.floor(Date.parse(payload.enteredAt) / 1000) * 1000 + 3600_000);
+    for (const text of [
+      'octo/app',
+      'main',
+      'b2c3d4e',
+      'Fix the login redirect',
+      'prod',
+      deadline.toISOString(),
+    ]) {
+      expect(Message).toContain(text);
+    }
+    expect(Message).toContain('These links act for whoever holds them');
+  });
+
+  it('sends links that open to approve and reject this very task', async () => {
+    const payload = gatePayload();
+    await handler(payload, lambdaContext());
+    const { Message } = publishedMessage();
+
+    const approve = linkFrom(Message, 'Approve');
+    const reject = linkFrom(Message, 'Reject');
+
+    expect(approve.startsWith(`${BASE_URL}/`)).toBe(true);
+    const opened = [approve, reject].map((url) =>
+      openApprovalLink(url.slice(BASE_URL.length + 1), KEY, new Date()),
+    );
+    expect(opened.map((link) => [link.action, link.taskToken, link.executionArn])).toEqual([
+      ['approve', payload.taskToken, payload.executionArn],
+      ['reject', payload.taskToken, payload.executionArn],
+    ]);
+  });
+
+  it('never puts the task token in the message, its subject or a log line', async () => {
+    const payload = gatePayload();
+    await handler(payload, lambdaContext());
+    const { Subject, Message } = publishedMessage();
+
+    expect(Message).not.toContain(payload.taskToken);
+    expect(Subject).not.toContain(payload.taskToken);
+    expect(logged.join('')).toContain(payload.executionArn);
+    expect(logged.join('')).not.toContain(payload.taskToken.slice(0, 40));
+  });
+
+  it('throws on a bad payload and publishes nothing', async () => {
+    const { push: _, ...withoutPush } = gatePayload();
+
+    await expect(handler(withoutPush, lambdaContext())).rejects.toThrow(
+      /approval request is invalid at push/,
+    );
+    await expect(handler({ ...gatePayload(), timeoutSeconds: -1 }, lambdaContext())).rejects.toThrow(
+      /timeoutSeconds/,
+    );
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 0);
+  });
+
+  it('lets a failed publish fail the task', async () => {
+    sns.on(PublishCommand).rejects(new Error('Topic does not exist'));
+    await expect(handler(gatePayload(), lambdaContext())).rejects.toThrow('Topic does not exist');
+  });
+});
