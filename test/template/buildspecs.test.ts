@@ -1,0 +1,90 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: the strings are shell commands, whose ${…} is shell syntax
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { type Buildspec, parseBuildspec } from '#shared/buildspec.ts';
+
+const SHIPPED = ['infrastructure', 'image', 'deploy', 'teardown'] as const;
+
+function shipped(name: (typeof SHIPPED)[number]): Buildspec {
+  const path = `buildspecs/${name}.yml`;
+  return parseBuildspec(readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8'), path);
+}
+
+/** Every command of the buildspec, phase by phase, in the order CodeBuild runs them. */
+function commands(spec: Buildspec): string[] {
+  const { install, pre_build, build, post_build } = spec.phases;
+  return [install, pre_build, build, post_build].flatMap((phase) => phase?.commands ?? []);
+}
+
+function indexOfCommand(spec: Buildspec, pattern: RegExp): number {
+  const index = commands(spec).findIndex((command) => pattern.test(command));
+  expect(index, `no command matches ${pattern}`).toBeGreaterThanOrEqual(0);
+  return index;
+}
+
+describe('the shipped buildspecs', () => {
+  it.each(SHIPPED)('%s.yml is a valid version 0.2 buildspec run by bash', (name) => {
+    const spec = shipped(name);
+
+    expect(spec.version).toBe('0.2');
+    expect(spec.env.shell).toBe('bash');
+    expect(spec.phases.build?.commands.length).toBeGreaterThan(0);
+  });
+
+  it.each(['infrastructure', 'teardown'] as const)(
+    '%s.yml keeps one Terraform state per environment in the configured bucket',
+    (name) => {
+      const init = commands(shipped(name)).find((command) => command.startsWith('terraform init'));
+
+      expect(init).toContain('-backend-config="key=${STEPLINE_ENVIRONMENT}/terraform.tfstate"');
+      expect(init).toContain('-backend-config="bucket=${TF_STATE_BUCKET}"');
+    },
+  );
+
+  it('infrastructure.yml plans before it applies that plan', () => {
+    const spec = shipped('infrastructure');
+
+    const init = indexOfCommand(spec, /^terraform init/);
+    const plan = indexOfCommand(spec, /^terraform plan -out=tfplan/);
+    const apply = indexOfCommand(spec, /^terraform apply -auto-approve tfplan$/);
+
+    expect(init).toBeLessThan(plan);
+    expect(plan).toBeLessThan(apply);
+  });
+
+  it('teardown.yml destroys the environment and applies nothing', () => {
+    const spec = shipped('teardown');
+
+    indexOfCommand(spec, /^terraform destroy -auto-approve/);
+    expect(commands(spec).some((command) => command.startsWith('terraform apply'))).toBe(false);
+  });
+
+  it('image.yml pushes the image tagged with the commit and exports its URI', () => {
+    const spec = shipped('image');
+
+    expect(spec.env.exportedVariables).toEqual(['IMAGE_URI']);
+    expect(commands(spec)).toContain('IMAGE_TAG="${CODEBUILD_RESOLVED_SOURCE_VERSION}"');
+    expect(commands(spec)).toContain('IMAGE_URI="${IMAGE_REPOSITORY_URI}:${IMAGE_TAG}"');
+    const login = indexOfCommand(spec, /docker login --username AWS --password-stdin/);
+    const build = indexOfCommand(spec, /docker build .*--tag "\$IMAGE_URI"/);
+    const push = indexOfCommand(spec, /docker push "\$IMAGE_URI"/);
+    expect(login).toBeLessThan(build);
+    expect(build).toBeLessThan(push);
+  });
+
+  it('deploy.yml points kubectl at the cluster, then installs the image with Helm', () => {
+    const spec = shipped('deploy');
+
+    const kubeconfig = indexOfCommand(spec, /^aws eks update-kubeconfig /);
+    const helm = indexOfCommand(spec, /^helm upgrade --install /);
+    expect(kubeconfig).toBeLessThan(helm);
+    expect(commands(spec)[helm]).toContain('--set "image.tag=${IMAGE_URI##*:}"');
+    expect(commands(spec)[helm]).toContain('--namespace "$STEPLINE_ENVIRONMENT"');
+  });
+
+  it.each(SHIPPED)('%s.yml stops early, naming the variable, when a required one is missing', (name) => {
+    const checks = commands(shipped(name)).filter((command) => /^: "\$\{[A-Z_]+:\?/.test(command));
+
+    expect(checks.length).toBeGreaterThan(0);
+  });
+});
