@@ -1,0 +1,261 @@
+import { readFileSync } from 'node:fs';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import type { Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { handler } from '#functions/pipeline-events.ts';
+import type { ExecutionInput } from '#shared/pipeline.ts';
+import { aPush } from '../helpers/push.ts';
+
+const EXECUTION_ARN = 'arn:aws:states:us-east-1:012345678912:execution:state-machine-name:execution-name';
+const CONSOLE_LINK = `https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/${EXECUTION_ARN}`;
+
+const { STATE_MACHINE_ARN, TOPIC_ARN, BUS_NAME } = vi.hoisted(() => {
+  const settings = {
+    // The fixtures' state machine.
+    STATE_MACHINE_ARN: 'arn:aws:states:us-east-1:012345678912:stateMachine:state-machine',
+    TOPIC_ARN: 'arn:aws:sns:us-east-1:012345678912:stepline-test-notifications',
+    BUS_NAME: 'stepline-test',
+  };
+  vi.stubEnv('STATE_MACHINE_ARN', settings.STATE_MACHINE_ARN);
+  vi.stubEnv('NOTIFICATIONS_TOPIC_ARN', settings.TOPIC_ARN);
+  vi.stubEnv('EVENT_BUS_NAME', settings.BUS_NAME);
+  vi.stubEnv('AWS_REGION', 'us-east-1');
+  vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
+  return settings;
+});
+afterAll(() => {
+  vi.unstubAllEnvs();
+});
+
+const sns = mockClient(SNSClient);
+const eventBridge = mockClient(EventBridgeClient);
+
+beforeEach(() => {
+  sns.reset();
+  eventBridge.reset();
+  sns.on(PublishCommand).resolves({ MessageId: 'm-1' });
+  eventBridge.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-1' }] });
+});
+
+const context = {
+  functionName: 'stepline-test-pipelineEvents',
+  functionVersion: '$LATEST',
+  invokedFunctionArn: 'arn:aws:lambda:us-east-1:012345678912:function:stepline-test-pipelineEvents',
+  memoryLimitInMB: '256',
+  awsRequestId: 'request-1',
+  logGroupName: '/aws/lambda/stepline-test-pipelineEvents',
+  logStreamName: 'stream',
+  callbackWaitsForEmptyEventLoop: true,
+  getRemainingTimeInMillis: () => 30_000,
+  done: () => undefined,
+  fail: () => undefined,
+  succeed: () => undefined,
+} satisfies Context;
+
+type Json = Record<string, unknown>;
+
+function fixture(status: string): Json {
+  const index = ['RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'].indexOf(status);
+  const file = `awsdocs-sfn.0${index}.Step-Functions-Execution-Status-Change.${status}.json`;
+  return JSON.parse(readFileSync(new URL(`../fixtures/aws-events/${file}`, import.meta.url), 'utf8'));
+}
+
+/** The fixture with its `detail` fields replaced. */
+function withDetail(event: Json, fields: Json): Json {
+  return { ...event, detail: { ...(event.detail as Json), ...fields } };
+}
+
+const executionInput: ExecutionInput = {
+  push: aPush(),
+  deliveryId: '72d3162e-cc78-11e3-81ab-4c9367dc0958',
+  source: {
+    type: 'GITHUB',
+    location: 'https://github.com/acme/shop.git',
+    version: '2222222222222222222222222222222222222222',
+  },
+  settings: {
+    environments: [
+      { name: 'dev', approval: false },
+      { name: 'prod', approval: true },
+    ],
+    buildspecs: {
+      infrastructure: 'buildspecs/infrastructure.yml',
+      image: 'buildspecs/image.yml',
+      deploy: 'buildspecs/deploy.yml',
+    },
+    approvalTimeoutSeconds: 86_400,
+  },
+};
+
+function milestones() {
+  return eventBridge.commandCalls(PutEventsCommand).flatMap((call) =>
+    (call.args[0].input.Entries ?? []).map((entry) => ({
+      source: entry.Source,
+      busName: entry.EventBusName,
+      detailType: entry.DetailType,
+      detail: JSON.parse(entry.Detail ?? 'null'),
+    })),
+  );
+}
+
+function published() {
+  return sns.commandCalls(PublishCommand).map((call) => call.args[0].input);
+}
+
+const timings = {
+  RUNNING: { startedAt: '2019-02-26T23:54:31.984Z', stoppedAt: null, duration: null },
+  SUCCEEDED: { startedAt: '2019-01-10T19:34:00.101Z', stoppedAt: '2019-01-10T19:34:00.122Z', duration: 0 },
+  FAILED: { startedAt: '2019-02-26T23:52:26.847Z', stoppedAt: '2019-02-26T23:52:31.881Z', duration: 5 },
+  TIMED_OUT: { startedAt: '2019-02-26T23:48:46.156Z', stoppedAt: '2019-02-26T23:48:47.157Z', duration: 1 },
+  ABORTED: { startedAt: '2019-02-26T23:50:14.968Z', stoppedAt: '2019-02-26T23:50:17.576Z', duration: 3 },
+} as const;
+
+describe('pipelineEvents', () => {
+  it.each(Object.entries(timings))('emits a milestone for a %s execution', async (status, timing) => {
+    await handler(fixture(status), context);
+
+    expect(milestones()).toEqual([
+      {
+        source: 'stepline',
+        busName: BUS_NAME,
+        detailType: 'Pipeline Execution Status Change',
+        detail: {
+          executionArn: EXECUTION_ARN,
+          name: 'execution-name',
+          status,
+          // The fixtures' input is `{}`: not a pipeline input.
+          repository: null,
+          ref: null,
+          commit: null,
+          ...timing,
+        },
+      },
+    ]);
+  });
+
+  it.each(['RUNNING', 'ABORTED', 'TIMED_OUT'])('notifies a %s execution', async (status) => {
+    await handler(fixture(status), context);
+
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 1);
+    const [message] = published();
+    expect(message?.TopicArn).toBe(TOPIC_ARN);
+    expect(Array.from(message?.Subject ?? '').length).toBeLessThanOrEqual(100);
+    expect(message?.Message).toContain(`Status: ${status}`);
+    expect(message?.Message).toContain(`Execution: ${CONSOLE_LINK}`);
+  });
+
+  it.each(['SUCCEEDED', 'FAILED'])(
+    'does not notify a %s execution, which the state machine notifies itself',
+    async (status) => {
+      await handler(fixture(status), context);
+
+      expect(sns).not.toHaveReceivedCommand(PublishCommand);
+      expect(eventBridge).toHaveReceivedCommandTimes(PutEventsCommand, 1);
+    },
+  );
+
+  it('announces a started run with its repository, branch, commit, message and pusher', async () => {
+    const event = withDetail(fixture('RUNNING'), { input: JSON.stringify(executionInput) });
+
+    await handler(event, context);
+
+    const [message] = published();
+    expect(message?.Subject).toBe('▶ acme/shop main started: 2222222 Fix the checkout');
+    expect(message?.Message).toContain('Repository: acme/shop');
+    expect(message?.Message).toContain('Branch: main');
+    expect(message?.Message).toContain('Commit: 2222222 Fix the checkout');
+    expect(message?.Message).toContain('Pushed by: octocat');
+    expect(milestones()[0]?.detail).toMatchObject({
+      repository: 'acme/shop',
+      ref: 'refs/heads/main',
+      commit: '2222222222222222222222222222222222222222',
+    });
+  });
+
+  it.each([
+    ['ABORTED', '■ acme/shop main aborted'],
+    ['TIMED_OUT', '✖ acme/shop main timed out'],
+  ])('reports a %s run of a push with its repository and duration', async (status, subject) => {
+    const event = withDetail(fixture(status), { input: JSON.stringify(executionInput) });
+
+    await handler(event, context);
+
+    const [message] = published();
+    expect(message?.Subject).toBe(subject);
+    expect(message?.Message).toContain('Repository: acme/shop');
+    expect(message?.Message).toContain('Commit: 2222222 Fix the checkout');
+    expect(message?.Message).toContain(`Duration: ${timings[status as 'ABORTED' | 'TIMED_OUT'].duration}s`);
+  });
+
+  it('handles the fields newer events carry, showing the error and cause of an aborted run', async () => {
+    const event = withDetail(fixture('ABORTED'), {
+      input: JSON.stringify(executionInput),
+      inputDetails: { included: true },
+      redriveCount: 0,
+      redriveDate: null,
+      redriveStatus: 'NOT_REDRIVABLE',
+      redriveStatusReason: 'Execution is ABORTED and cannot be redriven',
+      stateMachineVersionArn: null,
+      stateMachineAliasArn: null,
+      error: 'Stopped',
+      cause: 'Stopped by the release manager',
+    });
+
+    await handler(event, context);
+
+    const [message] = published();
+    expect(message?.Message).toContain('Error: Stopped');
+    expect(message?.Message).toContain('Cause: Stopped by the release manager');
+    expect(milestones()[0]?.detail).toMatchObject({ status: 'ABORTED', repository: 'acme/shop' });
+  });
+
+  it.each([
+    ['started by hand with another input', JSON.stringify({ hello: 'world' })],
+    ['whose input is not JSON', 'not json'],
+    ['whose input was too large to include', null],
+  ])('still emits the milestone of an execution %s', async (_, input) => {
+    const event = withDetail(fixture('TIMED_OUT'), { input });
+
+    await handler(event, context);
+
+    expect(milestones()[0]?.detail).toEqual({
+      executionArn: EXECUTION_ARN,
+      name: 'execution-name',
+      status: 'TIMED_OUT',
+      repository: null,
+      ref: null,
+      commit: null,
+      ...timings.TIMED_OUT,
+    });
+    expect(published()[0]?.Subject).toBe('✖ Pipeline run execution-name timed out');
+  });
+
+  it('ignores executions of another state machine', async () => {
+    const event = withDetail(fixture('ABORTED'), {
+      stateMachineArn: `${STATE_MACHINE_ARN}-other`,
+      input: JSON.stringify(executionInput),
+    });
+
+    await handler(event, context);
+
+    expect(sns).not.toHaveReceivedCommand(PublishCommand);
+    expect(eventBridge).not.toHaveReceivedCommand(PutEventsCommand);
+  });
+
+  it('rejects an event that is not an execution status change, emitting nothing', async () => {
+    const codeBuild = JSON.parse(
+      readFileSync(
+        new URL(
+          '../fixtures/aws-events/functionci.CodeBuild-Build-State-Change.FAILED.json',
+          import.meta.url,
+        ),
+        'utf8',
+      ),
+    );
+
+    await expect(handler(codeBuild, context)).rejects.toThrow(/Not a Step Functions execution status change/);
+    expect(eventBridge).not.toHaveReceivedCommand(PutEventsCommand);
+  });
+});
