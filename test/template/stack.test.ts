@@ -1,0 +1,645 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${AWS::Region} and friends are CloudFormation Fn::Sub syntax
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  allStatements,
+  asList,
+  type CfnResource,
+  type CfnTemplate,
+  PACKAGE_PARAMS,
+  type PackagedStack,
+  type PolicyStatement,
+  packagedStack,
+  resource,
+  resourcesOfType,
+  roleStatements,
+} from '../helpers/package-template.ts';
+
+/** `serverless package` of the whole stack, offline, with every optional parameter set. */
+let stack: PackagedStack;
+let template: CfnTemplate;
+
+beforeAll(async () => {
+  stack = await packagedStack();
+  template = stack.template;
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.remove();
+});
+
+const PREFIX = 'stepline-test';
+const FUNCTION_KEYS = [
+  'webhook',
+  'codecommit',
+  'approvalRequest',
+  'approval',
+  'notify',
+  'buildEvents',
+  'pipelineEvents',
+] as const;
+type FunctionKey = (typeof FUNCTION_KEYS)[number];
+const PROJECTS = ['infrastructure', 'image', 'deploy', 'teardown'] as const;
+
+const logicalId = (key: FunctionKey) => `${key[0]?.toUpperCase()}${key.slice(1)}LambdaFunction`;
+const fn = (key: FunctionKey) => resource(template, logicalId(key));
+const props = (item: CfnResource) => item.Properties as Record<string, unknown>;
+const sub = (text: string) => ({ 'Fn::Sub': text });
+const getAtt = (id: string, attribute: string) => ({ 'Fn::GetAtt': [id, attribute] });
+
+function environmentOf(key: FunctionKey): Record<string, unknown> {
+  return (props(fn(key)).Environment as { Variables: Record<string, unknown> }).Variables;
+}
+
+function roleOf(key: FunctionKey): string {
+  const role = props(fn(key)).Role as { 'Fn::GetAtt': [string, string] };
+  return role['Fn::GetAtt'][0];
+}
+
+function rulesTargeting(key: FunctionKey): Record<string, unknown>[] {
+  return resourcesOfType(template, 'AWS::Events::Rule')
+    .map(([, rule]) => props(rule))
+    .filter((rule) =>
+      (rule.Targets as { Arn: unknown }[]).some(
+        (target) => JSON.stringify(target.Arn) === JSON.stringify(getAtt(logicalId(key), 'Arn')),
+      ),
+    );
+}
+
+function onlyRuleTargeting(key: FunctionKey): Record<string, unknown> {
+  const rules = rulesTargeting(key);
+  expect(rules).toHaveLength(1);
+  return rules[0] as Record<string, unknown>;
+}
+
+const lambdaLogs = (key: FunctionKey): PolicyStatement => ({
+  Sid: 'Logs',
+  Effect: 'Allow',
+  Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+  Resource: sub(
+    `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/${PREFIX}-${key}:*`,
+  ),
+});
+const parameter = (name: string) =>
+  sub(`arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:parameter/stepline/test/${name}`);
+const decryptSecrets: PolicyStatement = {
+  Sid: 'DecryptSecrets',
+  Effect: 'Allow',
+  Action: 'kms:Decrypt',
+  Resource: PACKAGE_PARAMS.secretsKmsKeyArn,
+  Condition: { StringEquals: { 'kms:ViaService': sub('ssm.${AWS::Region}.amazonaws.com') } },
+};
+const publishNotification: PolicyStatement = {
+  Sid: 'PublishNotification',
+  Effect: 'Allow',
+  Action: 'sns:Publish',
+  Resource: { Ref: 'NotificationsTopic' },
+};
+const emitMilestone: PolicyStatement = {
+  Sid: 'EmitMilestone',
+  Effect: 'Allow',
+  Action: 'events:PutEvents',
+  Resource: getAtt('SteplineEventBus', 'Arn'),
+};
+const startPipeline: PolicyStatement = {
+  Sid: 'StartPipeline',
+  Effect: 'Allow',
+  Action: 'states:StartExecution',
+  Resource: { Ref: 'PipelineStateMachine' },
+};
+
+/**
+ * What each function may do, exactly. A permission added to serverless.yml fails this test until it is
+ * added here on purpose.
+ */
+const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
+  webhook: [
+    lambdaLogs('webhook'),
+    startPipeline,
+    {
+      Sid: 'ReadWebhookSecret',
+      Effect: 'Allow',
+      Action: 'ssm:GetParameter',
+      Resource: parameter('webhook-secret'),
+    },
+    decryptSecrets,
+  ],
+  codecommit: [lambdaLogs('codecommit'), startPipeline],
+  approvalRequest: [
+    lambdaLogs('approvalRequest'),
+    {
+      Sid: 'PublishApprovalRequest',
+      Effect: 'Allow',
+      Action: 'sns:Publish',
+      Resource: { Ref: 'ApprovalsTopic' },
+    },
+    {
+      Sid: 'ReadApprovalKey',
+      Effect: 'Allow',
+      Action: 'ssm:GetParameter',
+      Resource: parameter('approval-key'),
+    },
+    decryptSecrets,
+  ],
+  approval: [
+    lambdaLogs('approval'),
+    {
+      Sid: 'DecideApproval',
+      Effect: 'Allow',
+      Action: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+      Resource: '*',
+    },
+    {
+      Sid: 'ReadApprovalKey',
+      Effect: 'Allow',
+      Action: 'ssm:GetParameter',
+      Resource: parameter('approval-key'),
+    },
+    decryptSecrets,
+  ],
+  notify: [lambdaLogs('notify'), publishNotification],
+  buildEvents: [lambdaLogs('buildEvents'), publishNotification, emitMilestone],
+  pipelineEvents: [lambdaLogs('pipelineEvents'), publishNotification, emitMilestone],
+};
+
+/** The only actions allowed on `"Resource": "*"`, each because AWS gives it no resource-level permission. */
+const STAR_RESOURCE_EXCEPTIONS: Record<string, string> = {
+  'states:SendTaskSuccess': 'authorized by the task token itself; the action has no resource type',
+  'states:SendTaskFailure': 'authorized by the task token itself; the action has no resource type',
+  'ecr:GetAuthorizationToken': 'signs in to the registry, not to a repository; no resource type',
+  'logs:CreateLogDelivery': 'Step Functions logging: the log delivery APIs have no resource type',
+  'logs:GetLogDelivery': 'Step Functions logging: the log delivery APIs have no resource type',
+  'logs:UpdateLogDelivery': 'Step Functions logging: the log delivery APIs have no resource type',
+  'logs:DeleteLogDelivery': 'Step Functions logging: the log delivery APIs have no resource type',
+  'logs:ListLogDeliveries': 'Step Functions logging: the log delivery APIs have no resource type',
+  'logs:PutResourcePolicy': 'Step Functions logging: resource policies are account-wide',
+  'logs:DescribeResourcePolicies': 'Step Functions logging: resource policies are account-wide',
+  'logs:DescribeLogGroups': 'Step Functions logging: lists log groups, no resource type',
+};
+
+function definitionOf(stateMachineLogicalId: string): {
+  text: string;
+  substitutions: Record<string, unknown>;
+} {
+  const definition = props(resource(template, stateMachineLogicalId)).DefinitionString as
+    | string
+    | { 'Fn::Sub': string | [string, Record<string, unknown>] };
+  if (typeof definition === 'string') return { text: definition, substitutions: {} };
+  const body = definition['Fn::Sub'];
+  return typeof body === 'string'
+    ? { text: body, substitutions: {} }
+    : { text: body[0], substitutions: body[1] };
+}
+
+/** True when the definition invokes the function: by Fn::GetAtt substitution, or by its literal name or ARN. */
+function invokes(stateMachineLogicalId: string, key: FunctionKey): boolean {
+  const { text, substitutions } = definitionOf(stateMachineLogicalId);
+  const byGetAtt = Object.entries(substitutions).some(
+    ([name, value]) =>
+      JSON.stringify(value) === JSON.stringify(getAtt(logicalId(key), 'Arn')) && text.includes(`\${${name}}`),
+  );
+  return byGetAtt || new RegExp(`"(arn:[^"]*:function:)?${PREFIX}-${key}(:[^"]*)?"`).test(text);
+}
+
+describe('serverless package', () => {
+  it('packages offline into the given folder', async () => {
+    const file = await stat(join(stack.outputDir, 'cloudformation-template-update-stack.json'));
+
+    expect(file.isFile()).toBe(true);
+    console.info(`serverless package took ${(stack.durationMs / 1000).toFixed(1)} s`);
+  });
+
+  it.each(FUNCTION_KEYS)('bundles %s as one minified ES module', async (key) => {
+    const zip = await readFile(join(stack.outputDir, `${key}.zip`));
+
+    expect(zip.subarray(0, 2).toString()).toBe('PK');
+    expect(props(fn(key)).Handler).toMatch(/^functions\/[a-z-]+\.handler$/);
+  });
+});
+
+describe('functions', () => {
+  it('declares exactly the seven functions, named after the stage', () => {
+    const names = resourcesOfType(template, 'AWS::Lambda::Function').map(
+      ([, item]) => props(item).FunctionName,
+    );
+
+    expect(names.sort()).toEqual(FUNCTION_KEYS.map((key) => `${PREFIX}-${key}`).sort());
+  });
+
+  it.each(FUNCTION_KEYS)('runs %s on nodejs22.x and arm64', (key) => {
+    expect(props(fn(key)).Runtime).toBe('nodejs22.x');
+    expect(props(fn(key)).Architectures).toEqual(['arm64']);
+  });
+
+  it('gives each function the environment variables its handler reads', () => {
+    const approvalKey = '/stepline/test/approval-key';
+    const stateMachine = { Ref: 'PipelineStateMachine' };
+    const notifications = { Ref: 'NotificationsTopic' };
+    const bus = { Ref: 'SteplineEventBus' };
+
+    expect(environmentOf('webhook')).toMatchObject({
+      STATE_MACHINE_ARN: stateMachine,
+      WEBHOOK_SECRET_PARAMETER: '/stepline/test/webhook-secret',
+      STEPLINE_TRIGGERS: PACKAGE_PARAMS.triggers,
+      STEPLINE_SETTINGS: PACKAGE_PARAMS.settings,
+    });
+    expect(environmentOf('codecommit')).toMatchObject({
+      STATE_MACHINE_ARN: stateMachine,
+      STEPLINE_TRIGGERS: PACKAGE_PARAMS.triggers,
+      STEPLINE_SETTINGS: PACKAGE_PARAMS.settings,
+    });
+    expect(environmentOf('codecommit')).not.toHaveProperty('WEBHOOK_SECRET_PARAMETER');
+    expect(environmentOf('approvalRequest')).toMatchObject({
+      APPROVALS_TOPIC_ARN: { Ref: 'ApprovalsTopic' },
+      APPROVAL_KEY_PARAMETER: approvalKey,
+    });
+    expect(environmentOf('approval')).toMatchObject({ APPROVAL_KEY_PARAMETER: approvalKey });
+    expect(environmentOf('notify')).toMatchObject({ NOTIFICATIONS_TOPIC_ARN: notifications });
+    expect(environmentOf('buildEvents')).toMatchObject({
+      NOTIFICATIONS_TOPIC_ARN: notifications,
+      EVENT_BUS_NAME: bus,
+    });
+    expect(environmentOf('pipelineEvents')).toMatchObject({
+      NOTIFICATIONS_TOPIC_ARN: notifications,
+      EVENT_BUS_NAME: bus,
+      STATE_MACHINE_ARN: stateMachine,
+    });
+  });
+
+  it('builds the approval base URL from the HTTP API of this stack', () => {
+    expect(environmentOf('approvalRequest').APPROVAL_BASE_URL).toEqual({
+      'Fn::Join': [
+        '',
+        [
+          'https://',
+          { Ref: 'HttpApi' },
+          '.execute-api.',
+          { Ref: 'AWS::Region' },
+          '.',
+          { Ref: 'AWS::URLSuffix' },
+          '/approvals',
+        ],
+      ],
+    });
+  });
+});
+
+describe('HTTP API', () => {
+  it('is an HTTP API', () => {
+    expect(props(resource(template, 'HttpApi')).ProtocolType).toBe('HTTP');
+  });
+
+  it('routes webhooks and approvals to their functions with payload format 2.0', () => {
+    const routes = resourcesOfType(template, 'AWS::ApiGatewayV2::Route').map(([, route]) => {
+      const target = props(route).Target as { 'Fn::Join': [string, [string, { Ref: string }]] };
+      const integration = props(resource(template, target['Fn::Join'][1][1].Ref));
+      const uri = integration.IntegrationUri as { 'Fn::GetAtt': [string, string] };
+      expect(integration.PayloadFormatVersion).toBe('2.0');
+      return `${props(route).RouteKey} -> ${uri['Fn::GetAtt'][0]}`;
+    });
+
+    expect(routes.sort()).toEqual([
+      'GET /approvals/{token} -> ApprovalLambdaFunction',
+      'POST /approvals/{token} -> ApprovalLambdaFunction',
+      'POST /webhooks/{provider} -> WebhookLambdaFunction',
+    ]);
+  });
+});
+
+describe('EventBridge rules', () => {
+  it('sends CodeCommit pushes of the configured repositories to codecommit', () => {
+    const rule = onlyRuleTargeting('codecommit');
+
+    expect(rule.EventBusName).toBeUndefined();
+    expect(rule.EventPattern).toEqual({
+      source: ['aws.codecommit'],
+      'detail-type': ['CodeCommit Repository State Change'],
+      detail: {
+        event: ['referenceCreated', 'referenceUpdated', 'referenceDeleted'],
+        repositoryName: ['shop', 'billing'],
+      },
+    });
+  });
+
+  it("sends the four projects' build state and phase changes to buildEvents", () => {
+    expect(onlyRuleTargeting('buildEvents').EventPattern).toEqual({
+      source: ['aws.codebuild'],
+      'detail-type': ['CodeBuild Build State Change', 'CodeBuild Build Phase Change'],
+      detail: { 'project-name': PROJECTS.map((project) => `${PREFIX}-${project}`) },
+    });
+  });
+
+  it("sends the pipeline's execution status changes to pipelineEvents", () => {
+    expect(onlyRuleTargeting('pipelineEvents').EventPattern).toEqual({
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: { stateMachineArn: [{ Ref: 'PipelineStateMachine' }] },
+    });
+  });
+
+  it.each(['webhook', 'approvalRequest', 'approval', 'notify'] as const)('triggers %s by no rule', (key) => {
+    expect(rulesTargeting(key)).toEqual([]);
+  });
+});
+
+describe('IAM', () => {
+  it.each(FUNCTION_KEYS)('lets %s do exactly its own job', (key) => {
+    expect(roleStatements(template, roleOf(key))).toEqual(FUNCTION_PERMISSIONS[key]);
+  });
+
+  it('gives every function a role of its own, assumable by Lambda only, with no managed policy', () => {
+    const roles = FUNCTION_KEYS.map(roleOf);
+
+    expect(new Set(roles).size).toBe(FUNCTION_KEYS.length);
+    for (const role of roles) {
+      const roleProps = props(resource(template, role));
+      expect(roleProps.ManagedPolicyArns).toBeUndefined();
+      expect(roleProps.AssumeRolePolicyDocument).toEqual({
+        Version: '2012-10-17',
+        Statement: [
+          { Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+        ],
+      });
+    }
+  });
+
+  it('drops kms:Decrypt when no customer key encrypts the secrets', () => {
+    const withoutKey: CfnTemplate = {
+      ...template,
+      Conditions: { ...template.Conditions, UseSecretsKmsKey: { 'Fn::Equals': ['a', 'b'] } },
+    };
+
+    expect(roleStatements(withoutKey, roleOf('webhook'))).toEqual(
+      FUNCTION_PERMISSIONS.webhook.filter((statement) => statement !== decryptSecrets),
+    );
+  });
+
+  it('allows no wildcard action anywhere', () => {
+    const wildcards = allStatements(template)
+      .filter(({ statement }) => statement.Effect === 'Allow')
+      .flatMap(({ where, statement }) =>
+        asList(statement.Action)
+          .filter((action) => action.includes('*'))
+          .map((action) => `${where}: ${action}`),
+      );
+
+    expect(wildcards).toEqual([]);
+  });
+
+  it("denies only s3:* over plain HTTP, on the framework's deployment bucket", () => {
+    const denials = allStatements(template).filter(({ statement }) => statement.Effect === 'Deny');
+
+    expect(denials.map(({ where, statement }) => [where, statement.Action, statement.Condition])).toEqual([
+      ['ServerlessDeploymentBucketPolicy', 's3:*', { Bool: { 'aws:SecureTransport': false } }],
+    ]);
+  });
+
+  it('allows "Resource": "*" only for the actions AWS gives no resource-level permission', () => {
+    const unjustified = allStatements(template)
+      .filter(({ statement }) => statement.Effect === 'Allow' && asList(statement.Resource).includes('*'))
+      .flatMap(({ where, statement }) =>
+        asList(statement.Action)
+          .filter((action) => !(action in STAR_RESOURCE_EXCEPTIONS))
+          .map((action) => `${where}: ${action}`),
+      );
+
+    expect(unjustified).toEqual([]);
+  });
+
+  it("lets the pipeline state machine run only the stack's projects and invoke only its two functions", () => {
+    const statements = roleStatements(template, 'PipelineStateMachineRole');
+    const resourcesFor = (action: string) =>
+      statements.filter((s) => asList(s.Action).includes(action)).flatMap((s) => asList(s.Resource));
+
+    const projectArn = (project: string) => ({
+      'Fn::Sub': [
+        `arn:\${AWS::Partition}:codebuild:\${AWS::Region}:\${AWS::AccountId}:project/${PREFIX}-${project}`,
+        {},
+      ],
+    });
+    const { text } = definitionOf('PipelineStateMachine');
+    const projectsRun = PROJECTS.filter((project) => text.includes(`"${PREFIX}-${project}"`));
+    expect(projectsRun.length).toBeGreaterThan(0);
+    for (const action of ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds']) {
+      expect(resourcesFor(action)).toEqual(expect.arrayContaining(projectsRun.map(projectArn)));
+      expect(resourcesFor(action)).toHaveLength(projectsRun.length);
+    }
+    const managedRule = {
+      'Fn::Sub': [
+        'arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/StepFunctionsGetEventForCodeBuildStartBuildRule',
+        {},
+      ],
+    };
+    for (const action of ['events:PutTargets', 'events:PutRule', 'events:DescribeRule']) {
+      expect(resourcesFor(action)).toEqual([managedRule]);
+    }
+    const invoked = JSON.stringify(resourcesFor('lambda:InvokeFunction'));
+    const functionsInvoked = FUNCTION_KEYS.filter(
+      (key) => invoked.includes(`"${logicalId(key)}"`) || invoked.includes(`function:${PREFIX}-${key}`),
+    );
+    expect(functionsInvoked.sort()).toEqual(['approvalRequest', 'notify']);
+  });
+});
+
+describe('state machines', () => {
+  it('names the two state machines after the stage', () => {
+    expect(props(resource(template, 'PipelineStateMachine')).StateMachineName).toBe(`${PREFIX}-pipeline`);
+    expect(props(resource(template, 'TeardownStateMachine')).StateMachineName).toBe(`${PREFIX}-teardown`);
+  });
+
+  it.each(['PipelineStateMachine', 'TeardownStateMachine'])(
+    '%s has its framework variables resolved',
+    (stateMachine) => {
+      const { text, substitutions } = definitionOf(stateMachine);
+      const placeholders = [...text.matchAll(/\$\{([^}]*)\}/g)].map((match) => match[1] ?? '');
+
+      expect(text).not.toMatch(/\$\{(self|sls|param|opt|env|file):/);
+      expect(placeholders.filter((name) => !(name in substitutions) && !name.startsWith('AWS::'))).toEqual(
+        [],
+      );
+    },
+  );
+
+  it('runs the real CodeBuild projects of the stage', () => {
+    const pipeline = definitionOf('PipelineStateMachine').text;
+    const teardown = definitionOf('TeardownStateMachine').text;
+
+    for (const project of ['infrastructure', 'image', 'deploy']) {
+      expect(pipeline).toContain(`"ProjectName": "${PREFIX}-${project}"`);
+    }
+    expect(teardown).toContain(`"ProjectName": "${PREFIX}-teardown"`);
+  });
+
+  it('invokes the approval request and notify functions of this stack', () => {
+    expect(invokes('PipelineStateMachine', 'approvalRequest')).toBe(true);
+    expect(invokes('PipelineStateMachine', 'notify')).toBe(true);
+  });
+
+  it.each(['PipelineStateMachine', 'TeardownStateMachine'])(
+    '%s logs errors to its own log group without execution data',
+    (stateMachine) => {
+      const logging = props(resource(template, stateMachine)).LoggingConfiguration as Record<string, unknown>;
+
+      expect(['ERROR', 'ALL']).toContain(logging.Level);
+      expect(logging.IncludeExecutionData).toBe(false);
+      expect(logging.Destinations).toEqual([
+        { CloudWatchLogsLogGroup: { LogGroupArn: getAtt(`${stateMachine}LogGroup`, 'Arn') } },
+      ]);
+      expect(props(resource(template, `${stateMachine}LogGroup`)).LogGroupName).toBe(
+        `/aws/vendedlogs/states/${PREFIX}-${stateMachine === 'PipelineStateMachine' ? 'pipeline' : 'teardown'}`,
+      );
+    },
+  );
+
+  it('alarms the notifications topic when a pipeline execution fails', () => {
+    const alarm = resourcesOfType(template, 'AWS::CloudWatch::Alarm')
+      .map(([, item]) => props(item))
+      .find(
+        (item) =>
+          item.MetricName === 'ExecutionsFailed' &&
+          JSON.stringify(item.Dimensions).includes('"Ref":"PipelineStateMachine"'),
+      );
+
+    expect(alarm).toMatchObject({
+      Namespace: 'AWS/States',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmActions: [{ Ref: 'NotificationsTopic' }],
+    });
+  });
+
+  it('lets CloudWatch alarms of this account publish to the notifications topic', () => {
+    const policy = props(resource(template, 'NotificationsTopicPolicy'));
+
+    expect(policy.Topics).toEqual([{ Ref: 'NotificationsTopic' }]);
+    expect(JSON.stringify(policy.PolicyDocument)).toContain('cloudwatch.amazonaws.com');
+  });
+});
+
+describe('CodeBuild', () => {
+  const project = (name: string) =>
+    resourcesOfType(template, 'AWS::CodeBuild::Project')
+      .map(([, item]) => props(item))
+      .find((item) => item.Name === `${PREFIX}-${name}`) as Record<string, unknown>;
+  const environment = (name: string) => project(name).Environment as Record<string, unknown>;
+  const serviceRole = (name: string) =>
+    (project(name).ServiceRole as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+
+  it.each(PROJECTS)(
+    'declares the %s project with no source of its own, a timeout and its own role',
+    (name) => {
+      expect(project(name)).toBeDefined();
+      expect((project(name).Source as { Type: string }).Type).toBe('NO_SOURCE');
+      expect(project(name).TimeoutInMinutes).toBeGreaterThan(0);
+      expect(environment(name).Image).toMatch(/^aws\/codebuild\/amazonlinux/);
+    },
+  );
+
+  it('gives each project a different role', () => {
+    expect(new Set(PROJECTS.map(serviceRole)).size).toBe(PROJECTS.length);
+  });
+
+  it('runs Docker only in the image project', () => {
+    expect(PROJECTS.filter((name) => environment(name).PrivilegedMode === true)).toEqual(['image']);
+  });
+
+  it('hands the buildspecs the repository, the state bucket and the cluster name', () => {
+    const variables = (name: string) => environment(name).EnvironmentVariables;
+
+    expect(variables('image')).toEqual([
+      { Name: 'IMAGE_REPOSITORY_URI', Type: 'PLAINTEXT', Value: getAtt('ImageRepository', 'RepositoryUri') },
+    ]);
+    for (const name of ['infrastructure', 'teardown']) {
+      expect(variables(name)).toEqual([
+        { Name: 'TF_STATE_BUCKET', Type: 'PLAINTEXT', Value: PACKAGE_PARAMS.terraformStateBucket },
+      ]);
+    }
+    expect(variables('deploy')).toEqual([
+      { Name: 'EKS_CLUSTER_NAME', Type: 'PLAINTEXT', Value: PACKAGE_PARAMS.eksClusterName },
+    ]);
+  });
+
+  it('runs Terraform with the managed policy the user supplies, and only there', () => {
+    const managed = (name: string) => props(resource(template, serviceRole(name))).ManagedPolicyArns;
+
+    expect(managed('infrastructure')).toEqual([PACKAGE_PARAMS.infrastructurePolicyArn]);
+    expect(managed('teardown')).toEqual([PACKAGE_PARAMS.infrastructurePolicyArn]);
+    expect(managed('image')).toBeUndefined();
+    expect(managed('deploy')).toBeUndefined();
+  });
+
+  it('lets the image project push to its one repository and nothing else', () => {
+    const statements = roleStatements(template, serviceRole('image'));
+    const repository = getAtt('ImageRepository', 'Arn');
+
+    expect(statements.map((s) => [s.Sid, s.Resource])).toEqual([
+      [
+        'Logs',
+        sub(
+          `arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/codebuild/${PREFIX}-image:*`,
+        ),
+      ],
+      [
+        'PullSource',
+        ['shop', 'billing'].map((name) =>
+          sub(`arn:\${AWS::Partition}:codecommit:\${AWS::Region}:\${AWS::AccountId}:${name}`),
+        ),
+      ],
+      ['RegistryLogin', '*'],
+      ['PushImage', repository],
+    ]);
+    expect(statements.find((s) => s.Sid === 'RegistryLogin')?.Action).toBe('ecr:GetAuthorizationToken');
+  });
+
+  it('keeps commit-tagged images immutable and scans them on push', () => {
+    const repository = props(resource(template, 'ImageRepository'));
+
+    expect(repository.RepositoryName).toBe(PREFIX);
+    expect(repository.ImageTagMutability).toBe('IMMUTABLE');
+    expect(repository.ImageScanningConfiguration).toEqual({ ScanOnPush: true });
+  });
+});
+
+describe('topics, bus and outputs', () => {
+  it('subscribes every configured address, and only those, to its topic', () => {
+    const subscriptions = resourcesOfType(template, 'AWS::SNS::Subscription')
+      .map(([, item]) => props(item))
+      .map((item) => `${(item.TopicArn as { Ref: string }).Ref} ${item.Protocol} ${item.Endpoint}`);
+
+    expect(subscriptions.sort()).toEqual([
+      'ApprovalsTopic email lead@example.com',
+      'ApprovalsTopic email second.approver@example.org',
+      'NotificationsTopic email team@example.com',
+    ]);
+  });
+
+  it('names the topics and the milestone bus after the stage', () => {
+    expect(props(resource(template, 'ApprovalsTopic')).TopicName).toBe(`${PREFIX}-approvals`);
+    expect(props(resource(template, 'NotificationsTopic')).TopicName).toBe(`${PREFIX}-notifications`);
+    expect(props(resource(template, 'SteplineEventBus')).Name).toBe(PREFIX);
+  });
+
+  it('creates no SSM parameter: the secrets are SecureStrings the user creates', () => {
+    expect(resourcesOfType(template, 'AWS::SSM::Parameter')).toEqual([]);
+  });
+
+  it('outputs the webhook URLs, the approval base URL, the state machine and the image repository', () => {
+    const outputs = template.Outputs ?? {};
+
+    expect(Object.keys(outputs)).toEqual(
+      expect.arrayContaining([
+        'GitHubWebhookUrl',
+        'GitLabWebhookUrl',
+        'BitbucketWebhookUrl',
+        'ApprovalBaseUrl',
+        'PipelineStateMachineArn',
+        'ImageRepositoryUri',
+      ]),
+    );
+    expect(JSON.stringify(outputs.GitHubWebhookUrl?.Value)).toContain('"/webhooks/github"');
+    expect(outputs.ApprovalBaseUrl?.Value).toEqual(environmentOf('approvalRequest').APPROVAL_BASE_URL);
+    expect(outputs.PipelineStateMachineArn?.Value).toEqual({ Ref: 'PipelineStateMachine' });
+    expect(outputs.ImageRepositoryUri?.Value).toEqual(getAtt('ImageRepository', 'RepositoryUri'));
+  });
+});
