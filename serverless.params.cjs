@@ -6,7 +6,7 @@
  * here, when the framework resolves `${file(./serverless.params.cjs):…}`.
  */
 
-const EMAIL = /^[^\s@,]+@[^\s@,]+\.[^\s@,]+$/;
+const EMAIL = /^[^\s@,;<>"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/;
 const REPOSITORY_NAME = /^[\w.-]{1,100}$/;
 
 async function listParam(resolveVariable, name) {
