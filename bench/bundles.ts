@@ -1,0 +1,193 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BuildOptions, build } from 'esbuild';
+import { parse } from 'yaml';
+import { type BenchSection, kilobytes, median, milliseconds } from './table.ts';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const RUNS = 7;
+
+/** serverless-esbuild's own options: not esbuild's, so they are dropped or translated before bundling. */
+const PLUGIN_OPTIONS = [
+  'concurrency',
+  'zipConcurrency',
+  'exclude',
+  'nativeZip',
+  'packager',
+  'packagePath',
+  'watch',
+  'keepOutputDirectory',
+  'packagerOptions',
+  'installExtraArgs',
+  'outputFileExtension',
+  'outputBuildFolder',
+  'outputWorkFolder',
+  'nodeExternals',
+  'skipBuild',
+  'skipRebuild',
+  'skipBuildExcludeFns',
+  'stripEntryResolveExtensions',
+  'disposeContext',
+];
+
+/** Dummy values for every variable a handler's module scope reads. No real ARN, no credentials. */
+const DUMMY_ENVIRONMENT: Record<string, string> = {
+  AWS_REGION: 'eu-west-1',
+  STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-bench-pipeline',
+  WEBHOOK_SECRET_PARAMETER: '/stepline/bench/webhook-secret',
+  STEPLINE_TRIGGERS: '{}',
+  STEPLINE_SETTINGS: '{}',
+  APPROVALS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-bench-approvals',
+  APPROVAL_KEY_PARAMETER: '/stepline/bench/approval-key',
+  APPROVAL_BASE_URL: 'https://abc.execute-api.eu-west-1.amazonaws.com/approvals',
+  NOTIFICATIONS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-bench-notifications',
+  EVENT_BUS_NAME: 'stepline-bench',
+  POWERTOOLS_SERVICE_NAME: 'stepline',
+};
+
+interface Wiring {
+  handlers: { name: string; entry: string }[];
+  esbuild: Record<string, unknown>;
+}
+
+/** The functions and the esbuild settings, as serverless.yml declares them (so the bench cannot drift). */
+async function readWiring(): Promise<Wiring> {
+  const config = parse(await readFile(join(ROOT, 'serverless.yml'), 'utf8'), { logLevel: 'error' }) as {
+    functions: Record<string, { handler: string }>;
+    custom: { esbuild: Record<string, unknown> };
+  };
+  const handlers = Object.entries(config.functions).map(([name, { handler }]) => {
+    const module = handler.slice(0, handler.lastIndexOf('.'));
+    const entry = ['.ts', '.js']
+      .map((extension) => `${module}${extension}`)
+      .find((file) => existsSync(join(ROOT, file)));
+    if (entry === undefined) throw new Error(`No source file for the handler of ${name} (${handler})`);
+    return { name, entry };
+  });
+  return { handlers, esbuild: config.custom.esbuild };
+}
+
+/** The esbuild options serverless-esbuild derives from `custom.esbuild`, for one entry point. */
+function buildOptions(
+  esbuild: Record<string, unknown>,
+  entry: string,
+  outdir: string,
+  bundleSdk: boolean,
+): BuildOptions {
+  const options = Object.fromEntries(
+    Object.entries(esbuild).filter(([key]) => !PLUGIN_OPTIONS.includes(key)),
+  );
+  const exclude = ((esbuild.exclude as string[] | undefined) ?? []).filter(
+    (name) => !bundleSdk || !name.startsWith('@aws-sdk/'),
+  );
+  const extension = (esbuild.outputFileExtension as string | undefined) ?? '.js';
+  return {
+    ...options,
+    external: [...((esbuild.external as string[] | undefined) ?? []), ...exclude],
+    ...(extension === '.js' ? {} : { outExtension: { '.js': extension } }),
+    entryPoints: [join(ROOT, entry)],
+    outdir: join(outdir, dirname(entry)),
+    absWorkingDir: ROOT,
+    logLevel: 'error',
+  } as BuildOptions;
+}
+
+/** Wall-clock milliseconds of one fresh Node process running `args`. */
+function timeProcess(args: string[], env: NodeJS.ProcessEnv): number {
+  const started = performance.now();
+  const result = spawnSync(process.execPath, args, {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    timeout: 30_000,
+  });
+  const elapsed = performance.now() - started;
+  if (result.status !== 0) {
+    throw new Error(`node ${args.join(' ')} failed (${result.status ?? result.signal}): ${result.stderr}`);
+  }
+  return elapsed;
+}
+
+function benchEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith('AWS_') && name !== 'NODE_OPTIONS') env[name] = value;
+  }
+  return { ...env, ...DUMMY_ENVIRONMENT };
+}
+
+/**
+ * Bundles each handler the way `serverless package` does, then measures the bundle's size and how much
+ * longer a fresh `node <bundle>` takes than a bare `node -e ''` (median of 7, runs interleaved).
+ */
+export async function bundles(): Promise<BenchSection> {
+  const { handlers, esbuild } = await readWiring();
+  const outdir = await mkdtemp(join(tmpdir(), 'stepline-bench-'));
+  // The bundle resolves the excluded AWS SDK from node_modules, as Lambda resolves it from the runtime's copy.
+  await symlink(join(ROOT, 'node_modules'), join(outdir, 'node_modules'), 'dir');
+  const extension = (esbuild.outputFileExtension as string | undefined) ?? '.js';
+  const env = benchEnvironment();
+  try {
+    const targets = [
+      ...handlers.map((handler) => ({
+        label: handler.name,
+        ...handler,
+        bundleSdk: false,
+        dir: join(outdir, 'sdk-excluded'),
+      })),
+      ...handlers
+        .filter((handler) => handler.name === 'webhook')
+        .map((handler) => ({
+          label: `${handler.name} (SDK bundled)`,
+          ...handler,
+          bundleSdk: true,
+          dir: join(outdir, 'sdk-bundled'),
+        })),
+    ];
+    const bundlesBuilt: ((typeof targets)[number] & { file: string; bytes: number })[] = [];
+    for (const target of targets) {
+      await build(buildOptions(esbuild, target.entry, target.dir, target.bundleSdk));
+      const file = join(
+        target.dir,
+        dirname(target.entry),
+        `${basename(target.entry).replace(/\.[cm]?[jt]s$/, '')}${extension}`,
+      );
+      bundlesBuilt.push({ ...target, file, bytes: (await stat(file)).size });
+    }
+
+    const bare: number[] = [];
+    const samples = new Map<string, number[]>(bundlesBuilt.map((bundle) => [bundle.label, []]));
+    timeProcess(['-e', ''], env); // warm the file system cache
+    for (let run = 0; run < RUNS; run++) {
+      bare.push(timeProcess(['-e', ''], env));
+      for (const bundle of bundlesBuilt) samples.get(bundle.label)?.push(timeProcess([bundle.file], env));
+    }
+    const baseline = median(bare);
+    const withRequireShim: string[] = [];
+    for (const bundle of bundlesBuilt) {
+      // esbuild's stand-in for require() in an ES module: it throws unless the bundle defines `require`.
+      if ((await readFile(bundle.file, 'utf8')).includes('Dynamic require of'))
+        withRequireShim.push(bundle.label);
+    }
+    return {
+      title: 'Lambda bundles (esbuild as serverless.yml configures it)',
+      columns: ['function', 'bundle', 'init beyond bare node', 'init (whole process)'],
+      rows: bundlesBuilt.map((bundle) => {
+        const whole = median(samples.get(bundle.label) ?? []);
+        return [bundle.label, kilobytes(bundle.bytes), milliseconds(whole - baseline), milliseconds(whole)];
+      }),
+      notes: [
+        `bare \`node -e ''\`: ${milliseconds(baseline)} (median of ${RUNS}); Node ${process.version}`,
+        'init: a fresh `node <bundle>` with dummy environment variables, median of 7 runs minus the bare median',
+        'the AWS SDK v3 is excluded from the bundles (nodejs22.x provides it); init includes loading it from node_modules',
+        `bundles calling require() at run time (need a createRequire banner): ${withRequireShim.join(', ') || 'none'}`,
+        'targets: bundle ≤ 250 KB, init ≤ 50 ms beyond bare Node',
+      ],
+    };
+  } finally {
+    await rm(outdir, { recursive: true, force: true });
+  }
+}
