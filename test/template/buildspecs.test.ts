@@ -63,7 +63,7 @@ describe('the shipped buildspecs', () => {
     const spec = shipped('image');
 
     expect(spec.env.exportedVariables).toEqual(['IMAGE_URI']);
-    expect(commands(spec)).toContain('IMAGE_TAG="${CODEBUILD_RESOLVED_SOURCE_VERSION}"');
+    expect(commands(spec)).toContain('IMAGE_TAG="${STEPLINE_COMMIT:-$CODEBUILD_RESOLVED_SOURCE_VERSION}"');
     expect(commands(spec)).toContain('IMAGE_URI="${IMAGE_REPOSITORY_URI}:${IMAGE_TAG}"');
     const login = indexOfCommand(spec, /docker login --username AWS --password-stdin/);
     const build = indexOfCommand(spec, /docker build .*--tag "\$IMAGE_URI"/);
