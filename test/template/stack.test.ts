@@ -1,5 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${AWS::Region} and friends are CloudFormation Fn::Sub syntax
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -14,6 +14,8 @@ import {
   resource,
   resourcesOfType,
   roleStatements,
+  runServerlessPackage,
+  zipEntryNames,
 } from '../helpers/package-template.ts';
 
 /** `serverless package` of the whole stack, offline, with every optional parameter set. */
@@ -210,12 +212,28 @@ describe('serverless package', () => {
     console.info(`serverless package took ${(stack.durationMs / 1000).toFixed(1)} s`);
   });
 
-  it.each(FUNCTION_KEYS)('bundles %s as one minified ES module', async (key) => {
-    const zip = await readFile(join(stack.outputDir, `${key}.zip`));
+  it('refuses to package without the managed policy the Terraform builds run with', async () => {
+    const { infrastructurePolicyArn: _, ...withoutPolicy } = PACKAGE_PARAMS;
 
-    expect(zip.subarray(0, 2).toString()).toBe('PK');
-    expect(props(fn(key)).Handler).toMatch(/^functions\/[a-z-]+\.handler$/);
-  });
+    const run = await runServerlessPackage(withoutPolicy);
+    await rm(run.workDir, { recursive: true, force: true });
+
+    expect(run.exitCode).not.toBe(0);
+    expect(run.output).toMatch(
+      /InfrastructureProjectRole\.Properties\.ManagedPolicyArns.*Value not found at "param" source/,
+    );
+  }, 120_000);
+
+  it.each(FUNCTION_KEYS)(
+    'zips %s as its handler bundled into one ES module, and nothing else',
+    async (key) => {
+      const zip = await readFile(join(stack.outputDir, `${key}.zip`));
+      const handler = props(fn(key)).Handler as string;
+
+      expect(handler).toMatch(/^functions\/[a-z-]+\.handler$/);
+      expect(zipEntryNames(zip)).toEqual([`${handler.replace(/\.handler$/, '')}.mjs`]);
+    },
+  );
 });
 
 describe('functions', () => {
