@@ -110,7 +110,14 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     imageUri: z.string().optional(),
     /** Environments deployed, in order. */
     deployed: z.array(z.string()),
-    approvals: z.array(ApprovalDecisionSchema).default([]),
+    /**
+     * The decisions of the approval gates passed. The state machine sends one entry per deployed
+     * environment, null where none was needed (JSONPath cannot drop them); parsing keeps the decisions.
+     */
+    approvals: z
+      .array(ApprovalDecisionSchema.nullable())
+      .default([])
+      .transform((entries) => entries.filter((entry): entry is ApprovalDecision => entry !== null)),
   }),
   z.object({
     kind: z.literal('failed'),
