@@ -454,7 +454,9 @@ describe('IAM', () => {
     }
     const invoked = JSON.stringify(resourcesFor('lambda:InvokeFunction'));
     const functionsInvoked = FUNCTION_KEYS.filter(
-      (key) => invoked.includes(`"${logicalId(key)}"`) || invoked.includes(`function:${PREFIX}-${key}`),
+      (key) =>
+        invoked.includes(`"${logicalId(key)}"`) ||
+        new RegExp(`function:${PREFIX}-${key}(:\\*)?"`).test(invoked),
     );
     expect(functionsInvoked.sort()).toEqual(['approvalRequest', 'notify']);
   });
