@@ -1,0 +1,257 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { type BuildPhase, type BuildResult, runBuild } from './build-runner.ts';
+
+const exec = promisify(execFile);
+
+/** What `codebuild:startBuild.sync` receives (the state's resolved Parameters). */
+export interface StartBuildInput {
+  ProjectName: string;
+  SourceTypeOverride?: string;
+  SourceLocationOverride?: string;
+  SourceVersion?: string;
+  BuildspecOverride?: string;
+  EnvironmentVariablesOverride?: { Name: string; Value: string; Type?: string }[];
+}
+
+/** The `Build` of CodeBuild's BatchGetBuilds, as Step Functions returns it from `startBuild.sync`. */
+export interface CodeBuildBuild {
+  Id: string;
+  Arn: string;
+  BuildNumber: number;
+  BuildStatus: BuildResult['status'];
+  BuildComplete: boolean;
+  CurrentPhase: string;
+  ProjectName: string;
+  SourceVersion: string;
+  ResolvedSourceVersion: string;
+  StartTime: number;
+  EndTime: number;
+  Phases: {
+    PhaseType: string;
+    PhaseStatus: string;
+    StartTime: number;
+    EndTime: number;
+    DurationInSeconds: number;
+    Contexts?: { StatusCode: string; Message: string }[];
+  }[];
+  Environment: { EnvironmentVariables: { Name: string; Type: string; Value: string }[] };
+  ExportedEnvironmentVariables: { Name: string; Value: string }[];
+  Logs: { DeepLink: string; GroupName: string; StreamName: string };
+}
+
+/** A local stand-in for one CodeBuild event (the "Build State Change" / "Build Phase Change" detail). */
+export type BuildEvent =
+  | { kind: 'state'; build: CodeBuildBuild; status: string; environment: Record<string, string> }
+  | { kind: 'phase'; build: CodeBuildBuild; phase: BuildPhase; environment: Record<string, string> };
+
+export interface LocalCodeBuildOptions {
+  /** `.stepline/`: checkouts go to work/, artifacts to artifacts/. */
+  stateDir: string;
+  region: string;
+  account: string;
+  /** Build timeouts by project name, from the stack's CodeBuild projects (TimeoutInMinutes). */
+  timeouts: Record<string, number>;
+  /** Stands in for Parameter Store and Secrets Manager. */
+  parameters: () => Promise<Record<string, string>>;
+  /** The host environment builds start from, without stepline's own secrets. */
+  hostEnv: Record<string, string | undefined>;
+  /** Variables every build gets (STEPLINE_STATE_DIR …). */
+  extraEnv: Record<string, string>;
+  /** Where a build's log can be read by a person (a URL of the local server). */
+  logLink: (buildId: string) => string;
+  appendLog: (buildId: string, text: string) => void;
+  onEvent: (event: BuildEvent) => void;
+}
+
+const FAILED = 'States.TaskFailed';
+
+/**
+ * Runs `codebuild:startBuild.sync` tasks on this machine: a fresh checkout of the requested commit, the
+ * buildspec at the requested path in it, run by the local build runner. Resolves with `{ Build }` like the
+ * Step Functions integration; a build that does not succeed throws `States.TaskFailed` with the build
+ * as JSON for cause, as Step Functions does.
+ */
+export class LocalCodeBuild {
+  readonly #options: LocalCodeBuildOptions;
+  readonly #numbers = new Map<string, number>();
+
+  constructor(options: LocalCodeBuildOptions) {
+    this.#options = options;
+  }
+
+  async startBuildSync(input: StartBuildInput, signal?: AbortSignal): Promise<{ Build: CodeBuildBuild }> {
+    const o = this.#options;
+    const project = input.ProjectName;
+    const number = (this.#numbers.get(project) ?? 0) + 1;
+    this.#numbers.set(project, number);
+    const uuid = randomUUID();
+    const id = `${project}:${uuid}`;
+    const version = input.SourceVersion ?? 'HEAD';
+    const environment = Object.fromEntries(
+      (input.EnvironmentVariablesOverride ?? []).map((v) => [v.Name, v.Value]),
+    );
+    const start = new Date();
+    const build: CodeBuildBuild = {
+      Id: id,
+      Arn: `arn:aws:codebuild:${o.region}:${o.account}:build/${id}`,
+      BuildNumber: number,
+      BuildStatus: 'SUCCEEDED',
+      BuildComplete: false,
+      CurrentPhase: 'SUBMITTED',
+      ProjectName: project,
+      SourceVersion: version,
+      ResolvedSourceVersion: version,
+      StartTime: start.getTime(),
+      EndTime: start.getTime(),
+      Phases: [],
+      Environment: {
+        EnvironmentVariables: (input.EnvironmentVariablesOverride ?? []).map((v) => ({
+          Name: v.Name,
+          Type: v.Type ?? 'PLAINTEXT',
+          Value: v.Value,
+        })),
+      },
+      ExportedEnvironmentVariables: [],
+      Logs: { DeepLink: o.logLink(id), GroupName: `/aws/codebuild/${project}`, StreamName: uuid },
+    };
+    const log = (line: string) => o.appendLog(id, `${line}\n`);
+    o.onEvent({
+      kind: 'state',
+      build: { ...build, BuildStatus: 'SUCCEEDED' },
+      status: 'IN_PROGRESS',
+      environment,
+    });
+
+    const workDir = join(o.stateDir, 'work', uuid);
+    let result: BuildResult;
+    try {
+      const source = await this.#checkout(input, workDir, log);
+      result = await runBuild({
+        buildspec: source.buildspec,
+        buildspecSource: source.buildspecPath,
+        workDir,
+        env: {
+          ...o.extraEnv,
+          CODEBUILD_BUILD_ID: id,
+          CODEBUILD_BUILD_ARN: build.Arn,
+          CODEBUILD_BUILD_NUMBER: String(number),
+          CODEBUILD_SOURCE_VERSION: version,
+          CODEBUILD_RESOLVED_SOURCE_VERSION: source.commit,
+          CODEBUILD_SOURCE_REPO_URL: input.SourceLocationOverride ?? '',
+          CODEBUILD_INITIATOR: 'states/stepline',
+          AWS_REGION: o.region,
+          AWS_DEFAULT_REGION: o.region,
+          ...environment,
+        },
+        parameters: await o.parameters(),
+        timeoutSeconds: (o.timeouts[project] ?? 60) * 60,
+        log,
+        onPhaseChange: (phase) => o.onEvent({ kind: 'phase', build, phase, environment }),
+        artifactsDir: join(o.stateDir, 'artifacts', uuid),
+        hostEnv: o.hostEnv,
+        ...(signal ? { signal } : {}),
+      });
+      build.ResolvedSourceVersion = source.commit;
+    } catch (error) {
+      log(`[Container] ${new Date().toISOString()} ${(error as Error).message}`);
+      result = sourceFailure(id, start, (error as Error).message);
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+
+    const finished = completeBuild(build, result);
+    o.onEvent({ kind: 'state', build: finished, status: finished.BuildStatus, environment });
+    if (finished.BuildStatus !== 'SUCCEEDED') {
+      const error = new Error(JSON.stringify(finished));
+      error.name = FAILED;
+      throw error;
+    }
+    return { Build: finished };
+  }
+
+  /** A fresh checkout of the exact commit, and the buildspec read from it. */
+  async #checkout(input: StartBuildInput, workDir: string, log: (line: string) => void) {
+    const location = input.SourceLocationOverride;
+    if (!location) throw new Error('DOWNLOAD_SOURCE: the build names no source location');
+    await mkdir(workDir, { recursive: true });
+    log(`[Container] ${new Date().toISOString()} Cloning ${location} at ${input.SourceVersion ?? 'HEAD'}`);
+    try {
+      await exec('git', ['clone', '--quiet', '--no-checkout', location, workDir]);
+      await exec(
+        'git',
+        ['-c', 'advice.detachedHead=false', 'checkout', '--quiet', input.SourceVersion ?? 'HEAD'],
+        {
+          cwd: workDir,
+        },
+      );
+    } catch (error) {
+      const detail = (error as { stderr?: string }).stderr?.trim() || (error as Error).message;
+      throw new Error(
+        `CLIENT_ERROR: could not check out ${input.SourceVersion ?? 'HEAD'} from ${location}: ${detail}`,
+      );
+    }
+    const { stdout } = await exec('git', ['rev-parse', 'HEAD'], { cwd: workDir });
+    const buildspecPath = input.BuildspecOverride ?? 'buildspec.yml';
+    // CodeBuild takes BuildspecOverride as a path in the source, or as the buildspec itself when it is YAML.
+    const inline = buildspecPath.includes('\n');
+    let buildspec = buildspecPath;
+    if (!inline) {
+      try {
+        buildspec = await readFile(join(workDir, buildspecPath), 'utf8');
+      } catch {
+        throw new Error(`YAML_FILE_ERROR: the buildspec ${buildspecPath} does not exist in the source`);
+      }
+    }
+    return { commit: stdout.trim(), buildspec, buildspecPath: inline ? 'buildspec override' : buildspecPath };
+  }
+}
+
+function sourceFailure(id: string, start: Date, message: string): BuildResult {
+  const end = new Date();
+  const [statusCode = 'CLIENT_ERROR'] = message.split(':', 1);
+  return {
+    buildId: id,
+    status: 'FAILED',
+    startTime: start,
+    endTime: end,
+    phases: [
+      {
+        name: 'DOWNLOAD_SOURCE',
+        status: 'FAILED',
+        start,
+        end,
+        durationSeconds: Math.round((end.getTime() - start.getTime()) / 1000),
+        context: { statusCode, message },
+      },
+    ],
+    exportedVariables: [],
+    artifacts: [],
+    reports: [],
+    failure: { phase: 'DOWNLOAD_SOURCE', message },
+  };
+}
+
+function completeBuild(build: CodeBuildBuild, result: BuildResult): CodeBuildBuild {
+  return {
+    ...build,
+    BuildStatus: result.status,
+    BuildComplete: true,
+    CurrentPhase: 'COMPLETED',
+    EndTime: result.endTime.getTime(),
+    Phases: result.phases.map((phase) => ({
+      PhaseType: phase.name,
+      PhaseStatus: phase.status,
+      StartTime: phase.start.getTime(),
+      EndTime: phase.end.getTime(),
+      DurationInSeconds: phase.durationSeconds,
+      ...(phase.context
+        ? { Contexts: [{ StatusCode: phase.context.statusCode, Message: phase.context.message }] }
+        : {}),
+    })),
+    ExportedEnvironmentVariables: result.exportedVariables.map((v) => ({ Name: v.name, Value: v.value })),
+  };
+}

@@ -1,0 +1,356 @@
+import { randomBytes } from 'node:crypto';
+import {
+  type StateMachineDefinition as EngineDefinition,
+  ExecutionError,
+  StateMachine,
+} from 'aws-local-stepfunctions';
+import { TaskNoLongerWaitingError } from '#shared/errors.ts';
+import type { TaskDecider } from '#shared/ports.ts';
+import {
+  adaptToLocalEngine,
+  listStates,
+  localContextObject,
+  type StateMachineDefinition,
+} from '#shared/statemachine.ts';
+import type { ExecutionRecord, HistoryEvent, LocalStore } from './store.ts';
+
+/** What a Task's local binding receives besides its resolved Parameters. */
+export interface TaskContext {
+  executionArn: string;
+  stateName: string;
+  /** The iteration of the enclosing Map, when there is one. */
+  mapIndex?: number;
+  signal: AbortSignal;
+  /** For `.waitForTaskToken`: waits for SendTaskSuccess/SendTaskFailure on this token. */
+  waitForToken: (token: string, timeoutSeconds?: number) => Promise<unknown>;
+}
+
+/** A local stand-in for one service integration, bound by the Task's Resource ARN. */
+export type TaskBinding = (input: Record<string, unknown>, context: TaskContext) => Promise<unknown>;
+
+export interface LocalMachine {
+  /** The deployed name, e.g. `stepline-local-pipeline`. */
+  name: string;
+  definition: StateMachineDefinition;
+}
+
+export interface LocalStepFunctionsOptions {
+  store: LocalStore;
+  region: string;
+  account: string;
+  machines: Record<string, LocalMachine>;
+  bindings: Record<string, TaskBinding>;
+  /** Told when an execution starts and ends (the "Execution Status Change" events). */
+  onStatusChange: (record: ExecutionRecord) => void;
+  /** Told of every history event as it is written. */
+  onHistory?: (record: ExecutionRecord, event: Omit<HistoryEvent, 'id'>) => void;
+}
+
+type Waiter = {
+  executionArn: string;
+  resolve: (output: unknown) => void;
+  reject: (error: Error) => void;
+  timer?: NodeJS.Timeout;
+};
+
+/**
+ * Task tokens: minted per `.waitForTaskToken` state entered (unguessable, 256 bits), resolved once by
+ * SendTaskSuccess or SendTaskFailure. A token that was decided, timed out, or whose run ended answers as
+ * Step Functions does (TaskDoesNotExist / TaskTimedOut), never twice.
+ */
+export class LocalTaskTokens implements TaskDecider {
+  readonly #pending = new Map<string, Waiter | { executionArn: string }>();
+  readonly #finished = new Map<string, 'timed-out' | 'not-waiting'>();
+
+  mint(executionArn: string): string {
+    const token = randomBytes(32).toString('base64url');
+    this.#pending.set(token, { executionArn });
+    return token;
+  }
+
+  wait(token: string, timeoutSeconds?: number): Promise<unknown> {
+    const entry = this.#pending.get(token);
+    if (!entry) return Promise.reject(new Error(`Unknown task token`));
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { executionArn: entry.executionArn, resolve, reject };
+      if (timeoutSeconds !== undefined) {
+        waiter.timer = setTimeout(() => {
+          this.#settle(token, 'timed-out');
+          reject(
+            Object.assign(new Error('The task timed out waiting for a decision'), { name: 'States.Timeout' }),
+          );
+        }, timeoutSeconds * 1000);
+      }
+      this.#pending.set(token, waiter);
+    });
+  }
+
+  async succeed(taskToken: string, output: unknown): Promise<void> {
+    this.#take(taskToken).resolve(structuredClone(output));
+  }
+
+  async fail(taskToken: string, error: string, cause: string): Promise<void> {
+    this.#take(taskToken).reject(Object.assign(new Error(cause), { name: error }));
+  }
+
+  /** Every token of a run that ended stops waiting. */
+  endExecution(executionArn: string): void {
+    for (const [token, entry] of this.#pending) {
+      if (entry.executionArn === executionArn) this.#settle(token, 'not-waiting');
+    }
+  }
+
+  /** How many tokens wait for a decision. */
+  get waiting(): number {
+    return [...this.#pending.values()].filter((entry) => 'resolve' in entry).length;
+  }
+
+  #take(token: string): Waiter {
+    const entry = this.#pending.get(token);
+    if (entry && 'resolve' in entry) {
+      this.#settle(token, 'not-waiting');
+      return entry;
+    }
+    const finished = this.#finished.get(token);
+    throw new TaskNoLongerWaitingError(finished ?? (entry ? 'not-waiting' : 'invalid'));
+  }
+
+  #settle(token: string, how: 'timed-out' | 'not-waiting'): void {
+    const entry = this.#pending.get(token);
+    if (entry && 'timer' in entry && entry.timer) clearTimeout(entry.timer);
+    this.#pending.delete(token);
+    this.#finished.set(token, how);
+  }
+}
+
+/** Keys whose values never reach the stored history. */
+const SECRET_KEYS = /^(taskToken|token)$/i;
+
+function redact(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redact);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, SECRET_KEYS.test(key) ? '[redacted]' : redact(item)]),
+    );
+  }
+  return value;
+}
+
+/** A JSONPath of the plain `$.a.b` form, read from a value. */
+function readPath(value: unknown, path: string): unknown {
+  return path
+    .replace(/^\$\.?/, '')
+    .split('.')
+    .filter(Boolean)
+    .reduce<unknown>(
+      (at, key) => (at !== null && typeof at === 'object' ? (at as Record<string, unknown>)[key] : undefined),
+      value,
+    );
+}
+
+/**
+ * Runs the project's state machines with aws-local-stepfunctions, each Task bound by its Resource to a
+ * local stand-in, and keeps every execution and its history in the local store as it happens.
+ */
+export class LocalStepFunctions {
+  readonly tokens = new LocalTaskTokens();
+  readonly #options: LocalStepFunctionsOptions;
+  readonly #running = new Map<string, { abort: AbortController; done: Promise<ExecutionRecord> }>();
+
+  constructor(options: LocalStepFunctionsOptions) {
+    this.#options = options;
+  }
+
+  stateMachineArn(key: string): string {
+    const machine = this.#machine(key);
+    return `arn:aws:states:${this.#options.region}:${this.#options.account}:stateMachine:${machine.name}`;
+  }
+
+  executionArn(key: string, name: string): string {
+    const machine = this.#machine(key);
+    return `arn:aws:states:${this.#options.region}:${this.#options.account}:execution:${machine.name}:${name}`;
+  }
+
+  /**
+   * Starts an execution and returns once it is recorded; it runs on in the background.
+   * Throws the store's ExecutionAlreadyExists for a name already used.
+   */
+  async start(key: string, name: string, input: unknown, redriveOf?: string): Promise<ExecutionRecord> {
+    const { store } = this.#options;
+    const record: ExecutionRecord = {
+      executionArn: this.executionArn(key, name),
+      name,
+      stateMachine: key,
+      status: 'RUNNING',
+      input,
+      startDate: new Date().toISOString(),
+      ...(redriveOf ? { redriveOf } : {}),
+    };
+    await store.createExecution(record);
+    await this.#history(record, [
+      { type: 'ExecutionStarted', timestamp: record.startDate, input: redact(input) },
+    ]);
+    this.#options.onStatusChange(record);
+    const abort = new AbortController();
+    const done = this.#run(key, record, abort.signal);
+    this.#running.set(record.executionArn, { abort, done });
+    return record;
+  }
+
+  /** Resolves when the execution ends, with its final record. */
+  async wait(executionArn: string): Promise<ExecutionRecord | undefined> {
+    const running = this.#running.get(executionArn);
+    return running ? running.done : this.#options.store.execution(executionArn);
+  }
+
+  /** The executions still running. */
+  get running(): string[] {
+    return [...this.#running.keys()];
+  }
+
+  /** Stops every running execution, recording it as interrupted. */
+  async stopAll(reason: string): Promise<void> {
+    const runs = [...this.#running.entries()];
+    for (const [, run] of runs) run.abort.abort(new Error(reason));
+    await Promise.allSettled(runs.map(([, run]) => run.done));
+  }
+
+  async #run(key: string, record: ExecutionRecord, signal: AbortSignal): Promise<ExecutionRecord> {
+    const { store } = this.#options;
+    const definition = adaptToLocalEngine(this.#machine(key).definition);
+    const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
+    const retryIntervalOverrides: Record<string, number[]> = {};
+    const mapIndex = new Map<string, number>();
+    for (const { name, state } of listStates(definition)) {
+      if (state.Type !== 'Task') continue;
+      const resource = String(state.Resource);
+      const binding = this.#options.bindings[resource];
+      const timeoutPath = typeof state.TimeoutSecondsPath === 'string' ? state.TimeoutSecondsPath : undefined;
+      handlers[name] = async (input) => {
+        if (!binding)
+          throw Object.assign(new Error(`No local binding for ${resource}`), { name: 'States.Runtime' });
+        const parameters = input as Record<string, unknown>;
+        const index = mapIndex.get(name);
+        return binding(parameters, {
+          executionArn: record.executionArn,
+          stateName: name,
+          ...(index === undefined ? {} : { mapIndex: index }),
+          signal,
+          waitForToken: (token, timeout) =>
+            this.tokens.wait(
+              token,
+              timeout ?? (timeoutPath ? Number(readPath(parameters, timeoutPath)) : undefined),
+            ),
+        });
+      };
+    }
+    const machine = new StateMachine(structuredClone(definition) as unknown as EngineDefinition);
+    const execution = machine.run(record.input as never, {
+      overrides: { taskResourceLocalHandlers: handlers as never, retryIntervalOverrides },
+      context: localContextObject({
+        executionArn: record.executionArn,
+        mintTaskToken: () => this.tokens.mint(record.executionArn),
+      }),
+      noThrowOnAbort: false,
+    });
+    const onAbort = () => execution.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+
+    const logging = (async () => {
+      for await (const event of execution.eventLogs) {
+        if (event.type === 'ExecutionStarted') continue;
+        if ('state' in event && event.type === 'StateEntered' && typeof event.index === 'number') {
+          mapIndex.set(event.state.name, event.index);
+        }
+        await this.#history(record, [historyEvent(event)]);
+      }
+    })();
+
+    let finished: ExecutionRecord;
+    try {
+      const output = await execution.result;
+      finished = await this.#finish(record, { status: 'SUCCEEDED', output });
+    } catch (error) {
+      if (signal.aborted) {
+        const reason = signal.reason instanceof Error ? signal.reason.message : 'stopped';
+        finished = await this.#finish(record, {
+          status: 'INTERRUPTED',
+          error: 'Stepline.Interrupted',
+          cause: reason,
+        });
+      } else {
+        const failure =
+          error instanceof ExecutionError && error.cause instanceof Error ? error.cause : (error as Error);
+        finished = await this.#finish(record, {
+          status: 'FAILED',
+          error: failure.name,
+          cause: failure.message,
+        });
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      await logging.catch(() => undefined);
+      this.tokens.endExecution(record.executionArn);
+      this.#running.delete(record.executionArn);
+    }
+    void store;
+    return finished;
+  }
+
+  async #finish(
+    record: ExecutionRecord,
+    patch: Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause'>,
+  ): Promise<ExecutionRecord> {
+    const stopDate = new Date().toISOString();
+    const type =
+      patch.status === 'SUCCEEDED'
+        ? 'ExecutionSucceeded'
+        : patch.status === 'FAILED'
+          ? 'ExecutionFailed'
+          : 'ExecutionInterrupted';
+    await this.#history(record, [
+      {
+        type,
+        timestamp: stopDate,
+        ...(patch.output === undefined ? {} : { output: redact(patch.output) }),
+        ...(patch.error ? { error: patch.error, cause: patch.cause } : {}),
+      },
+    ]);
+    await this.#options.store.finishExecution(record.executionArn, { ...patch, stopDate });
+    const finished = this.#options.store.execution(record.executionArn) ?? { ...record, ...patch, stopDate };
+    this.#options.onStatusChange(finished);
+    return finished;
+  }
+
+  async #history(record: ExecutionRecord, events: Omit<HistoryEvent, 'id'>[]): Promise<void> {
+    await this.#options.store.appendHistory(record.executionArn, events);
+    for (const event of events) this.#options.onHistory?.(record, event);
+  }
+
+  #machine(key: string): LocalMachine {
+    const machine = this.#options.machines[key];
+    if (!machine) throw new Error(`No state machine named ${key} in serverless.yml`);
+    return machine;
+  }
+}
+
+type EngineEvent = Parameters<NonNullable<Parameters<typeof Array.prototype.map>[0]>>[0];
+
+/** One aws-local-stepfunctions log event as a stored history event, without task tokens. */
+function historyEvent(event: EngineEvent): Omit<HistoryEvent, 'id'> {
+  const e = event as Record<string, unknown> & { type: string; timestamp: number };
+  const state = e.state as { name: string; type: string; input?: unknown; output?: unknown } | undefined;
+  const parent = e.parentState as { name: string } | undefined;
+  return {
+    type: e.type,
+    timestamp: new Date(e.timestamp).toISOString(),
+    ...(state ? { state: state.name, stateType: state.type } : {}),
+    ...(parent ? { parentState: parent.name } : {}),
+    ...(typeof e.index === 'number' ? { index: e.index } : {}),
+    ...(e.type === 'StateExited' && state?.output !== undefined ? { output: redact(state.output) } : {}),
+    ...(typeof e.Error === 'string'
+      ? { error: e.Error, cause: typeof e.Cause === 'string' ? e.Cause : JSON.stringify(e.Cause) }
+      : {}),
+    ...(e.retry ? { attempt: (e.retry as { attempt: number }).attempt } : {}),
+  };
+}

@@ -1,0 +1,568 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Context } from 'aws-lambda';
+import { openApprovalLink } from '#shared/approval.ts';
+import { createLogger } from '#shared/logger.ts';
+import { PipelineSettingsSchema } from '#shared/pipeline.ts';
+import type { Milestone, Notification, PipelineStarter, StartPipelineResult } from '#shared/ports.ts';
+import { TriggersSchema } from '#shared/triggers.ts';
+import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild.ts';
+import { LocalStepFunctions, type TaskBinding } from './engine.ts';
+import { matchesPattern } from './event-pattern.ts';
+import { writeWebhookSecret } from './git-remote.ts';
+import { type ExecutionRecord, LocalStore } from './store.ts';
+import { type LocalFunction, readWiring, resolveReferences, type Wiring } from './wiring.ts';
+
+export const LOCAL_ACCOUNT = '000000000000';
+
+/** An approval waiting for a decision, with the same signed links the email carries. */
+export interface PendingApproval {
+  executionArn: string;
+  environment: string;
+  approve: string;
+  reject: string;
+  expiresAt: string;
+}
+
+export interface RuntimeOptions {
+  projectDir: string;
+  stateDir: string;
+  /** The local server's base URL, e.g. http://127.0.0.1:4700 (approval links point there). */
+  baseUrl: string;
+  /** Told of everything worth a line in the terminal. */
+  report?: (event: RuntimeEvent) => void;
+  /** The wiring, when already read (tests reuse one). */
+  wiring?: Wiring;
+}
+
+/** What the terminal, the CLI and the console hear about. */
+export type RuntimeEvent =
+  | { kind: 'execution'; record: ExecutionRecord }
+  | { kind: 'build'; event: BuildEvent; executionArn?: string; logPath: string }
+  | { kind: 'notification'; notification: Notification; file: string }
+  | { kind: 'approval'; approval: PendingApproval };
+
+type Handler = (event: unknown, context: Context) => Promise<unknown>;
+
+const SECRET_VARIABLES = ['STEPLINE_WEBHOOK_SECRET', 'STEPLINE_APPROVAL_KEY'];
+
+/**
+ * The local mode's composition root: it reads serverless.yml's wiring, binds every port to a local
+ * adapter once (Step Functions → aws-local-stepfunctions, CodeBuild → the local build runner, SNS → the
+ * outbox, EventBridge → the rules serverless.yml declares), and loads the same handler modules Lambda runs.
+ */
+export class LocalRuntime {
+  readonly store: LocalStore;
+  readonly wiring: Wiring;
+  readonly engine: LocalStepFunctions;
+  readonly options: RuntimeOptions;
+  readonly #handlers = new Map<string, Handler>();
+  readonly #pending = new Map<string, PendingApproval>();
+  readonly #deployments = new Map<string, Record<string, string>>();
+  readonly #buildExecution = new Map<string, string>();
+  #approvalKey = '';
+  #webhookSecret = '';
+
+  private constructor(
+    options: RuntimeOptions,
+    store: LocalStore,
+    wiring: Wiring,
+    engine: LocalStepFunctions,
+  ) {
+    this.options = options;
+    this.store = store;
+    this.wiring = wiring;
+    this.engine = engine;
+  }
+
+  static async start(options: RuntimeOptions): Promise<LocalRuntime> {
+    const stateDir = resolve(options.stateDir);
+    const wiring = options.wiring ?? (await readWiring(options.projectDir));
+    const store = await LocalStore.open(stateDir);
+    const runtime: { current?: LocalRuntime } = {};
+    const self = () => {
+      if (!runtime.current) throw new Error('The local runtime is not started yet');
+      return runtime.current;
+    };
+    const codebuild = new LocalCodeBuild({
+      stateDir,
+      region: wiring.region,
+      account: LOCAL_ACCOUNT,
+      timeouts: wiring.buildTimeouts,
+      parameters: () => readParameters(stateDir),
+      hostEnv: Object.fromEntries(
+        Object.entries(process.env).filter(([name]) => !SECRET_VARIABLES.includes(name)),
+      ),
+      extraEnv: { STEPLINE_STATE_DIR: stateDir },
+      logLink: (buildId) => `${options.baseUrl}/api/builds/${encodeURIComponent(buildId)}/log`,
+      appendLog: (buildId, text) => store.appendBuildLog(buildId, text),
+      onEvent: (event) => self().onBuildEvent(event),
+    });
+    const bindings: Record<string, TaskBinding> = {
+      'arn:aws:states:::codebuild:startBuild.sync': async (input, context) => {
+        const build = input as unknown as StartBuildInput;
+        const tracked = { ...build, ExecutionArn: context.executionArn };
+        self().trackBuild(tracked);
+        return codebuild.startBuildSync(build, context.signal);
+      },
+      'arn:aws:states:::lambda:invoke': async (input) => lambdaResult(await self().invoke(input)),
+      'arn:aws:states:::lambda:invoke.waitForTaskToken': async (input, context) => {
+        await self().invoke(input);
+        const payload = (input.Payload ?? {}) as { taskToken?: string };
+        if (!payload.taskToken) throw new Error('The waitForTaskToken payload carries no taskToken');
+        return context.waitForToken(payload.taskToken);
+      },
+    };
+    const machines = Object.fromEntries(
+      Object.entries(wiring.machines).map(([key, m]) => [key, { name: m.name, definition: m.definition }]),
+    );
+    const engine = new LocalStepFunctions({
+      store,
+      region: wiring.region,
+      account: LOCAL_ACCOUNT,
+      machines,
+      bindings,
+      onStatusChange: (record) => self().onExecution(record),
+    });
+    // Rules name the pipeline by reference ({Ref: PipelineStateMachine}): point them at the local machines.
+    const refs = Object.fromEntries(
+      Object.entries(wiring.machines).map(([key, machine]) => [machine.id, engine.stateMachineArn(key)]),
+    );
+    const localWiring: Wiring = {
+      ...wiring,
+      functions: wiring.functions.map((fn) => ({
+        ...fn,
+        environment: resolveReferences(fn.environment, refs) as Record<string, unknown>,
+        eventBridge: fn.eventBridge.map((pattern) => resolveReferences(pattern, refs) as typeof pattern),
+      })),
+    };
+    const instance = new LocalRuntime({ ...options, stateDir }, store, localWiring, engine);
+    runtime.current = instance;
+    await instance.#loadSecrets();
+    await instance.#loadHandlers();
+    return instance;
+  }
+
+  /** The secret the local git hook signs pushes with (also in `.stepline/webhook-secret`). */
+  get webhookSecret(): string {
+    return this.#webhookSecret;
+  }
+
+  /** The function serving an HTTP route, with its path parameters. */
+  route(
+    method: string,
+    path: string,
+  ): { fn: LocalFunction; handler: Handler; params: Record<string, string> } | undefined {
+    for (const fn of this.wiring.functions) {
+      for (const route of fn.http) {
+        if (route.method !== method.toUpperCase()) continue;
+        const params = matchRoute(route.path, path);
+        const handler = this.#handlers.get(fn.key);
+        if (params && handler) return { fn, handler, params };
+      }
+    }
+    return undefined;
+  }
+
+  /** Puts an event on the local default bus: every function whose rule matches gets it. */
+  async putEvent(event: Record<string, unknown>): Promise<void> {
+    const targets = this.wiring.functions.filter((fn) =>
+      fn.eventBridge.some((p) => matchesPattern(p, event)),
+    );
+    await Promise.all(
+      targets.map(async (fn) => {
+        try {
+          await this.#handlers.get(fn.key)?.(event, lambdaContext(fn));
+        } catch (error) {
+          process.stderr.write(
+            `stepline: ${fn.key} failed on ${String(event['detail-type'])}: ${(error as Error).message}\n`,
+          );
+        }
+      }),
+    );
+  }
+
+  /** Approvals waiting for a decision, newest first. */
+  pendingApprovals(): PendingApproval[] {
+    return [...this.#pending.values()].reverse();
+  }
+
+  /** Where each environment's deployed service answers, for a run (from its deploy builds' SERVICE_URL). */
+  deployments(executionArn: string): Record<string, string> {
+    return { ...this.#deployments.get(executionArn) };
+  }
+
+  /** Starts an interrupted or finished run again, with the same input, under a new name. */
+  async restart(name: string): Promise<ExecutionRecord> {
+    const record = this.store.execution(name);
+    if (!record) throw new Error(`No run named ${name}`);
+    return this.engine.start(
+      record.stateMachine,
+      this.store.restartName(record.name),
+      record.input,
+      record.name,
+    );
+  }
+
+  /** Stops every run in flight and every service a local deploy started. */
+  async stop(reason = 'stepline was stopped while this run was in flight'): Promise<void> {
+    await this.engine.stopAll(reason);
+    await stopDeployedServices(this.options.stateDir);
+    await this.store.close();
+  }
+
+  /** Starts pipeline executions through the local engine, as StartExecution would. */
+  starter(): PipelineStarter {
+    return {
+      start: async ({ name, input }): Promise<StartPipelineResult> => {
+        try {
+          const record = await this.engine.start('pipeline', name, input);
+          return { outcome: 'started', executionName: name, executionArn: record.executionArn };
+        } catch (error) {
+          if ((error as Error).name === 'ExecutionAlreadyExists')
+            return { outcome: 'already-started', executionName: name };
+          throw error;
+        }
+      },
+    };
+  }
+
+  async #loadSecrets(): Promise<void> {
+    const dir = this.options.stateDir;
+    this.#webhookSecret =
+      process.env.STEPLINE_WEBHOOK_SECRET || (await readOrCreateSecret(join(dir, 'webhook-secret')));
+    this.#approvalKey =
+      process.env.STEPLINE_APPROVAL_KEY || (await readOrCreateSecret(join(dir, 'approval-key')));
+    await writeWebhookSecret(dir, this.#webhookSecret);
+  }
+
+  /** Loads each handler module with the environment its Lambda gets, then binds it to the local ports. */
+  async #loadHandlers(): Promise<void> {
+    const refs: Record<string, string> = {};
+    for (const [key, machine] of Object.entries(this.wiring.machines))
+      refs[machine.id] = this.engine.stateMachineArn(key);
+    const logLevel = process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR';
+    for (const fn of this.wiring.functions) {
+      const { environment } = fn;
+      for (const [name, value] of Object.entries(environment)) {
+        process.env[name] = typeof value === 'string' ? value : JSON.stringify(value);
+      }
+      process.env.POWERTOOLS_LOG_LEVEL = logLevel;
+      process.env.STEPLINE_WEBHOOK_SECRET = this.#webhookSecret;
+      process.env.STEPLINE_APPROVAL_KEY = this.#approvalKey;
+      process.env.AWS_REGION ??= this.wiring.region;
+      const module = (await import(pathToFileURL(join(this.options.projectDir, fn.module)).href)) as Record<
+        string,
+        unknown
+      >;
+      const factory = Object.entries(module).find(
+        ([name, value]) => /^create\w+Handler$/.test(name) && typeof value === 'function',
+      );
+      if (!factory) throw new Error(`${fn.module} exports no create…Handler factory`);
+      const deps = this.#deps(fn, environment);
+      this.#handlers.set(fn.key, (factory[1] as (deps: unknown) => Handler)(deps));
+    }
+  }
+
+  /** Every port a handler may ask for, bound to its local adapter. Each handler takes what it needs. */
+  #deps(fn: LocalFunction, environment: Record<string, unknown>) {
+    const json = (name: string) => {
+      const value = environment[name];
+      return typeof value === 'string' && value !== '' ? JSON.parse(value) : {};
+    };
+    return {
+      starter: this.starter(),
+      triggers: TriggersSchema.parse(json('STEPLINE_TRIGGERS')),
+      settings: PipelineSettingsSchema.parse(json('STEPLINE_SETTINGS')),
+      webhookSecret: async () => this.#webhookSecret,
+      approvalKey: async () => this.#approvalKey,
+      baseUrl: `${this.options.baseUrl}/approvals`,
+      decider: this.engine.tokens,
+      notifier: { publish: (notification: Notification) => this.#publish(notification) },
+      emitter: { emit: async (_milestone: Milestone) => undefined },
+      logger: createLogger(fn.key),
+      now: () => new Date(),
+      region: this.wiring.region,
+      stateMachineArn: this.engine.stateMachineArn('pipeline'),
+    };
+  }
+
+  /** @internal */
+  async invoke(input: Record<string, unknown>): Promise<unknown> {
+    const name = String(input.FunctionName ?? '');
+    const fn = this.wiring.functions.find(
+      (f) => f.name === name || f.key === name || name.endsWith(`:function:${f.name}`),
+    );
+    const handler = fn && this.#handlers.get(fn.key);
+    if (!fn || !handler) {
+      throw Object.assign(new Error(`Function not found: ${name}`), {
+        name: 'Lambda.ResourceNotFoundException',
+      });
+    }
+    try {
+      return await handler(structuredClone(input.Payload ?? {}), lambdaContext(fn));
+    } catch (error) {
+      const e = error as Error;
+      // Step Functions names a function error by its errorType, with Lambda's error JSON for cause.
+      throw Object.assign(new Error(JSON.stringify({ errorType: e.name, errorMessage: e.message })), {
+        name: e.name,
+      });
+    }
+  }
+
+  async #publish(notification: Notification): Promise<void> {
+    const message = await this.store.addOutbox(
+      { topic: notification.topic, subject: notification.subject, body: notification.body },
+      { email: true },
+    );
+    this.options.report?.({ kind: 'notification', notification, file: join('outbox', message.id) });
+    if (notification.topic === 'approvals') this.#rememberApproval(notification.body);
+  }
+
+  /** The approve and reject links an approval email carries, opened with the same key the handler uses. */
+  #rememberApproval(body: string): void {
+    const prefix = `${this.options.baseUrl}/approvals/`;
+    const links = body.match(new RegExp(`${escapeRegExp(prefix)}[A-Za-z0-9_-]+`, 'g')) ?? [];
+    const opened = links.flatMap((url) => {
+      try {
+        return [{ url, link: openApprovalLink(url.slice(prefix.length), this.#approvalKey, new Date()) }];
+      } catch {
+        return [];
+      }
+    });
+    const approve = opened.find((o) => o.link.action === 'approve');
+    const reject = opened.find((o) => o.link.action === 'reject');
+    if (!approve || !reject) return;
+    const pending: PendingApproval = {
+      executionArn: approve.link.executionArn,
+      environment: approve.link.environment,
+      approve: approve.url,
+      reject: reject.url,
+      expiresAt: approve.link.expiresAt.toISOString(),
+    };
+    this.#pending.set(pending.executionArn, pending);
+    this.options.report?.({ kind: 'approval', approval: pending });
+  }
+
+  /** @internal */
+  trackBuild(build: StartBuildInput & { ExecutionArn: string }): void {
+    // Builds report their events before their id is known to the engine: key them by the run's commit
+    // and project, which the build keeps.
+    this.#buildExecution.set(`${build.ProjectName}@${build.SourceVersion}`, build.ExecutionArn);
+  }
+
+  /** @internal */
+  onBuildEvent(event: BuildEvent): void {
+    const executionArn = this.#buildExecution.get(`${event.build.ProjectName}@${event.build.SourceVersion}`);
+    if (executionArn && event.kind === 'state' && event.status === 'SUCCEEDED') {
+      const url = event.build.ExportedEnvironmentVariables.find((v) => v.Name === 'SERVICE_URL')?.Value;
+      const environment = event.environment.STEPLINE_ENVIRONMENT;
+      if (url && environment)
+        this.#deployments.set(executionArn, { ...this.#deployments.get(executionArn), [environment]: url });
+    }
+    this.options.report?.({
+      kind: 'build',
+      event,
+      logPath: this.store.buildLogPath(event.build.Id),
+      ...(executionArn ? { executionArn } : {}),
+    });
+    void this.putEvent(codeBuildEvent(event, this.wiring.region));
+  }
+
+  /** @internal */
+  onExecution(record: ExecutionRecord): void {
+    if (record.status !== 'RUNNING') this.#pending.delete(record.executionArn);
+    this.options.report?.({ kind: 'execution', record });
+    void this.putEvent(
+      executionEvent(record, this.engine.stateMachineArn(record.stateMachine), this.wiring.region),
+    );
+  }
+}
+
+function lambdaResult(payload: unknown) {
+  return { ExecutedVersion: '$LATEST', Payload: payload ?? null, StatusCode: 200 };
+}
+
+/** The context Lambda passes a function, for local invocations. */
+export function lambdaContext(fn: Pick<LocalFunction, 'name'>): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: fn.name,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:local:${LOCAL_ACCOUNT}:function:${fn.name}`,
+    memoryLimitInMB: '256',
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/${fn.name}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => 30_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+/** `/approvals/{token}` against `/approvals/abc` → `{ token: 'abc' }`. */
+export function matchRoute(template: string, path: string): Record<string, string> | undefined {
+  const want = template.split('/');
+  const have = path.split('/');
+  if (want.length !== have.length) return undefined;
+  const params: Record<string, string> = {};
+  for (const [i, part] of want.entries()) {
+    const value = have[i] ?? '';
+    const param = /^\{(\w+)\}$/.exec(part);
+    if (param?.[1]) {
+      if (value === '') return undefined;
+      params[param[1]] = decodeURIComponent(value);
+    } else if (part !== value) return undefined;
+  }
+  return params;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+async function readOrCreateSecret(path: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch {
+    const secret = randomBytes(32).toString('hex');
+    await writeFile(path, `${secret}\n`, { mode: 0o600 });
+    return secret;
+  }
+}
+
+/** The local stand-in for Parameter Store and Secrets Manager: `.stepline/parameters.json`. */
+async function readParameters(stateDir: string): Promise<Record<string, string>> {
+  try {
+    return JSON.parse(await readFile(join(stateDir, 'parameters.json'), 'utf8'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new Error(`.stepline/parameters.json is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Services a local deploy starts record their pid in `$STEPLINE_STATE_DIR/environments/<env>/service.pid`;
+ * stepline stops them when it stops, so nothing it started outlives it.
+ */
+export async function stopDeployedServices(stateDir: string): Promise<number[]> {
+  const stopped: number[] = [];
+  let environments: string[] = [];
+  try {
+    environments = await readdir(join(stateDir, 'environments'));
+  } catch {
+    return stopped;
+  }
+  for (const environment of environments) {
+    const pidFile = join(stateDir, 'environments', environment, 'service.pid');
+    const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    for (const target of [-pid, pid]) {
+      try {
+        process.kill(target, 'SIGTERM');
+        stopped.push(pid);
+        break;
+      } catch {
+        // Not a group leader, or already gone.
+      }
+    }
+    await rm(pidFile, { force: true });
+  }
+  return stopped;
+}
+
+function eventEnvelope(
+  detailType: string,
+  source: string,
+  region: string,
+  resources: string[],
+  detail: unknown,
+) {
+  return {
+    version: '0',
+    id: randomUUID(),
+    'detail-type': detailType,
+    source,
+    account: LOCAL_ACCOUNT,
+    time: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    region,
+    resources,
+    detail,
+  };
+}
+
+/** The "Execution Status Change" event Step Functions sends for a run. */
+function executionEvent(record: ExecutionRecord, stateMachineArn: string, region: string) {
+  return eventEnvelope(
+    'Step Functions Execution Status Change',
+    'aws.states',
+    region,
+    [record.executionArn],
+    {
+      executionArn: record.executionArn,
+      stateMachineArn,
+      name: record.name,
+      status: record.status === 'INTERRUPTED' ? 'ABORTED' : record.status,
+      startDate: Date.parse(record.startDate),
+      stopDate: record.stopDate ? Date.parse(record.stopDate) : null,
+      input: JSON.stringify(record.input),
+      output: record.output === undefined ? null : JSON.stringify(record.output),
+      error: record.error ?? null,
+      cause: record.cause ?? null,
+    },
+  );
+}
+
+/** The "Build State Change" / "Build Phase Change" event CodeBuild sends. */
+function codeBuildEvent(event: BuildEvent, region: string) {
+  const b = event.build;
+  const info = {
+    'build-number': b.BuildNumber,
+    'build-start-time': new Date(b.StartTime).toUTCString(),
+    'source-version': b.SourceVersion,
+    initiator: 'states/stepline',
+    environment: {
+      'environment-variables': b.Environment.EnvironmentVariables.map((v) => ({
+        name: v.Name,
+        value: v.Value,
+        type: v.Type,
+      })),
+    },
+    logs: { 'group-name': b.Logs.GroupName, 'stream-name': b.Logs.StreamName, 'deep-link': b.Logs.DeepLink },
+    phases: b.Phases.map((p) => ({
+      'phase-type': p.PhaseType,
+      'phase-status': p.PhaseStatus,
+      'phase-context': (p.Contexts ?? []).map((c) => `${c.StatusCode}: ${c.Message}`),
+      'start-time': new Date(p.StartTime).toUTCString(),
+      'end-time': new Date(p.EndTime).toUTCString(),
+      'duration-in-seconds': p.DurationInSeconds,
+    })),
+  };
+  const common = {
+    'project-name': b.ProjectName,
+    'build-id': b.Arn,
+    'source-version': b.SourceVersion,
+    'additional-information': info,
+    version: '1',
+  };
+  if (event.kind === 'state') {
+    return eventEnvelope('CodeBuild Build State Change', 'aws.codebuild', region, [b.Arn], {
+      ...common,
+      'build-status': event.status,
+      'current-phase': event.status === 'IN_PROGRESS' ? 'SUBMITTED' : 'COMPLETED',
+      'current-phase-context': '[]',
+    });
+  }
+  return eventEnvelope('CodeBuild Build Phase Change', 'aws.codebuild', region, [b.Arn], {
+    ...common,
+    'completed-phase': event.phase.name,
+    'completed-phase-status': event.phase.status,
+    'completed-phase-duration-seconds': event.phase.durationSeconds,
+    'completed-phase-context': JSON.stringify(event.phase.context ? [event.phase.context.message] : []),
+    'completed-phase-start': event.phase.start.toUTCString(),
+    'completed-phase-end': event.phase.end.toUTCString(),
+  });
+}

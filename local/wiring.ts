@@ -1,0 +1,156 @@
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { promisify } from 'node:util';
+import type { StateMachineDefinition } from '#shared/statemachine.ts';
+import type { EventPattern } from './event-pattern.ts';
+
+const exec = promisify(execFile);
+
+/** One function of serverless.yml, as the local mode runs it. */
+export interface LocalFunction {
+  key: string;
+  /** The deployed name (`stepline-local-webhook`). */
+  name: string;
+  /** The module file, relative to the project (`functions/webhook.ts`). */
+  module: string;
+  environment: Record<string, unknown>;
+  http: { method: string; path: string }[];
+  eventBridge: EventPattern[];
+}
+
+export interface Wiring {
+  service: string;
+  stage: string;
+  region: string;
+  functions: LocalFunction[];
+  machines: Record<string, { id: string; name: string; definition: StateMachineDefinition }>;
+  /** CodeBuild project name → build timeout in minutes, from the stack's projects. */
+  buildTimeouts: Record<string, number>;
+}
+
+/**
+ * Parameters serverless.yml requires with no default. Locally nothing is deployed, so a placeholder
+ * satisfies the framework's resolution; it reaches no local code.
+ */
+const LOCAL_PARAMS = ['infrastructurePolicyArn=arn:aws:iam::000000000000:policy/stepline-local'];
+
+type ResourceBlock = { Resources?: Record<string, { Type: string; Properties?: Record<string, unknown> }> };
+
+type Printed = {
+  service: string;
+  provider: { stage: string; region: string };
+  functions: Record<
+    string,
+    {
+      name: string;
+      handler: string;
+      environment?: Record<string, unknown>;
+      events?: Record<string, unknown>[];
+    }
+  >;
+  stepFunctions?: {
+    stateMachines?: Record<string, { id?: string; name: string; definition: StateMachineDefinition }>;
+  };
+  resources?: ResourceBlock[] | ResourceBlock;
+};
+
+/**
+ * Reads the project's wiring from serverless.yml through the Serverless Framework itself (`serverless
+ * print`), so that variables, files and parameters resolve exactly as they do for a deploy, and the
+ * laptop and the cloud cannot drift apart.
+ */
+export async function readWiring(projectDir: string, stage = 'local', region = 'us-east-1'): Promise<Wiring> {
+  const bin = createRequire(import.meta.url).resolve('osls/bin/serverless.js');
+  const args = [bin, 'print', '--format', 'json', '--stage', stage, '--region', region];
+  for (const param of LOCAL_PARAMS) args.push('--param', param);
+  let stdout: string;
+  try {
+    ({ stdout } = await exec(process.execPath, args, {
+      cwd: projectDir,
+      maxBuffer: 64 * 1024 * 1024,
+      env: {
+        ...process.env,
+        SLS_TELEMETRY_DISABLED: '1',
+        SLS_NOTIFICATIONS_MODE: 'off',
+        SLS_DEPRECATION_DISABLE: '*',
+      },
+    }));
+  } catch (error) {
+    const detail = (error as { stderr?: string }).stderr?.trim() ?? (error as Error).message;
+    throw new Error(`Could not read serverless.yml: ${detail}`);
+  }
+  return wiringFrom(JSON.parse(stdout) as Printed);
+}
+
+/** The wiring of a resolved configuration (`serverless print` output). */
+export function wiringFrom(printed: Printed): Wiring {
+  const functions = Object.entries(printed.functions).map(([key, fn]): LocalFunction => {
+    const [file = '', exportName = 'handler'] = splitHandler(fn.handler);
+    if (exportName !== 'handler')
+      throw new Error(`Function ${key}: the local mode expects handlers named "handler"`);
+    const events = fn.events ?? [];
+    return {
+      key,
+      name: fn.name,
+      module: `${file}.ts`,
+      environment: fn.environment ?? {},
+      http: events.flatMap((event) => {
+        const http = event.httpApi as { method?: string; path?: string } | undefined;
+        return http?.method && http.path ? [{ method: http.method.toUpperCase(), path: http.path }] : [];
+      }),
+      eventBridge: events.flatMap((event) => {
+        const rule = event.eventBridge as { pattern?: EventPattern } | undefined;
+        return rule?.pattern ? [rule.pattern] : [];
+      }),
+    };
+  });
+  const machines: Wiring['machines'] = {};
+  for (const [key, machine] of Object.entries(printed.stepFunctions?.stateMachines ?? {})) {
+    machines[key] = { id: machine.id ?? key, name: machine.name, definition: machine.definition };
+  }
+  const buildTimeouts: Record<string, number> = {};
+  const resourceBlocks = Array.isArray(printed.resources)
+    ? printed.resources
+    : printed.resources
+      ? [printed.resources]
+      : [];
+  for (const resources of resourceBlocks) {
+    for (const resource of Object.values(resources.Resources ?? {})) {
+      if (resource.Type !== 'AWS::CodeBuild::Project') continue;
+      const name = resource.Properties?.Name;
+      const minutes = resource.Properties?.TimeoutInMinutes;
+      if (typeof name === 'string') buildTimeouts[name] = typeof minutes === 'number' ? minutes : 60;
+    }
+  }
+  return {
+    service: printed.service,
+    stage: printed.provider.stage,
+    region: printed.provider.region,
+    functions,
+    machines,
+    buildTimeouts,
+  };
+}
+
+function splitHandler(handler: string): [string, string] {
+  const dot = handler.lastIndexOf('.');
+  return [handler.slice(0, dot), handler.slice(dot + 1)];
+}
+
+/**
+ * Replaces CloudFormation references in a resolved value with their local stand-ins: `{Ref: X}` and
+ * `{Fn::GetAtt: [X, …]}` become `refs[X]` (or `local:X` when the local mode has none).
+ */
+export function resolveReferences(value: unknown, refs: Record<string, string>): unknown {
+  if (Array.isArray(value)) return value.map((item) => resolveReferences(item, refs));
+  if (value !== null && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    if (typeof record.Ref === 'string') return refs[record.Ref] ?? `local:${record.Ref}`;
+    const getAtt = record['Fn::GetAtt'];
+    if (Array.isArray(getAtt) && typeof getAtt[0] === 'string')
+      return refs[getAtt[0]] ?? `local:${getAtt[0]}`;
+    if ('Fn::Join' in record || 'Fn::Sub' in record) return 'local:computed';
+    return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, resolveReferences(v, refs)]));
+  }
+  return value;
+}
