@@ -232,7 +232,7 @@ type RunSummary = {
   cause?: string;
   approval?: { environment: string; approve: string; reject: string };
   deployments: Record<string, string>;
-  builds?: string[];
+  builds?: { id: string; stage: string; status: string; logPath: string }[];
 };
 
 async function client(command: string, run: string | undefined): Promise<void> {
@@ -254,7 +254,8 @@ async function client(command: string, run: string | undefined): Promise<void> {
     if (r.error) print(`  ${r.error}: ${r.cause ?? ''}`);
     if (r.approval) print(`  waiting for approval of ${r.approval.environment}: ${r.approval.approve}`);
     for (const [environment, url] of Object.entries(r.deployments)) print(`  ${environment}: ${url}`);
-    for (const build of r.builds ?? []) print(`  build ${build}`);
+    for (const build of r.builds ?? [])
+      print(`  ${build.status.padEnd(11)} ${build.stage}  log: ${build.logPath}`);
   } else if (command === 'approve' || command === 'reject') {
     if (!r.approval) fail(`${r.name} is not waiting for an approval (status ${r.status})`);
     if (command === 'reject' && !values.comment) fail('reject needs --comment saying why');
@@ -276,13 +277,15 @@ async function logs(run: string, first: RunSummary): Promise<void> {
   let current = first;
   for (;;) {
     for (const build of current.builds ?? []) {
-      const offset = offsets.get(build) ?? 0;
-      const response = await fetch(`${apiUrl}/api/builds/${encodeURIComponent(build)}/log?offset=${offset}`);
+      const offset = offsets.get(build.id) ?? 0;
+      const response = await fetch(
+        `${apiUrl}/api/builds/${encodeURIComponent(build.id)}/log?offset=${offset}`,
+      );
       if (!response.ok) continue;
       const text = await response.text();
-      if (offset === 0) print(`── ${build}`);
+      if (offset === 0) print(`── ${build.stage} (${build.id})`);
       if (text) process.stdout.write(text);
-      offsets.set(build, offset + Buffer.byteLength(text));
+      offsets.set(build.id, offset + Buffer.byteLength(text));
     }
     if (!values.follow || current.status !== 'RUNNING') return;
     await new Promise((resolve) => setTimeout(resolve, 500));

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type BuildPhase, type BuildResult, runBuild } from './build-runner.ts';
+import { type BuildPhase, type BuildResult, type ReportSummary, runBuild } from './build-runner.ts';
 
 const exec = promisify(execFile);
 
@@ -45,7 +45,14 @@ export interface CodeBuildBuild {
 
 /** A local stand-in for one CodeBuild event (the "Build State Change" / "Build Phase Change" detail). */
 export type BuildEvent =
-  | { kind: 'state'; build: CodeBuildBuild; status: string; environment: Record<string, string> }
+  | {
+      kind: 'state';
+      build: CodeBuildBuild;
+      status: string;
+      environment: Record<string, string>;
+      /** Test reports the build's `reports` found (JUnit summaries), when it ended. */
+      reports?: ReportSummary[];
+    }
   | { kind: 'phase'; build: CodeBuildBuild; phase: BuildPhase; environment: Record<string, string> };
 
 export interface LocalCodeBuildOptions {
@@ -164,7 +171,13 @@ export class LocalCodeBuild {
     }
 
     const finished = completeBuild(build, result);
-    o.onEvent({ kind: 'state', build: finished, status: finished.BuildStatus, environment });
+    o.onEvent({
+      kind: 'state',
+      build: finished,
+      status: finished.BuildStatus,
+      environment,
+      reports: result.reports,
+    });
     if (finished.BuildStatus !== 'SUCCEEDED') {
       const error = new Error(JSON.stringify(finished));
       error.name = FAILED;

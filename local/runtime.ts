@@ -8,14 +8,33 @@ import { createLogger } from '#shared/logger.ts';
 import { PipelineSettingsSchema } from '#shared/pipeline.ts';
 import type { Milestone, Notification, PipelineStarter, StartPipelineResult } from '#shared/ports.ts';
 import { TriggersSchema } from '#shared/triggers.ts';
-import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild.ts';
+import type { ReportSummary } from './build-runner.ts';
+import { type BuildEvent, type CodeBuildBuild, LocalCodeBuild, type StartBuildInput } from './codebuild.ts';
 import { LocalStepFunctions, type TaskBinding } from './engine.ts';
 import { matchesPattern } from './event-pattern.ts';
 import { writeWebhookSecret } from './git-remote.ts';
+import { stageLabel } from './reporter.ts';
 import { type ExecutionRecord, LocalStore } from './store.ts';
 import { type LocalFunction, readWiring, resolveReferences, type Wiring } from './wiring.ts';
 
 export const LOCAL_ACCOUNT = '000000000000';
+
+/** One build of a run, as the CLI and the console show it. */
+export interface RunBuild {
+  id: string;
+  project: string;
+  /** `Image`, `dev: Deploy`. */
+  stage: string;
+  environment?: string;
+  status: string;
+  startTime: number;
+  endTime?: number;
+  logPath: string;
+  logUrl: string;
+  exportedVariables: { Name: string; Value: string }[];
+  phases: CodeBuildBuild['Phases'];
+  reports: ReportSummary[];
+}
 
 /** An approval waiting for a decision, with the same signed links the email carries. */
 export interface PendingApproval {
@@ -62,6 +81,7 @@ export class LocalRuntime {
   readonly #pending = new Map<string, PendingApproval>();
   readonly #deployments = new Map<string, Record<string, string>>();
   readonly #buildExecution = new Map<string, string>();
+  readonly #builds = new Map<string, Map<string, RunBuild>>();
   #approvalKey = '';
   #webhookSecret = '';
 
@@ -192,6 +212,11 @@ export class LocalRuntime {
   /** Where each environment's deployed service answers, for a run (from its deploy builds' SERVICE_URL). */
   deployments(executionArn: string): Record<string, string> {
     return { ...this.#deployments.get(executionArn) };
+  }
+
+  /** The builds of a run, in the order they started. */
+  builds(executionArn: string): RunBuild[] {
+    return [...(this.#builds.get(executionArn)?.values() ?? [])];
   }
 
   /** Starts an interrupted or finished run again, with the same input, under a new name. */
@@ -362,6 +387,7 @@ export class LocalRuntime {
       if (url && environment)
         this.#deployments.set(executionArn, { ...this.#deployments.get(executionArn), [environment]: url });
     }
+    if (executionArn && event.kind === 'state') this.#recordBuild(executionArn, event);
     this.options.report?.({
       kind: 'build',
       event,
@@ -369,6 +395,28 @@ export class LocalRuntime {
       ...(executionArn ? { executionArn } : {}),
     });
     void this.putEvent(codeBuildEvent(event, this.wiring.region));
+  }
+
+  #recordBuild(executionArn: string, event: Extract<BuildEvent, { kind: 'state' }>): void {
+    const builds = this.#builds.get(executionArn) ?? new Map<string, RunBuild>();
+    this.#builds.set(executionArn, builds);
+    const b = event.build;
+    builds.set(b.Id, {
+      id: b.Id,
+      project: b.ProjectName,
+      stage: stageLabel(event),
+      ...(event.environment.STEPLINE_ENVIRONMENT
+        ? { environment: event.environment.STEPLINE_ENVIRONMENT }
+        : {}),
+      status: event.status,
+      startTime: b.StartTime,
+      ...(event.status === 'IN_PROGRESS' ? {} : { endTime: b.EndTime }),
+      logPath: this.store.buildLogPath(b.Id),
+      logUrl: b.Logs.DeepLink,
+      exportedVariables: b.ExportedEnvironmentVariables,
+      phases: b.Phases,
+      reports: event.reports ?? [],
+    });
   }
 
   /** @internal */

@@ -130,7 +130,7 @@ async function api(
         input: record.input,
         output: record.output,
         history: store.history(record.executionArn),
-        builds: builds(store.history(record.executionArn)),
+        builds: runtime.builds(record.executionArn),
       });
     }
   }
@@ -164,16 +164,6 @@ function summary(runtime: LocalRuntime, executionArn: string) {
     approval: runtime.pendingApprovals().find((a) => a.executionArn === executionArn),
     deployments: runtime.deployments(executionArn),
   };
-}
-
-/** The builds a run's history mentions (the startBuild.sync outputs and failures). */
-function builds(history: { type: string; state?: unknown; output?: unknown; cause?: unknown }[]): string[] {
-  const ids = new Set<string>();
-  for (const event of history) {
-    const text = JSON.stringify(event.output ?? event.cause ?? '');
-    for (const match of text.matchAll(/stepline-[\w-]+:[0-9a-f-]{36}/g)) ids.add(match[0]);
-  }
-  return [...ids];
 }
 
 async function sendLog(res: ServerResponse, path: string, offset: number): Promise<void> {
