@@ -23,7 +23,8 @@ const USAGE = `Usage: stepline <command> [options]
   reject <run> [--name N] --comment C
   restart <run>         start an interrupted or finished run again
 
-Options: --port N (or STEPLINE_PORT), --state-dir DIR (or STEPLINE_STATE_DIR; default .stepline)`;
+Options: --port N (or STEPLINE_PORT), --state-dir DIR (or STEPLINE_STATE_DIR; default .stepline),
+         --param name=value (serverless.yml parameters, e.g. --param 'triggers={"push":[{"branches":{"includes":["**"]}}]}')`;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,6 +36,7 @@ const { values, positionals } = parseArgs({
     name: { type: 'string' },
     comment: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
+    param: { type: 'string', multiple: true, default: [] },
   },
 });
 

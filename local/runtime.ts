@@ -54,6 +54,8 @@ export interface RuntimeOptions {
   report?: (event: RuntimeEvent) => void;
   /** The wiring, when already read (tests reuse one). */
   wiring?: Wiring;
+  /** serverless.yml parameters (`triggers={…}`, `settings={…}`), as `serverless deploy --param`. */
+  params?: string[];
 }
 
 /** What the terminal, the CLI and the console hear about. */
@@ -99,7 +101,7 @@ export class LocalRuntime {
 
   static async start(options: RuntimeOptions): Promise<LocalRuntime> {
     const stateDir = resolve(options.stateDir);
-    const wiring = options.wiring ?? (await readWiring(options.projectDir));
+    const wiring = options.wiring ?? (await readWiring(options.projectDir, { params: options.params ?? [] }));
     const store = await LocalStore.open(stateDir);
     const runtime: { current?: LocalRuntime } = {};
     const self = () => {

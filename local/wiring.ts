@@ -57,12 +57,16 @@ type Printed = {
 /**
  * Reads the project's wiring from serverless.yml through the Serverless Framework itself (`serverless
  * print`), so that variables, files and parameters resolve exactly as they do for a deploy, and the
- * laptop and the cloud cannot drift apart.
+ * laptop and the cloud cannot drift apart. `params` are `name=value` pairs, as `serverless deploy --param`.
  */
-export async function readWiring(projectDir: string, stage = 'local', region = 'us-east-1'): Promise<Wiring> {
+export async function readWiring(
+  projectDir: string,
+  options: { stage?: string; region?: string; params?: string[] } = {},
+): Promise<Wiring> {
+  const { stage = 'local', region = 'us-east-1', params = [] } = options;
   const bin = createRequire(import.meta.url).resolve('osls/bin/serverless.js');
   const args = [bin, 'print', '--format', 'json', '--stage', stage, '--region', region];
-  for (const param of LOCAL_PARAMS) args.push('--param', param);
+  for (const param of [...LOCAL_PARAMS, ...params]) args.push('--param', param);
   let stdout: string;
   try {
     ({ stdout } = await exec(process.execPath, args, {
