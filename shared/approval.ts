@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigurationError, ForbiddenError, InvalidInputError } from './errors.ts';
 import {
   type ApprovalDecision,

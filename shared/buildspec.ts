@@ -12,7 +12,7 @@ import {
   type Tags,
   visit,
 } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { SteplineError } from './errors.ts';
 
 /**

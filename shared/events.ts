@@ -1,5 +1,4 @@
-import { EventBridgeSchema } from '@aws-lambda-powertools/parser/schemas/eventbridge';
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidInputError } from './errors.ts';
 import { ExecutionInputSchema } from './pipeline.ts';
 import type { Milestone } from './ports.ts';
@@ -13,6 +12,24 @@ import type { Push } from './push.ts';
  * `logs` or `phases`, a 2017 event has no `build-number`, a 2023 execution event has redrive fields), so
  * every schema here accepts unknown fields and tolerates absent or null optional ones.
  */
+
+/**
+ * The EventBridge envelope, field for field as Powertools parser's `EventBridgeSchema`. It is restated here
+ * because that module imports zod as `{ z }`, which bundles all of zod's locales (~330 KB) into every
+ * Lambda that uses it; `import * as z` lets esbuild keep only what is used.
+ */
+const EventBridgeSchema = z.object({
+  version: z.string(),
+  id: z.string(),
+  source: z.string(),
+  account: z.string(),
+  time: z.iso.datetime(),
+  region: z.string(),
+  resources: z.array(z.string()),
+  'detail-type': z.string(),
+  detail: z.unknown(),
+  'replay-name': z.string().optional(),
+});
 
 // ---------------------------------------------------------------------------------------------------------
 // CodeBuild

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import type { BuildReport, ExecutionReport } from './events.ts';
 import type { ApprovalDecision, NotifyRequest } from './pipeline.ts';
 import type { Notification } from './ports.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** Where a push came from. Bitbucket Cloud and Bitbucket Data Center both arrive as `bitbucket`. */
 export const ProviderSchema = z.enum(['github', 'gitlab', 'bitbucket', 'codecommit']);

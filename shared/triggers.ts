@@ -1,5 +1,5 @@
 import picomatch from 'picomatch';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Push } from './push.ts';
 
 const PatternsSchema = z.array(z.string().min(1)).min(1).max(8);

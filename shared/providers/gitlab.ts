@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
 import type { Push } from '../push.ts';
 import { findHeader } from '../signatures.ts';
