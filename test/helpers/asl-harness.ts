@@ -4,6 +4,10 @@ import {
   ExecutionError,
   StateMachine,
 } from 'aws-local-stepfunctions';
+import type { CodeBuildBuild } from '#local/codebuild.ts';
+
+export type { CodeBuildBuild };
+
 import {
   type ApprovalDecision,
   type Environment,
@@ -182,24 +186,6 @@ export function stepFunctionsError(name: string, cause: string): Error {
   return error;
 }
 
-/** The `Build` of a `codebuild:startBuild.sync` result (PascalCase, as Step Functions returns it). */
-export interface CodeBuildBuild {
-  Id: string;
-  Arn: string;
-  BuildNumber: number;
-  BuildStatus: 'SUCCEEDED' | 'FAILED' | 'FAULT' | 'TIMED_OUT' | 'STOPPED';
-  BuildComplete: boolean;
-  CurrentPhase: string;
-  ProjectName: string;
-  SourceVersion: string;
-  ResolvedSourceVersion: string;
-  StartTime: number;
-  EndTime: number;
-  Environment: { EnvironmentVariables: { Name: string; Type: string; Value: string }[] };
-  ExportedEnvironmentVariables: { Name: string; Value: string }[];
-  Logs: { DeepLink: string; GroupName: string; StreamName: string };
-}
-
 export interface BuildOptions {
   status?: CodeBuildBuild['BuildStatus'];
   /** Variables the buildspec exports (`exported-variables`). */
@@ -241,6 +227,7 @@ export function codeBuildBuild(input: TaskInput, options: BuildOptions = {}): Co
         Value,
       })),
     },
+    Phases: [],
     ExportedEnvironmentVariables: Object.entries(options.exported ?? {}).map(([Name, Value]) => ({
       Name,
       Value,
