@@ -8,6 +8,7 @@ import {
   changedFilesOf,
   commitOrNull,
   lacksFileLists,
+  PushedCommitSchema,
   parsePayload,
   refParts,
 } from './payload.ts';
@@ -21,16 +22,6 @@ export const GITHUB_MAX_COMMITS = 2048;
 /** GitHub's webhook docs: "A maximum of 3000 changed files will be reported per commit". */
 export const GITHUB_MAX_FILES_PER_COMMIT = 3000;
 
-const FileListSchema = z.array(z.string()).nullish();
-
-const GitHubCommitSchema = z.looseObject({
-  id: z.string().min(1),
-  message: z.string().nullish(),
-  added: FileListSchema,
-  modified: FileListSchema,
-  removed: FileListSchema,
-});
-
 /** The fields of a GitHub `push` delivery that a {@link Push} needs; every other field is accepted and ignored. */
 export const GitHubPushPayloadSchema = z.looseObject({
   ref: z.string().min(1),
@@ -39,7 +30,7 @@ export const GitHubPushPayloadSchema = z.looseObject({
   created: z.boolean().nullish(),
   deleted: z.boolean().nullish(),
   forced: z.boolean().nullish(),
-  commits: z.array(GitHubCommitSchema).nullish(),
+  commits: z.array(PushedCommitSchema).nullish(),
   head_commit: z.looseObject({ message: z.string().nullish() }).nullish(),
   repository: z.looseObject({
     full_name: z.string().min(1),

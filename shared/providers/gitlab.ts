@@ -3,17 +3,14 @@ import { InvalidInputError } from '../errors.ts';
 import type { Push } from '../push.ts';
 import { findHeader } from '../signatures.ts';
 import type { WebhookOutcome } from './index.ts';
-import { changedFilesOf, commitOrNull, lacksFileLists, parsePayload, refParts } from './payload.ts';
-
-const FileListSchema = z.array(z.string()).nullish();
-
-const GitLabCommitSchema = z.looseObject({
-  id: z.string().min(1),
-  message: z.string().nullish(),
-  added: FileListSchema,
-  modified: FileListSchema,
-  removed: FileListSchema,
-});
+import {
+  changedFilesOf,
+  commitOrNull,
+  lacksFileLists,
+  PushedCommitSchema,
+  parsePayload,
+  refParts,
+} from './payload.ts';
 
 /**
  * The fields of a GitLab push or tag push hook (project, group or system hook) that a {@link Push} needs;
@@ -35,7 +32,7 @@ export const GitLabPushPayloadSchema = z.looseObject({
     git_http_url: z.string().min(1),
     default_branch: z.string().nullish(),
   }),
-  commits: z.array(GitLabCommitSchema).nullish(),
+  commits: z.array(PushedCommitSchema).nullish(),
 });
 export type GitLabPushPayload = z.infer<typeof GitLabPushPayloadSchema>;
 

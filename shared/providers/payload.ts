@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
 import { parseRef, ZERO_SHA } from '../push.ts';
 
@@ -77,3 +77,14 @@ export function changedFilesOf(commits: readonly CommitFiles[]): string[] {
   }
   return [...files].sort();
 }
+
+const FileListSchema = z.array(z.string()).nullish();
+
+/** A pushed commit as GitHub and GitLab list it: id, message and the files it added, modified, removed. */
+export const PushedCommitSchema = z.looseObject({
+  id: z.string().min(1),
+  message: z.string().nullish(),
+  added: FileListSchema,
+  modified: FileListSchema,
+  removed: FileListSchema,
+});
