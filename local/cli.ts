@@ -70,6 +70,7 @@ async function boot(report: (event: RuntimeEvent) => void) {
     stateDir,
     baseUrl: server.url,
     report,
+    params: values.param,
   });
   server.attach(runtime);
   for (const note of runtime.store.recoveryReport.notes) print(`stepline: ${note}`);
