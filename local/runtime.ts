@@ -382,7 +382,11 @@ export class LocalRuntime {
 
   /** @internal */
   onBuildEvent(event: BuildEvent): void {
-    const executionArn = this.#buildExecution.get(`${event.build.ProjectName}@${event.build.SourceVersion}`);
+    // Runs of one commit (pushed to several branches) share project and commit: the run's own id, which
+    // the state machine passes every build, tells them apart.
+    const executionArn =
+      event.environment.STEPLINE_EXECUTION_ID ??
+      this.#buildExecution.get(`${event.build.ProjectName}@${event.build.SourceVersion}`);
     if (executionArn && event.kind === 'state' && event.status === 'SUCCEEDED') {
       const url = event.build.ExportedEnvironmentVariables.find((v) => v.Name === 'SERVICE_URL')?.Value;
       const environment = event.environment.STEPLINE_ENVIRONMENT;
