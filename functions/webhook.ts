@@ -57,7 +57,9 @@ export function createWebhookHandler(deps: WebhookDeps) {
       return jsonError(error, deps.logger);
     }
   };
-  return middy(run).use(injectLambdaContext(deps.logger, { resetKeys: true }));
+  // The event's headers hold the signature, and GitLab's token is the secret itself: never log the
+  // event, whatever POWERTOOLS_LOGGER_LOG_EVENT says.
+  return middy(run).use(injectLambdaContext(deps.logger, { resetKeys: true, logEvent: false }));
 }
 
 function awsDeps(): WebhookDeps {
