@@ -3,7 +3,11 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { listStates } from '#shared/statemachine.ts';
+import { type HistoryEventLike, stateRuns } from './console/model.ts';
+import { serveConsole } from './console/serve.ts';
 import { type LocalRuntime, lambdaContext } from './runtime.ts';
+import type { ExecutionRecord } from './store.ts';
 
 /** The largest request body the local server reads (a bit over the webhook's own 5 MiB limit). */
 const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
@@ -56,6 +60,7 @@ async function handle(
   res: ServerResponse,
 ): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
+  if (await serveConsole(req, res, url)) return;
   if (!runtime) return send(res, 503, { message: 'stepline is starting' });
   if (url.pathname.startsWith('/api/')) return api(runtime, req, res, url);
   const route = runtime.route(req.method ?? 'GET', url.pathname);
@@ -69,10 +74,11 @@ async function handle(
       v === undefined ? [] : [[k, Array.isArray(v) ? v.join(',') : v]],
     ),
   );
+  // An empty header names no delivery (and would not be a valid record id).
   const deliveryId =
-    headers['x-github-delivery'] ??
-    headers['x-gitlab-event-uuid'] ??
-    headers['x-request-uuid'] ??
+    headers['x-github-delivery'] ||
+    headers['x-gitlab-event-uuid'] ||
+    headers['x-request-uuid'] ||
     randomUUID();
   // A webhook delivery is written to disk before anything answers it: a 2xx is never lost.
   const isDelivery = route.fn.key === 'webhook' && req.method === 'POST';
@@ -131,8 +137,14 @@ async function api(
         output: record.output,
         history: store.history(record.executionArn),
         builds: runtime.builds(record.executionArn),
+        notifications: store.outbox().filter((m) => m.executionArn === record.executionArn),
       });
     }
+  }
+  if (req.method === 'GET' && resource === 'statemachines' && id !== undefined) {
+    const machine = runtime.wiring.machines[id];
+    if (!machine) return send(res, 404, { message: `No state machine named ${id}` });
+    return send(res, 200, { key: id, name: machine.name, definition: machine.definition });
   }
   if (req.method === 'GET' && resource === 'approvals') return send(res, 200, runtime.pendingApprovals());
   if (req.method === 'GET' && resource === 'outbox') return send(res, 200, store.outbox());
@@ -147,23 +159,63 @@ async function api(
 function summary(runtime: LocalRuntime, executionArn: string) {
   const record = runtime.store.execution(executionArn);
   const input = (record?.input ?? {}) as {
-    push?: { repository?: { fullName?: string }; refName?: string; after?: string };
+    push?: {
+      repository?: { fullName?: string };
+      refName?: string;
+      after?: string;
+      headCommitMessage?: string;
+      pusher?: string;
+    };
   };
+  // An approval stands while its gate waits: once decided, the run goes on and the links no longer count.
+  const approval = gateWaits(runtime, record)
+    ? runtime.pendingApprovals().find((a) => a.executionArn === executionArn)
+    : undefined;
   return {
     name: record?.name,
     executionArn,
+    stateMachine: record?.stateMachine,
     status: record?.status,
     repository: input.push?.repository?.fullName,
     ref: input.push?.refName,
     commit: input.push?.after,
+    message: input.push?.headCommitMessage,
+    pusher: input.push?.pusher,
+    stage: approval ? `${approval.environment}: Approval` : currentStage(runtime, executionArn),
     startDate: record?.startDate,
     stopDate: record?.stopDate,
     error: record?.error,
     cause: record?.cause,
     redriveOf: record?.redriveOf,
-    approval: runtime.pendingApprovals().find((a) => a.executionArn === executionArn),
+    approval,
     deployments: runtime.deployments(executionArn),
   };
+}
+
+/** True while a `.waitForTaskToken` state of the run (the approval gate) has been entered and not left. */
+function gateWaits(runtime: LocalRuntime, record: ExecutionRecord | undefined): boolean {
+  if (record?.status !== 'RUNNING') return false;
+  const definition = runtime.wiring.machines[record.stateMachine]?.definition ?? {};
+  const gates = new Set(
+    listStates(definition)
+      .filter(({ state }) => String(state.Resource).endsWith('.waitForTaskToken'))
+      .map(({ name }) => name),
+  );
+  const states = stateRuns(runtime.store.history(record.executionArn) as HistoryEventLike[], {
+    running: true,
+    waitsForToken: (state) => gates.has(state),
+  });
+  return [...states.values()].some((s) => s.status === 'waiting');
+}
+
+/** The stage a run is at (or ended at): its build that failed, else its latest build, else its latest state. */
+function currentStage(runtime: LocalRuntime, executionArn: string): string | undefined {
+  const builds = runtime.builds(executionArn);
+  const build = builds.find((b) => !['IN_PROGRESS', 'SUCCEEDED'].includes(b.status)) ?? builds.at(-1);
+  if (build) return build.stage;
+  return runtime.store
+    .history(executionArn)
+    .findLast((e) => e.type === 'StateEntered' && typeof e.state === 'string')?.state as string | undefined;
 }
 
 async function sendLog(res: ServerResponse, path: string, offset: number): Promise<void> {
