@@ -155,6 +155,13 @@ async function runOnce(): Promise<void> {
         print('  (waiting: approve with `npx stepline approve <run>` in another terminal, or use --approve)');
     }
   });
+  // As `start` does: Ctrl-C stops the run and the services it deployed, rather than leaving them running.
+  const onSignal = (signal: NodeJS.Signals) => {
+    print(`\nstepline: ${signal}: stopping the run and the services it started…`);
+    void stop('stepline run was stopped (Ctrl-C) while this run was in flight').then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     const remote = await remoteFor(server.url);
     const pushed = await pushSampleApp({
