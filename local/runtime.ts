@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -84,6 +85,8 @@ export class LocalRuntime {
   readonly #deployments = new Map<string, Record<string, string>>();
   readonly #buildExecution = new Map<string, string>();
   readonly #builds = new Map<string, Map<string, RunBuild>>();
+  /** The run a handler invocation works for, so that what it publishes is attributed to that run. */
+  readonly #attribution = new AsyncLocalStorage<string | undefined>();
   #approvalKey = '';
   #webhookSecret = '';
 
@@ -188,15 +191,20 @@ export class LocalRuntime {
     return undefined;
   }
 
-  /** Puts an event on the local default bus: every function whose rule matches gets it. */
-  async putEvent(event: Record<string, unknown>): Promise<void> {
+  /**
+   * Puts an event on the local default bus: every function whose rule matches gets it. `executionArn`:
+   * the run the event is about, to which what the handlers publish is attributed.
+   */
+  async putEvent(event: Record<string, unknown>, executionArn?: string): Promise<void> {
     const targets = this.wiring.functions.filter((fn) =>
       fn.eventBridge.some((p) => matchesPattern(p, event)),
     );
     await Promise.all(
       targets.map(async (fn) => {
         try {
-          await this.#handlers.get(fn.key)?.(event, lambdaContext(fn));
+          await this.#attribution.run(executionArn, () =>
+            this.#handlers.get(fn.key)?.(event, lambdaContext(fn)),
+          );
         } catch (error) {
           process.stderr.write(
             `stepline: ${fn.key} failed on ${String(event['detail-type'])}: ${(error as Error).message}\n`,
@@ -329,7 +337,11 @@ export class LocalRuntime {
       });
     }
     try {
-      return await handler(structuredClone(input.Payload ?? {}), lambdaContext(fn));
+      const payload = (input.Payload ?? {}) as { executionArn?: unknown };
+      const executionArn = typeof payload.executionArn === 'string' ? payload.executionArn : undefined;
+      return await this.#attribution.run(executionArn, () =>
+        handler(structuredClone(payload), lambdaContext(fn)),
+      );
     } catch (error) {
       const e = error as Error;
       // Step Functions names a function error by its errorType, with Lambda's error JSON for cause.
@@ -340,8 +352,14 @@ export class LocalRuntime {
   }
 
   async #publish(notification: Notification): Promise<void> {
+    const executionArn = this.#attribution.getStore();
     const message = await this.store.addOutbox(
-      { topic: notification.topic, subject: notification.subject, body: notification.body },
+      {
+        topic: notification.topic,
+        subject: notification.subject,
+        body: notification.body,
+        ...(executionArn ? { executionArn } : {}),
+      },
       { email: true },
     );
     this.options.report?.({ kind: 'notification', notification, file: join('outbox', message.id) });
@@ -400,7 +418,7 @@ export class LocalRuntime {
       logPath: this.store.buildLogPath(event.build.Id),
       ...(executionArn ? { executionArn } : {}),
     });
-    void this.putEvent(codeBuildEvent(event, this.wiring.region));
+    void this.putEvent(codeBuildEvent(event, this.wiring.region), executionArn);
   }
 
   #recordBuild(executionArn: string, event: Extract<BuildEvent, { kind: 'state' }>): void {
@@ -431,6 +449,7 @@ export class LocalRuntime {
     this.options.report?.({ kind: 'execution', record });
     void this.putEvent(
       executionEvent(record, this.engine.stateMachineArn(record.stateMachine), this.wiring.region),
+      record.executionArn,
     );
   }
 }
