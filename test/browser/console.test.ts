@@ -1,0 +1,270 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushSampleApp } from '#local/git-remote.ts';
+import { breakSampleApp, copySampleApp, stopSampleAppInstances } from '../helpers/sample-app.ts';
+
+/**
+ * The console in a real browser (Debian's Chromium driven by playwright-core): the local mode started as
+ * a person starts it, a run watched live to the approval gate, approved from the page, and a broken push
+ * shown failing with its failed state and cause.
+ */
+
+const CHROMIUM = '/usr/bin/chromium';
+const PROJECT_DIR = fileURLToPath(new URL('../../', import.meta.url));
+const ARTIFACTS = join(PROJECT_DIR, 'test-artifacts', 'console');
+const DEADLINE_MS = 20_000;
+
+/** Settings of the developer's shell that would point the server at another port, folder or secret. */
+const INHERITED = [
+  'STEPLINE_PORT',
+  'STEPLINE_STATE_DIR',
+  'STEPLINE_DEPLOY_PORT',
+  'STEPLINE_DEPLOY_PORT_BASE',
+  'STEPLINE_SAMPLE_APP',
+  'STEPLINE_WEBHOOK_SECRET',
+  'STEPLINE_APPROVAL_KEY',
+];
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (typeof address !== 'object' || !address) throw new Error('No free port');
+  return address.port;
+}
+
+/** A base whose dev (base + 1) and prod (base + 4) ports are free, for the sample app's deploys. */
+async function freeDeployPortBase(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const base = (await freePort()) - 1;
+    if (base + 4 <= 65535 && (await portIsFree(base + 4))) return base;
+  }
+  throw new Error('Found no free pair of ports for the sample app');
+}
+
+/** `stepline start` in its own process group, its output kept for waiting and for failure messages. */
+class Stepline {
+  readonly child: ChildProcess;
+  output = '';
+  readonly exited: Promise<void>;
+
+  constructor(stateDir: string, deployPortBase: number) {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const name of INHERITED) delete env[name];
+    env.PATH = `${dirname(process.execPath)}${delimiter}${env.PATH ?? ''}`;
+    env.STEPLINE_DEPLOY_PORT_BASE = String(deployPortBase);
+    this.child = spawn(process.execPath, ['local/cli.ts', 'start', '--port', '0', '--state-dir', stateDir], {
+      cwd: PROJECT_DIR,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    this.child.stdout?.on('data', (chunk: Buffer) => {
+      this.output += chunk.toString('utf8');
+    });
+    this.child.stderr?.on('data', (chunk: Buffer) => {
+      this.output += chunk.toString('utf8');
+    });
+    this.exited = new Promise((resolve) => this.child.once('close', () => resolve()));
+  }
+
+  /** The server's URL, once it says it runs. */
+  url(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const match = /stepline is running at (http:\/\/\S+)/.exec(this.output);
+        if (!match?.[1]) return false;
+        cleanup();
+        resolve(match[1]);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`stepline did not start within ${DEADLINE_MS} ms:\n${this.output}`));
+      }, DEADLINE_MS);
+      const onData = () => void check();
+      const onClose = () => {
+        cleanup();
+        reject(new Error(`stepline exited before it started:\n${this.output}`));
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.child.stdout?.off('data', onData);
+        this.child.off('close', onClose);
+      };
+      this.child.stdout?.on('data', onData);
+      this.child.once('close', onClose);
+      check();
+    });
+  }
+
+  /** Stops it as Ctrl-C does (it stops its runs and deployed services); kills the group if it hangs. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.pid === undefined) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      try {
+        if (this.child.pid !== undefined) process.kill(-this.child.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }, 10_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+describe('the console in a browser', () => {
+  let workDir: string;
+  let stateDir: string;
+  let stepline: Stepline;
+  let baseUrl: string;
+  let context: BrowserContext;
+  let page: Page;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(
+        `Chromium is missing at ${CHROMIUM}: the browser tests drive Debian's Chromium. Install it with \`apt-get update && apt-get install -y chromium\`.`,
+      );
+    }
+    await mkdir(ARTIFACTS, { recursive: true });
+    workDir = await mkdtemp(join(tmpdir(), 'stepline-console-'));
+    stateDir = join(workDir, 'state');
+    stepline = new Stepline(stateDir, await freeDeployPortBase());
+    baseUrl = await stepline.url();
+    context = await chromium.launchPersistentContext(join(workDir, 'chromium-profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 900 },
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(DEADLINE_MS);
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    // Nothing but the local server: a request elsewhere fails the test instead of leaving the machine.
+    await context.route(
+      (url) => url.hostname !== '127.0.0.1' && url.protocol !== 'data:',
+      (route) => {
+        pageErrors.push(`request outside localhost: ${route.request().url()}`);
+        return route.abort();
+      },
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    await context?.close();
+    await stepline?.stop();
+    if (stateDir) await stopSampleAppInstances(stateDir);
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('watches the pushed run reach the approval gate live, approves it from the page, and sees it succeed', async () => {
+    // `stepline start` pushes the sample app on a fresh state folder: that run shows up in the list.
+    await page.goto(`${baseUrl}/`);
+    const row = page.locator('tr[data-run]').first();
+    await row.waitFor();
+    const name = (await row.getAttribute('data-run')) ?? '';
+    await expect(row.textContent()).resolves.toContain('local/hello-service');
+
+    await page.getByRole('link', { name, exact: true }).first().click();
+    await page.locator('[data-state="Approval"][data-status="waiting"]').waitFor();
+    expect(await page.locator('[data-state="Image"]').getAttribute('data-status')).toBe('succeeded');
+    expect(await page.locator('[data-state="Deploy"]').getAttribute('aria-label')).toContain('dev ✓');
+    expect(await page.locator('[data-state="Notify succeeded"]').getAttribute('data-status')).toBe(
+      'not-reached',
+    );
+    await page.screenshot({ path: join(ARTIFACTS, 'run-waiting.png') });
+
+    await page.getByLabel('Your name').fill('Ada Lovelace');
+    await page.getByLabel('Comment').fill('Ship it: dev answers');
+    await page.getByRole('button', { name: 'Approve' }).click();
+
+    await page.getByRole('heading', { name: 'Approved' }).waitFor();
+    // The rest of the run arrives by server-sent events: the page is never reloaded.
+    await page.locator('[data-state="Notify succeeded"][data-status="succeeded"]').waitFor();
+    await page.locator('h1 [data-status="SUCCEEDED"]').waitFor();
+    expect(await page.locator('[data-state="Deploy"]').getAttribute('aria-label')).toContain('prod ✓');
+    expect(await page.locator('[data-terminal="end"]').getAttribute('class')).toContain('succeeded');
+    const prodDeploy = page.locator('details.build', { hasText: 'prod: Deploy' });
+    await prodDeploy.locator('pre.log', { hasText: 'Phase complete: BUILD' }).waitFor({ state: 'attached' });
+    await page.getByText('deployed to dev, prod').first().waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, 'run-succeeded.png'), fullPage: true });
+
+    // The decision went through the signed link, into the run, as the emailed link records it.
+    const run = (await (await fetch(`${baseUrl}/api/runs/${encodeURIComponent(name)}`)).json()) as {
+      status: string;
+      output: { outcome: { approvals: ({ approver: string; comment: string } | null)[] } };
+    };
+    expect(run.status).toBe('SUCCEEDED');
+    expect(run.output.outcome.approvals).toEqual([
+      null,
+      expect.objectContaining({ approved: true, approver: 'Ada Lovelace', comment: 'Ship it: dev answers' }),
+    ]);
+    expect(pageErrors).toEqual([]);
+  }, 90_000);
+
+  it('shows a broken push appear live in the list, then its failed state and cause', async () => {
+    await page.goto(`${baseUrl}/#/`);
+    await page.locator('tr[data-run]').first().waitFor();
+    const before = await page.locator('tr[data-run]').count();
+
+    const app = await copySampleApp(join(workDir, 'broken-app'));
+    await breakSampleApp(app);
+    const { commit } = await pushSampleApp({
+      remotePath: join(stateDir, 'git', 'hello-service.git'),
+      workDir: join(workDir, 'checkout'),
+      sourceDir: app,
+      message: 'Answer /health with 500',
+    });
+
+    const failed = page.locator('tr[data-run][data-status="FAILED"]', { hasText: commit.slice(0, 7) });
+    await failed.waitFor();
+    expect(await page.locator('tr[data-run]').count()).toBe(before + 1);
+    // Newest first.
+    expect(await page.locator('tr[data-run]').first().textContent()).toContain(commit.slice(0, 7));
+    await expect(failed.textContent()).resolves.toContain('Answer /health with 500');
+    await page.screenshot({ path: join(ARTIFACTS, 'runs.png') });
+
+    await failed.getByRole('link').click();
+    await page.locator('[data-state="Image"][data-status="caught"]').waitFor();
+    expect(await page.locator('[data-state="Image failed"]').getAttribute('data-status')).toBe('failed');
+    const why = page.getByRole('region', { name: 'Why this run failed' });
+    await expect(why.textContent()).resolves.toMatch(/Pipeline\.StageFailed/);
+    const image = why.locator('[data-failed-state="Image"]');
+    await expect(image.textContent()).resolves.toContain('States.TaskFailed');
+    await expect(image.textContent()).resolves.toContain(
+      'BUILD: Error while executing command: node --test. Reason: exit status 1',
+    );
+    // The failed build is open with its log, where the failing test is.
+    const build = page.locator('details.build[open]', { hasText: 'Image' });
+    await build.locator('pre.log', { hasText: 'not ok' }).waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, 'run-failed.png'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  }, 90_000);
+});
