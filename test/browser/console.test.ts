@@ -261,6 +261,12 @@ describe('the console in a browser', () => {
     await expect(image.textContent()).resolves.toContain(
       'BUILD: Error while executing command: node --test. Reason: exit status 1',
     );
+    // Keyboard: Tab to a state and press Enter for what happened to it.
+    await page.locator('[data-state="Image"]').focus();
+    await page.keyboard.press('Enter');
+    const selected = page.locator('.selected-state');
+    await selected.getByRole('heading', { name: 'Image' }).waitFor();
+    await expect(selected.textContent()).resolves.toContain('States.TaskFailed');
     // The failed build is open with its log, where the failing test is.
     const build = page.locator('details.build[open]', { hasText: 'Image' });
     await build.locator('pre.log', { hasText: 'not ok' }).waitFor();
