@@ -73,9 +73,9 @@ describe('deliveries at once, no approval', () => {
     expect(serverErrors).toBe(0);
     expect(statuses.filter((s) => s === 202)).toHaveLength(1);
     expect(statuses.filter((s) => s === 200)).toHaveLength(99);
-    expect(answers.filter((a) => a.status === 200).map((a) => (a.json as { message: string }).message)).toEqual(
-      Array(99).fill('Already started: this push was delivered before'),
-    );
+    expect(
+      answers.filter((a) => a.status === 200).map((a) => (a.json as { message: string }).message),
+    ).toEqual(Array(99).fill('Already started: this push was delivered before'));
     expect(runs).toHaveLength(1);
     expect(finished.map((r) => r?.status)).toEqual(['SUCCEEDED']);
     const recorded = local.runtime.store.deliveries().filter((d) => d.id === deliveryId);
@@ -134,9 +134,7 @@ describe('decisions at once', () => {
     await local?.stop();
   });
 
-  it('lets exactly one of two decisions sent at the same instant win, ten times over', async ({
-    task,
-  }) => {
+  it('lets exactly one of two decisions sent at the same instant win, ten times over', async ({ task }) => {
     const after = await repo.commit({ mode: 'echo\n' }, 'Decided twice at once');
     const refs = Array.from({ length: 10 }, (_, i) => `refs/heads/race/${i}`);
     const answers = await Promise.all(

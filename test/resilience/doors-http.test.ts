@@ -6,8 +6,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { record } from './figures.ts';
 import {
-  type Answer,
   ANY_REF_TRIGGERS,
+  type Answer,
   type AppRepo,
   createAppRepo,
   githubHeaders,
@@ -52,7 +52,11 @@ afterAll(async () => {
 const runCount = () => local.runtime.store.executions().length;
 
 function post(provider: string, body: string | Buffer, headers: Record<string, string>): Promise<Answer> {
-  return send(`${local.url}/webhooks/${provider}`, { method: 'POST', headers, body });
+  return send(`${local.url}/webhooks/${provider}`, {
+    method: 'POST',
+    headers,
+    body: typeof body === 'string' ? body : new Uint8Array(body),
+  });
 }
 
 describe('the webhook over HTTP', () => {
@@ -60,7 +64,8 @@ describe('the webhook over HTTP', () => {
     task,
   }) => {
     const valid = JSON.stringify(githubPushPayload({ repo, after: validCommit }));
-    const sign = (body: string | Buffer, key = secret) => `sha256=${createHmac('sha256', key).update(body).digest('hex')}`;
+    const sign = (body: string | Buffer, key = secret) =>
+      `sha256=${createHmac('sha256', key).update(body).digest('hex')}`;
     const github = (body: string | Buffer, extra: Record<string, string> = {}) => ({
       'content-type': 'application/json',
       'x-github-event': 'push',
@@ -71,25 +76,139 @@ describe('the webhook over HTTP', () => {
     const over6MiB = `{"x":"${'a'.repeat(6 * 1024 * 1024)}"}`;
     const over5MiB = `{"x":"${'a'.repeat(5 * 1024 * 1024 + 10)}"}`;
     const changed = valid.replace('"Change"', '"Chang3"');
-    const cases: { what: string; provider: string; body: string | Buffer; headers: Record<string, string>; expected: number }[] = [
-      { what: 'malformed JSON', provider: 'github', body: '{"ref": ', headers: github('{"ref": '), expected: 400 },
-      { what: 'truncated payload', provider: 'github', body: valid.slice(0, 200), headers: github(valid.slice(0, 200)), expected: 400 },
+    const cases: {
+      what: string;
+      provider: string;
+      body: string | Buffer;
+      headers: Record<string, string>;
+      expected: number;
+    }[] = [
+      {
+        what: 'malformed JSON',
+        provider: 'github',
+        body: '{"ref": ',
+        headers: github('{"ref": '),
+        expected: 400,
+      },
+      {
+        what: 'truncated payload',
+        provider: 'github',
+        body: valid.slice(0, 200),
+        headers: github(valid.slice(0, 200)),
+        expected: 400,
+      },
       { what: 'empty body', provider: 'github', body: '', headers: github(''), expected: 400 },
-      { what: 'not UTF-8', provider: 'github', body: Buffer.from([0xff, 0xfe, 0x00, 0x7b]), headers: github(Buffer.from([0xff, 0xfe, 0x00, 0x7b])), expected: 400 },
-      { what: 'form without payload', provider: 'github', body: valid, headers: github(valid, { 'content-type': 'application/x-www-form-urlencoded' }), expected: 400 },
-      { what: 'missing signature', provider: 'github', body: valid, headers: github(valid, { 'x-hub-signature-256': '' }), expected: 401 },
-      { what: 'forged signature', provider: 'github', body: valid, headers: github(valid, { 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` }), expected: 401 },
-      { what: 'signed with another secret', provider: 'github', body: valid, headers: github(valid, { 'x-hub-signature-256': sign(valid, `${secret}x`) }), expected: 401 },
-      { what: 'signature replayed on a changed body', provider: 'github', body: changed, headers: github(changed, { 'x-hub-signature-256': sign(valid) }), expected: 401 },
-      { what: 'gitlab without token', provider: 'gitlab', body: valid, headers: { 'content-type': 'application/json', 'x-gitlab-event': 'Push Hook' }, expected: 401 },
-      { what: 'gitlab with a wrong token', provider: 'gitlab', body: valid, headers: { 'content-type': 'application/json', 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': `${secret}x` }, expected: 401 },
-      { what: 'bitbucket forged', provider: 'bitbucket', body: valid, headers: { 'content-type': 'application/json', 'x-event-key': 'repo:push', 'x-hub-signature': `sha256=${'f'.repeat(64)}` }, expected: 401 },
-      { what: 'bitbucket signed, not a bitbucket payload', provider: 'bitbucket', body: valid, headers: { 'content-type': 'application/json', 'x-event-key': 'repo:push', 'x-hub-signature': sign(valid) }, expected: 400 },
-      { what: 'ref neither branch nor tag', provider: 'github', body: valid.replace('refs/heads/main', 'refs/pull/7/head'), headers: github(valid.replace('refs/heads/main', 'refs/pull/7/head')), expected: 400 },
+      {
+        what: 'not UTF-8',
+        provider: 'github',
+        body: Buffer.from([0xff, 0xfe, 0x00, 0x7b]),
+        headers: github(Buffer.from([0xff, 0xfe, 0x00, 0x7b])),
+        expected: 400,
+      },
+      {
+        what: 'form without payload',
+        provider: 'github',
+        body: valid,
+        headers: github(valid, { 'content-type': 'application/x-www-form-urlencoded' }),
+        expected: 400,
+      },
+      {
+        what: 'missing signature',
+        provider: 'github',
+        body: valid,
+        headers: github(valid, { 'x-hub-signature-256': '' }),
+        expected: 401,
+      },
+      {
+        what: 'forged signature',
+        provider: 'github',
+        body: valid,
+        headers: github(valid, { 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` }),
+        expected: 401,
+      },
+      {
+        what: 'signed with another secret',
+        provider: 'github',
+        body: valid,
+        headers: github(valid, { 'x-hub-signature-256': sign(valid, `${secret}x`) }),
+        expected: 401,
+      },
+      {
+        what: 'signature replayed on a changed body',
+        provider: 'github',
+        body: changed,
+        headers: github(changed, { 'x-hub-signature-256': sign(valid) }),
+        expected: 401,
+      },
+      {
+        what: 'gitlab without token',
+        provider: 'gitlab',
+        body: valid,
+        headers: { 'content-type': 'application/json', 'x-gitlab-event': 'Push Hook' },
+        expected: 401,
+      },
+      {
+        what: 'gitlab with a wrong token',
+        provider: 'gitlab',
+        body: valid,
+        headers: {
+          'content-type': 'application/json',
+          'x-gitlab-event': 'Push Hook',
+          'x-gitlab-token': `${secret}x`,
+        },
+        expected: 401,
+      },
+      {
+        what: 'bitbucket forged',
+        provider: 'bitbucket',
+        body: valid,
+        headers: {
+          'content-type': 'application/json',
+          'x-event-key': 'repo:push',
+          'x-hub-signature': `sha256=${'f'.repeat(64)}`,
+        },
+        expected: 401,
+      },
+      {
+        what: 'bitbucket signed, not a bitbucket payload',
+        provider: 'bitbucket',
+        body: valid,
+        headers: {
+          'content-type': 'application/json',
+          'x-event-key': 'repo:push',
+          'x-hub-signature': sign(valid),
+        },
+        expected: 400,
+      },
+      {
+        what: 'ref neither branch nor tag',
+        provider: 'github',
+        body: valid.replace('refs/heads/main', 'refs/pull/7/head'),
+        headers: github(valid.replace('refs/heads/main', 'refs/pull/7/head')),
+        expected: 400,
+      },
       { what: 'unknown provider', provider: 'gitea', body: valid, headers: github(valid), expected: 404 },
-      { what: 'body over 5 MiB', provider: 'github', body: over5MiB, headers: github(over5MiB), expected: 413 },
-      { what: 'body over 6 MiB', provider: 'github', body: over6MiB, headers: github(over6MiB), expected: 413 },
-      { what: 'empty delivery id', provider: 'github', body: '{', headers: github('{', { 'x-github-delivery': '' }), expected: 400 },
+      {
+        what: 'body over 5 MiB',
+        provider: 'github',
+        body: over5MiB,
+        headers: github(over5MiB),
+        expected: 413,
+      },
+      {
+        what: 'body over 6 MiB',
+        provider: 'github',
+        body: over6MiB,
+        headers: github(over6MiB),
+        expected: 413,
+      },
+      {
+        what: 'empty delivery id',
+        provider: 'github',
+        body: '{',
+        headers: github('{', { 'x-github-delivery': '' }),
+        expected: 400,
+      },
     ];
     const runsBefore = runCount();
     const results: string[] = [];
@@ -108,9 +227,14 @@ describe('the webhook over HTTP', () => {
     expect(started).toBe(0);
     // Every delivery the handler answered is in the journal with its answer (over 6 MiB is refused unread).
     const journal = (await readFile(join(local.stateDir, 'deliveries.jsonl'), 'utf8')).trim().split('\n');
-    const answered = journal.map((line) => JSON.parse(line)).filter((line) => line.type === 'DeliveryAnswered');
+    const answered = journal
+      .map((line) => JSON.parse(line))
+      .filter((line) => line.type === 'DeliveryAnswered');
     expect(answered.map((line) => line.response.status).sort()).toEqual(
-      cases.filter((c) => !c.what.includes('6 MiB')).map((c) => c.expected).sort(),
+      cases
+        .filter((c) => !c.what.includes('6 MiB'))
+        .map((c) => c.expected)
+        .sort(),
     );
   });
 
@@ -145,7 +269,11 @@ describe('the webhook over HTTP', () => {
 
 describe('the approval links over HTTP', () => {
   it('refuses tampered and expired-looking links, decides once, and refuses the replay', async ({ task }) => {
-    const answer = await pushTo(local.url, secret, { repo, after: validCommit, ref: 'refs/heads/approve-me' });
+    const answer = await pushTo(local.url, secret, {
+      repo,
+      after: validCommit,
+      ref: 'refs/heads/approve-me',
+    });
     expect(answer.status).toBe(202);
     const [name] = (answer.json as { started: string[] }).started;
     const approval = await local.until(
@@ -175,9 +303,13 @@ describe('the approval links over HTTP', () => {
     const statuses: number[] = [];
     for (const t of tampered) {
       statuses.push((await send(`${base}${t}`)).status);
-      statuses.push((await send(`${base}${t}`, { method: 'POST', headers: form, body: 'name=mallory' })).status);
+      statuses.push(
+        (await send(`${base}${t}`, { method: 'POST', headers: form, body: 'name=mallory' })).status,
+      );
     }
-    const stillWaiting = local.runtime.pendingApprovals().some((a) => a.executionArn === approval.executionArn);
+    const stillWaiting = local.runtime
+      .pendingApprovals()
+      .some((a) => a.executionArn === approval.executionArn);
 
     const decided = await send(approval.reject, { method: 'POST', headers: form, body: 'comment=not today' });
     const replays = [

@@ -7,11 +7,7 @@ import { LocalTaskTokens } from '#local/engine.ts';
 import { mintApprovalLinks } from '#shared/approval.ts';
 import { isClientError } from '#shared/errors.ts';
 import { createLogger } from '#shared/logger.ts';
-import {
-  type ApprovalRequest,
-  ExecutionInputSchema,
-  PipelineSettingsSchema,
-} from '#shared/pipeline.ts';
+import { type ApprovalRequest, ExecutionInputSchema, PipelineSettingsSchema } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, TaskDecider } from '#shared/ports.ts';
 import { TriggersSchema } from '#shared/triggers.ts';
 import { httpEvent, lambdaContext } from '../helpers/lambda.ts';
@@ -47,7 +43,10 @@ beforeAll(async () => {
   // What each module's Lambda wiring reads when it is imported; the tests build their own handlers.
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
   vi.stubEnv('AWS_REGION', 'eu-west-1');
-  vi.stubEnv('STATE_MACHINE_ARN', 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline');
+  vi.stubEnv(
+    'STATE_MACHINE_ARN',
+    'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline',
+  );
   vi.stubEnv('STEPLINE_WEBHOOK_SECRET', SECRET);
   vi.stubEnv('STEPLINE_APPROVAL_KEY', KEY);
   vi.stubEnv('NOTIFICATIONS_TOPIC_ARN', 'arn:aws:sns:eu-west-1:123456789012:stepline-test-notifications');
@@ -69,7 +68,11 @@ function validExecutionName(name: string): boolean {
     name.length >= 1 &&
     name.length <= 80 &&
     !/[\s<>{}[\]?*"#%\\^|~`$&,;:/]/u.test(name) &&
-    ![...name].some((c) => (c.codePointAt(0) ?? 0) <= 0x1f || ((c.codePointAt(0) ?? 0) >= 0x7f && (c.codePointAt(0) ?? 0) <= 0x9f))
+    ![...name].some(
+      (c) =>
+        (c.codePointAt(0) ?? 0) <= 0x1f ||
+        ((c.codePointAt(0) ?? 0) >= 0x7f && (c.codePointAt(0) ?? 0) <= 0x9f),
+    )
   );
 }
 
@@ -83,7 +86,11 @@ function countingStarter() {
       if (names.has(name)) return { outcome: 'already-started', executionName: name };
       names.add(name);
       started.push({ name, input: JSON.parse(JSON.stringify(input)) });
-      return { outcome: 'started', executionName: name, executionArn: `arn:aws:states:::execution:p:${name}` };
+      return {
+        outcome: 'started',
+        executionName: name,
+        executionArn: `arn:aws:states:::execution:p:${name}`,
+      };
     },
   };
   return { starter, started };
@@ -96,7 +103,10 @@ const SETTINGS = PipelineSettingsSchema.parse({});
 
 function ingestDeps(service: string) {
   const { starter, started } = countingStarter();
-  return { deps: { starter, triggers: ALL_REFS, settings: SETTINGS, logger: createLogger(service) }, started };
+  return {
+    deps: { starter, triggers: ALL_REFS, settings: SETTINGS, logger: createLogger(service) },
+    started,
+  };
 }
 
 /** Tally of a group of cases: cases per door, 5xx, and bad input that had an effect. */
@@ -193,7 +203,9 @@ function judgeWebhook(
     (startedSomething && !expectation.mayStart) ||
     answer.started.some((s) => !ExecutionInputSchema.safeParse(s.input).success);
   if (badStart) door.invalidEffects += 1;
-  return expectation.allowed.includes(answer.status) && !badStart && (answer.status !== 202 || startedSomething);
+  return (
+    expectation.allowed.includes(answer.status) && !badStart && (answer.status !== 202 || startedSomething)
+  );
 }
 
 /** Every path (key or index list) of a JSON value. */
@@ -204,7 +216,11 @@ function pathsOf(value: unknown, prefix: (string | number)[] = []): (string | nu
 }
 
 /** A copy of `value` with the thing at `path` deleted or replaced. */
-function mutate(value: unknown, path: (string | number)[], replacement: { delete: true } | { with: unknown }): unknown {
+function mutate(
+  value: unknown,
+  path: (string | number)[],
+  replacement: { delete: true } | { with: unknown },
+): unknown {
   if (path.length === 0) return 'delete' in replacement ? undefined : replacement.with;
   const copy = structuredClone(value) as Record<string | number, unknown>;
   let at = copy;
@@ -242,15 +258,24 @@ describe('the webhook door', () => {
     );
 
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...PROVIDERS), body, fc.constantFrom(...CONTENT_TYPES), async (provider, text, type) => {
-        const answer = await deliver({
-          provider,
-          body: text,
-          headers: { ...TEMPLATES[provider].headers, ...(type ? { 'content-type': type } : {}), ...authHeaders(provider, text) },
-        });
-        // 200: a Bitbucket body saying {"test": true} is a ping.
-        return judgeWebhook(door, answer, { allowed: [200, 400], mayStart: false });
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...PROVIDERS),
+        body,
+        fc.constantFrom(...CONTENT_TYPES),
+        async (provider, text, type) => {
+          const answer = await deliver({
+            provider,
+            body: text,
+            headers: {
+              ...TEMPLATES[provider].headers,
+              ...(type ? { 'content-type': type } : {}),
+              ...authHeaders(provider, text),
+            },
+          });
+          // 200: a Bitbucket body saying {"test": true} is a ping.
+          return judgeWebhook(door, answer, { allowed: [200, 400], mayStart: false });
+        },
+      ),
       { seed: SEED, numRuns: 600 },
     );
     record(task, door.figures());
@@ -258,7 +283,9 @@ describe('the webhook door', () => {
     expect(door.invalidEffects).toBe(0);
   });
 
-  it('answers a real payload with a field missing, null or of another type with 400 or a valid run', async ({ task }) => {
+  it('answers a real payload with a field missing, null or of another type with 400 or a valid run', async ({
+    task,
+  }) => {
     const { deliver } = webhookDoor();
     const door = new Door('webhook: mutated payloads');
     const mutation = fc.constantFrom(...PROVIDERS).chain((provider) => {
@@ -282,7 +309,8 @@ describe('the webhook door', () => {
     await fc.assert(
       fc.asyncProperty(mutation, async ([provider, payload, path, replacement, extra]) => {
         let changed = mutate(payload, path, replacement) as Record<string, unknown> | undefined;
-        if (extra && changed && typeof changed === 'object') changed = { ...changed, ['x-unknown-' + path.join('.')]: [1, { a: null }] };
+        if (extra && changed && typeof changed === 'object')
+          changed = { ...changed, [`x-unknown-${path.join('.')}`]: [1, { a: null }] };
         const text = JSON.stringify(changed) ?? '';
         const answer = await deliver({
           provider,
@@ -318,7 +346,18 @@ describe('the webhook door', () => {
     const ref = fc.oneof(
       name.map((n) => ({ ref: `refs/heads/${n}`, valid: true })),
       name.map((n) => ({ ref: `refs/tags/${n}`, valid: true })),
-      fc.constantFrom('refs/heads/', 'refs/tags/', 'main', 'refs/pull/1/head', 'refs/notes/commits', 'refs/remotes/origin/main', 'HEAD', ' refs/heads/x').map((r) => ({ ref: r, valid: false })),
+      fc
+        .constantFrom(
+          'refs/heads/',
+          'refs/tags/',
+          'main',
+          'refs/pull/1/head',
+          'refs/notes/commits',
+          'refs/remotes/origin/main',
+          'HEAD',
+          ' refs/heads/x',
+        )
+        .map((r) => ({ ref: r, valid: false })),
       name.map((n) => ({ ref: n, valid: n.startsWith('refs/heads/') || n.startsWith('refs/tags/') })),
     );
 
@@ -328,7 +367,11 @@ describe('the webhook door', () => {
         const answer = await deliver({
           provider: 'github',
           body: text,
-          headers: { 'x-github-event': 'push', 'content-type': 'application/json', ...authHeaders('github', text) },
+          headers: {
+            'x-github-event': 'push',
+            'content-type': 'application/json',
+            ...authHeaders('github', text),
+          },
         });
         const ok = judgeWebhook(door, answer, { allowed: valid ? [202] : [400], mayStart: valid });
         return ok && answer.started.every((s) => validExecutionName((s as unknown as { name: string }).name));
@@ -351,7 +394,9 @@ describe('the webhook door', () => {
       hex(64).map((hex) => ({ kind: 'random' as const, hex })),
       fc.string({ minLength: 1, maxLength: 40 }).map((secret) => ({ kind: 'other-secret' as const, secret })),
       fc.integer({ min: 0, max: 10_000 }).map((at) => ({ kind: 'replayed-on-changed-body' as const, at })),
-      fc.constantFrom('uppercase', 'sha1', 'no-prefix', 'padded', 'truncated').map((how) => ({ kind: 'malformed' as const, how })),
+      fc
+        .constantFrom('uppercase', 'sha1', 'no-prefix', 'padded', 'truncated')
+        .map((how) => ({ kind: 'malformed' as const, how })),
     );
 
     await fc.assert(
@@ -374,7 +419,8 @@ describe('the webhook door', () => {
           if (provider === 'gitlab') return true; // GitLab sends a token, not a signature over the body.
         } else {
           const transform: Record<string, (v: string) => string> = {
-            uppercase: (v) => (provider === 'gitlab' ? v.toUpperCase() : `sha256=${v.slice(7).toUpperCase()}`),
+            uppercase: (v) =>
+              provider === 'gitlab' ? v.toUpperCase() : `sha256=${v.slice(7).toUpperCase()}`,
             sha1: (v) => (provider === 'gitlab' ? `${v}x` : `sha1=${v.slice(7, 47)}`),
             'no-prefix': (v) => (provider === 'gitlab' ? `x${v}` : v.slice(7)),
             padded: (v) => ` ${v}`,
@@ -396,14 +442,20 @@ describe('the webhook door', () => {
     expect(door.invalidEffects).toBe(0);
   });
 
-  it('refuses bodies over 5 MiB with 413, plain or base64, before verifying or parsing them', async ({ task }) => {
+  it('refuses bodies over 5 MiB with 413, plain or base64, before verifying or parsing them', async ({
+    task,
+  }) => {
     const { deliver } = webhookDoor();
     const door = new Door('webhook: huge bodies');
     const huge = `{"ref":"refs/heads/main","padding":"${'x'.repeat(MAX_BODY_BYTES)}"}`;
     const hugeUnicode = 'é'.repeat(MAX_BODY_BYTES / 2 + 1);
     const cases: Delivery[] = PROVIDERS.flatMap((provider) => [
       { provider, body: huge, headers: { ...TEMPLATES[provider].headers, ...authHeaders(provider, huge) } },
-      { provider, body: hugeUnicode, headers: { ...TEMPLATES[provider].headers, ...authHeaders(provider, hugeUnicode) } },
+      {
+        provider,
+        body: hugeUnicode,
+        headers: { ...TEMPLATES[provider].headers, ...authHeaders(provider, hugeUnicode) },
+      },
       {
         provider,
         body: Buffer.from(huge).toString('base64'),
@@ -429,7 +481,11 @@ describe('the webhook door', () => {
       fc.asyncProperty(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 30 }), async (provider) => {
         if (['github', 'gitlab', 'bitbucket'].includes(provider)) return true;
         const body = TEMPLATES.github.body;
-        const answer = await deliver({ provider, body, headers: { 'x-github-event': 'push', ...authHeaders('github', body) } });
+        const answer = await deliver({
+          provider,
+          body,
+          headers: { 'x-github-event': 'push', ...authHeaders('github', body) },
+        });
         return judgeWebhook(door, answer, { allowed: [404], mayStart: false });
       }),
       { seed: SEED, numRuns: 100 },
@@ -440,7 +496,11 @@ describe('the webhook door', () => {
       const answer = await deliver({
         provider,
         body,
-        headers: { ...TEMPLATES[provider].headers, 'content-type': 'application/x-www-form-urlencoded', ...authHeaders(provider, body) },
+        headers: {
+          ...TEMPLATES[provider].headers,
+          'content-type': 'application/x-www-form-urlencoded',
+          ...authHeaders(provider, body),
+        },
       });
       expect(judgeWebhook(door, answer, { allowed: [400], mayStart: false })).toBe(true);
     }
@@ -597,14 +657,18 @@ describe('the approval door', () => {
     const { gate, call, decided } = approvalDoor(() => clock);
     const door = new Door('approval GET/POST: expired links');
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 0, max: 400 * 24 * 3600 }), fc.constantFrom('GET', 'POST'), async (late, method) => {
-        const { approve, links } = gate(new Date(clock.getTime()));
-        clock = new Date(links.expiresAt.getTime() + late * 1000);
-        const before = decided.length;
-        const status = await call(method, approve, 'name=late');
-        clock = new Date();
-        return judgeApproval(door, method, status, [403], decided.length - before);
-      }),
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 400 * 24 * 3600 }),
+        fc.constantFrom('GET', 'POST'),
+        async (late, method) => {
+          const { approve, links } = gate(new Date(clock.getTime()));
+          clock = new Date(links.expiresAt.getTime() + late * 1000);
+          const before = decided.length;
+          const status = await call(method, approve, 'name=late');
+          clock = new Date();
+          return judgeApproval(door, method, status, [403], decided.length - before);
+        },
+      ),
       { seed: SEED, numRuns: 100 },
     );
     record(task, door.figures());
@@ -631,14 +695,19 @@ describe('the approval door', () => {
       ]);
       for (const [index, status] of replays.entries()) {
         // GET shows the confirmation page and never decides.
-        expect(judgeApproval(door, index === 2 ? 'GET' : 'POST', status, index === 2 ? [200] : [409], 0)).toBe(true);
+        expect(
+          judgeApproval(door, index === 2 ? 'GET' : 'POST', status, index === 2 ? [200] : [409], 0),
+        ).toBe(true);
       }
       duplicated += decided.length - before;
     }
     for (let i = 0; i < 50; i += 1) {
       const { approve, reject } = gate();
       const before = decided.length;
-      const statuses = await Promise.all([call('POST', approve, 'name=ada'), call('POST', i % 2 ? approve : reject, 'name=bob')]);
+      const statuses = await Promise.all([
+        call('POST', approve, 'name=ada'),
+        call('POST', i % 2 ? approve : reject, 'name=bob'),
+      ]);
       door.count('approval POST', 2);
       door.serverErrors += statuses.filter((s) => s >= 500).length;
       expect(statuses.sort()).toEqual([200, 409]);
@@ -649,17 +718,45 @@ describe('the approval door', () => {
     expect(door.serverErrors).toBe(0);
   });
 
-  it('answers other methods with 405, oversized forms with 413 or 400, and decides nothing', async ({ task }) => {
+  it('answers other methods with 405, oversized forms with 413 or 400, and decides nothing', async ({
+    task,
+  }) => {
     const { gate, call, decided } = approvalDoor();
     const door = new Door('approval GET/POST: methods and forms');
     const { approve } = gate();
     const before = decided.length;
     for (const method of ['PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS']) {
-      expect(judgeApproval(door, method, await call(method, approve, 'name=x'), [405], decided.length - before)).toBe(true);
+      expect(
+        judgeApproval(door, method, await call(method, approve, 'name=x'), [405], decided.length - before),
+      ).toBe(true);
     }
-    expect(judgeApproval(door, 'POST', await call('POST', approve, `comment=${'x'.repeat(17 * 1024)}`), [413], decided.length - before)).toBe(true);
-    expect(judgeApproval(door, 'POST', await call('POST', approve, `name=${'n'.repeat(201)}`), [400], decided.length - before)).toBe(true);
-    expect(judgeApproval(door, 'POST', await call('POST', approve, `comment=${'c'.repeat(2001)}`), [400], decided.length - before)).toBe(true);
+    expect(
+      judgeApproval(
+        door,
+        'POST',
+        await call('POST', approve, `comment=${'x'.repeat(17 * 1024)}`),
+        [413],
+        decided.length - before,
+      ),
+    ).toBe(true);
+    expect(
+      judgeApproval(
+        door,
+        'POST',
+        await call('POST', approve, `name=${'n'.repeat(201)}`),
+        [400],
+        decided.length - before,
+      ),
+    ).toBe(true);
+    expect(
+      judgeApproval(
+        door,
+        'POST',
+        await call('POST', approve, `comment=${'c'.repeat(2001)}`),
+        [400],
+        decided.length - before,
+      ),
+    ).toBe(true);
     record(task, door.figures());
     expect(door.serverErrors).toBe(0);
   });
@@ -685,24 +782,31 @@ async function outcomeOf(invoke: () => Promise<unknown>): Promise<number> {
 
 /** Mutations of real events: a field missing, null, replaced, or an unknown field added. */
 function eventMutations(events: Record<string, unknown>[]) {
-  return fc.constantFrom(...events).chain((original) => {
-    const paths = pathsOf(original).filter((p) => p.length > 0);
-    return fc.tuple(
-      fc.constant(original),
-      fc.constantFrom(...paths),
-      fc.oneof(
-        fc.constant({ delete: true } as const),
-        fc.constant({ with: null }),
-        fc.jsonValue({ maxDepth: 2 }).map((v) => ({ with: v })),
-        fc.string({ unit: 'grapheme', maxLength: 30 }).map((v) => ({ with: v })),
-        fc.constant({ extra: true } as const),
-      ),
+  return fc
+    .constantFrom(...events)
+    .chain((original) => {
+      const paths = pathsOf(original).filter((p) => p.length > 0);
+      return fc.tuple(
+        fc.constant(original),
+        fc.constantFrom(...paths),
+        fc.oneof(
+          fc.constant({ delete: true } as const),
+          fc.constant({ with: null }),
+          fc.jsonValue({ maxDepth: 2 }).map((v) => ({ with: v })),
+          fc.string({ unit: 'grapheme', maxLength: 30 }).map((v) => ({ with: v })),
+          fc.constant({ extra: true } as const),
+        ),
+      );
+    })
+    .map(([original, path, change]) =>
+      'extra' in change
+        ? {
+            ...original,
+            detail: { ...(original.detail as object), 'x-unknown-field': { nested: [1, 'two'] } },
+            'x-extra': true,
+          }
+        : mutate(original, path, change),
     );
-  }).map(([original, path, change]) =>
-    'extra' in change
-      ? { ...original, detail: { ...(original.detail as object), 'x-unknown-field': { nested: [1, 'two'] } }, 'x-extra': true }
-      : mutate(original, path, change),
-  );
 }
 
 describe('the EventBridge doors', () => {
@@ -718,7 +822,9 @@ describe('the EventBridge doors', () => {
         const fresh = started.slice(before);
         door.count();
         if (status >= 500) door.serverErrors += 1;
-        const bad = (status !== 200 && fresh.length > 0) || fresh.some((s) => !ExecutionInputSchema.safeParse(s.input).success);
+        const bad =
+          (status !== 200 && fresh.length > 0) ||
+          fresh.some((s) => !ExecutionInputSchema.safeParse(s.input).success);
         if (bad) door.invalidEffects += 1;
         return status < 500 && !bad;
       }),
@@ -740,11 +846,15 @@ describe('the EventBridge doors', () => {
       region: 'eu-west-1',
     };
     const sfnEvents = eventFiles('aws-events', /Step-Functions/);
-    const stateMachineArn = (sfnEvents[0]?.detail as { stateMachineArn: string }).stateMachineArn;
+    const stateMachineArn =
+      (sfnEvents[0]?.detail as { stateMachineArn: string } | undefined)?.stateMachineArn ?? '';
     const doors = [
       {
         door: new Door('eventbridge/buildEvents'),
-        handler: factories.buildEvents({ ...sinks, logger: createLogger('buildEvents') }) as unknown as EventHandler,
+        handler: factories.buildEvents({
+          ...sinks,
+          logger: createLogger('buildEvents'),
+        }) as unknown as EventHandler,
         events: eventFiles('aws-events', /[Cc]ode[Bb]uild/),
       },
       {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,8 +8,8 @@ import type { OutboxMessage } from '#local/store.ts';
 import { isRunning } from '../helpers/sample-app.ts';
 import { record } from './figures.ts';
 import {
-  type Answer,
   ANY_REF_TRIGGERS,
+  type Answer,
   type AppRepo,
   type CliProcess,
   createAppRepo,
@@ -71,6 +72,12 @@ async function kill(cliProcess: CliProcess): Promise<void> {
   expect(await cliProcess.exited).toBe('SIGKILL');
 }
 
+/** A signed push with a delivery id of its own, kept with the answer. */
+async function deliver(url: string, secret: string, options: Parameters<typeof pushTo>[2]) {
+  const deliveryId = randomUUID();
+  return { ...(await pushTo(url, secret, { ...options, deliveryId })), deliveryId };
+}
+
 const runs = (url: string) => getJson<RunSummary[]>(`${url}/api/runs`);
 
 /** Waits until every named run has ended, and returns them all. */
@@ -80,14 +87,18 @@ function untilEnded(url: string, names: string[], what: string): Promise<RunSumm
     async () => {
       const all = await runs(url);
       const wanted = all.filter((r) => names.includes(r.name));
-      return wanted.length === names.length && wanted.every((r) => r.status !== 'RUNNING') ? wanted : undefined;
+      return wanted.length === names.length && wanted.every((r) => r.status !== 'RUNNING')
+        ? wanted
+        : undefined;
     },
     what,
     90_000,
   );
 }
 
-async function deliveryLines(stateDir: string): Promise<{ type: string; id: string; response?: { status: number } }[]> {
+async function deliveryLines(
+  stateDir: string,
+): Promise<{ type: string; id: string; response?: { status: number } }[]> {
   const text = await readFile(join(stateDir, 'deliveries.jsonl'), 'utf8');
   return text
     .split('\n')
@@ -109,25 +120,29 @@ describe('the runtime killed with SIGKILL', () => {
 
     // Six runs whose Image build is under way…
     const early = await Promise.all(
-      Array.from({ length: 6 }, (_, i) => pushTo(first.url, secret, { repo, after: commit, ref: `refs/heads/build/${i}` })),
+      Array.from({ length: 6 }, (_, i) =>
+        deliver(first.url, secret, { repo, after: commit, ref: `refs/heads/build/${i}` }),
+      ),
     );
     const earlyNames = early.flatMap((a) => (a.json as { started: string[] }).started);
     await untilApi(
       first.url,
       async () => {
         const details = await Promise.all(
-          earlyNames.map((name) => getJson<{ builds: { status: string }[] }>(`${first.url}/api/runs/${name}`)),
+          earlyNames.map((name) =>
+            getJson<{ builds: { status: string }[] }>(`${first.url}/api/runs/${name}`),
+          ),
         );
         return details.every((d) => d.builds.some((b) => b.status === 'IN_PROGRESS')) ? true : undefined;
       },
       'six Image builds in progress',
     );
     // …then twelve more deliveries, and the kill as soon as four of them are answered.
-    const answered: Answer[] = [];
+    const answered: (Answer & { deliveryId: string })[] = [];
     let unanswered = 0;
     const { promise: fourAnswered, resolve } = Promise.withResolvers<void>();
     const late = Array.from({ length: 12 }, (_, i) =>
-      pushTo(first.url, secret, { repo, after: commit, ref: `refs/heads/delivery/${i}` }).then(
+      deliver(first.url, secret, { repo, after: commit, ref: `refs/heads/delivery/${i}` }).then(
         (answer) => {
           answered.push(answer);
           if (answered.length === 4) resolve();
@@ -154,9 +169,13 @@ describe('the runtime killed with SIGKILL', () => {
     for (const r of afterRestart) perRef.set(r.ref ?? '', (perRef.get(r.ref ?? '') ?? 0) + 1);
     const duplicated = [...perRef.values()].filter((count) => count > 1).length;
     const journal = await deliveryLines(stateDir);
-    const journalled = accepted.filter((a) =>
-      journal.some((line) => line.type === 'DeliveryAnswered' && line.response?.status === 202 &&
-        journal.some((r) => r.type === 'DeliveryReceived' && r.id === line.id)),
+    const journalled = accepted.filter(
+      (a) =>
+        journal.some((line) => line.type === 'DeliveryReceived' && line.id === a.deliveryId) &&
+        journal.some(
+          (line) =>
+            line.type === 'DeliveryAnswered' && line.id === a.deliveryId && line.response?.status === 202,
+        ),
     );
 
     expect(second.output()).toMatch(/marked INTERRUPTED/);
@@ -173,7 +192,9 @@ describe('the runtime killed with SIGKILL', () => {
     await writeFile(join(resilienceDir, 'gate'), 'open\n');
     const interrupted = found.filter((r) => r.status === 'INTERRUPTED');
     const restarts = await Promise.all(
-      interrupted.map((r) => send(`${second.url}/api/runs/${encodeURIComponent(r.name)}/restart`, { method: 'POST' })),
+      interrupted.map((r) =>
+        send(`${second.url}/api/runs/${encodeURIComponent(r.name)}/restart`, { method: 'POST' }),
+      ),
     );
     const restartedNames = restarts.map((r) => (r.json as RunSummary).name);
     phases.push(`restarts ${Date.now() - t0}`);
@@ -199,7 +220,9 @@ describe('the runtime killed with SIGKILL', () => {
     await kill(second);
   });
 
-  it('loses no run waiting for approval, refuses its old links after the restart, and runs it again', async ({ task }) => {
+  it('loses no run waiting for approval, refuses its old links after the restart, and runs it again', async ({
+    task,
+  }) => {
     const stateDir = join(dir, 'state-approval');
     const params = [ANY_REF_TRIGGERS, settingsParam([{ name: 'dev', approval: true }])];
     const commit = await repo.commit({ mode: 'echo\n' }, 'Waits for approval');
@@ -253,7 +276,9 @@ describe('the runtime killed with SIGKILL', () => {
 describe('builds that fail', () => {
   const IMAGE_PROJECT = 'stepline-local-image';
 
-  it('stops a hanging build at its timeout and reports it, through the whole local pipeline', async ({ task }) => {
+  it('stops a hanging build at its timeout and reports it, through the whole local pipeline', async ({
+    task,
+  }) => {
     vi.stubEnv('RESILIENCE_DIR', resilienceDir);
     // The project's TimeoutInMinutes (30 in serverless.yml; CodeBuild's least is 5) is the local build
     // timeout; here the wiring's timeout for the image project is cut to 2 s, the path it takes unchanged.
@@ -284,13 +309,18 @@ describe('builds that fail', () => {
           messages.some((m) => m.body.includes(sha) && pattern.test(`${m.subject}\n${m.body}`));
         return about(hang, /TIMED_OUT/) && about(missing, /stepline-no-such-tool/) ? messages : undefined;
       }, 'the failure notifications');
-      const sleepers = (await readdir(resilienceDir)).filter((f) => f.startsWith('hanging-')).map((f) => Number(f.slice(8)));
+      const sleepers = (await readdir(resilienceDir))
+        .filter((f) => f.startsWith('hanging-'))
+        .map((f) => Number(f.slice(8)));
       // A killed process may stay a zombie until reaped: isRunning counts it as stopped.
-      const stillRunning = (await Promise.all(sleepers.map(async (pid) => ((await isRunning(pid)) ? [pid] : [])))).flat();
+      const stillRunning = (
+        await Promise.all(sleepers.map(async (pid) => ((await isRunning(pid)) ? [pid] : [])))
+      ).flat();
 
       const timedOut = local.runtime.builds(hangRun?.executionArn ?? '');
       const failed = local.runtime.builds(missingRun?.executionArn ?? '');
-      const notified = (sha: string) => outbox.filter((m: OutboxMessage) => m.body.includes(sha)).map((m) => m.subject);
+      const notified = (sha: string) =>
+        outbox.filter((m: OutboxMessage) => m.body.includes(sha)).map((m) => m.subject);
       const survived =
         hangRun?.status === 'FAILED' && missingRun?.status === 'FAILED' && stillRunning.length === 0;
       record(task, {
@@ -305,7 +335,9 @@ describe('builds that fail', () => {
       expect(stillRunning).toEqual([]);
       expect(missingRun).toMatchObject({ status: 'FAILED' });
       expect(failed.map((b) => `${b.stage} ${b.status}`)).toEqual(['Image FAILED']);
-      const missingToolMessages = outbox.filter((m) => m.body.includes(missing) && m.body.includes('stepline-no-such-tool'));
+      const missingToolMessages = outbox.filter(
+        (m) => m.body.includes(missing) && m.body.includes('stepline-no-such-tool'),
+      );
       expect(missingToolMessages.length).toBeGreaterThan(0);
       console.info(`timeout: ${notified(hang).join(' | ')}\nmissing tool: ${notified(missing).join(' | ')}`);
     } finally {
@@ -331,31 +363,49 @@ describe('builds that fail', () => {
 });
 
 describe('the state on disk', () => {
-  it('detects and skips a torn last write, rebuilds an unreadable record, and keeps working', async ({ task }) => {
+  it('detects and skips a torn last write, rebuilds an unreadable record, and keeps working', async ({
+    task,
+  }) => {
     const stateDir = join(dir, 'state-torn');
     const params = [ANY_REF_TRIGGERS, settingsParam([{ name: 'dev' }])];
     const commit = await repo.commit({ mode: 'echo\n' }, 'Before the torn write');
     const before = await startLocal({ stateDir, params });
     const answers = await Promise.all(
-      ['torn/1', 'torn/2'].map((ref) => pushTo(before.url, before.runtime.webhookSecret, { repo, after: commit, ref: `refs/heads/${ref}` })),
+      ['torn/1', 'torn/2'].map((ref) =>
+        pushTo(before.url, before.runtime.webhookSecret, { repo, after: commit, ref: `refs/heads/${ref}` }),
+      ),
     );
     const names = answers.flatMap((a) => (a.json as { started: string[] }).started);
-    await Promise.all(names.map((n) => before.runtime.engine.wait(before.runtime.engine.executionArn('pipeline', n))));
+    await Promise.all(
+      names.map((n) => before.runtime.engine.wait(before.runtime.engine.executionArn('pipeline', n))),
+    );
     await before.stop();
 
     // What a crash in the middle of writes leaves: half a line at the end of each journal, and a
     // record file that is not JSON.
     await appendFile(join(stateDir, 'deliveries.jsonl'), '{"type":"DeliveryReceived","id":"torn-deliv');
-    await appendFile(join(stateDir, 'executions', names[0] ?? '', 'history.jsonl'), '{"id":999,"type":"StateEnt');
-    await writeFile(join(stateDir, 'executions', names[1] ?? '', 'execution.json'), '{"executionArn": "arn:aws:sta');
+    await appendFile(
+      join(stateDir, 'executions', names[0] ?? '', 'history.jsonl'),
+      '{"id":999,"type":"StateEnt',
+    );
+    await writeFile(
+      join(stateDir, 'executions', names[1] ?? '', 'execution.json'),
+      '{"executionArn": "arn:aws:sta',
+    );
 
     const after = await startLocal({ stateDir, params });
     try {
       const report = after.runtime.store.recoveryReport;
       const listed = names.map((n) => after.runtime.store.execution(n)?.status);
-      const next = await pushTo(after.url, after.runtime.webhookSecret, { repo, after: commit, ref: 'refs/heads/torn/3' });
+      const next = await pushTo(after.url, after.runtime.webhookSecret, {
+        repo,
+        after: commit,
+        ref: 'refs/heads/torn/3',
+      });
       const [nextName = ''] = (next.json as { started: string[] }).started;
-      const nextRun = await after.runtime.engine.wait(after.runtime.engine.executionArn('pipeline', nextName));
+      const nextRun = await after.runtime.engine.wait(
+        after.runtime.engine.executionArn('pipeline', nextName),
+      );
       const torn = (await readdir(stateDir)).filter((f) => f.endsWith('.torn'));
 
       record(task, {
@@ -369,7 +419,11 @@ describe('the state on disk', () => {
       expect(report.notes.join('\n')).toMatch(/rebuilt from history/);
       expect(torn).toEqual(['deliveries.jsonl.torn']);
       expect(listed).toEqual(['SUCCEEDED', 'SUCCEEDED']);
-      expect(after.runtime.store.history(after.runtime.store.execution(names[0] ?? '')?.executionArn ?? '').some((e) => e.id === 999)).toBe(false);
+      expect(
+        after.runtime.store
+          .history(after.runtime.store.execution(names[0] ?? '')?.executionArn ?? '')
+          .some((e) => e.id === 999),
+      ).toBe(false);
       expect(next.status).toBe(202);
       expect(nextRun?.status).toBe('SUCCEEDED');
     } finally {

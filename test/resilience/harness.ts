@@ -120,11 +120,11 @@ export function hubSignature(body: string | Buffer, secret: string): string {
 }
 
 /** The headers GitHub sends with a push delivery, signed with `secret`. */
-export function githubHeaders(body: string, secret: string, deliveryId = randomUUID()): Record<string, string> {
+export function githubHeaders(body: string, secret: string, deliveryId?: string): Record<string, string> {
   return {
     'content-type': 'application/json',
     'x-github-event': 'push',
-    'x-github-delivery': deliveryId,
+    'x-github-delivery': deliveryId ?? randomUUID(),
     'x-hub-signature-256': hubSignature(body, secret),
   };
 }
@@ -224,7 +224,7 @@ export async function startLocal(options: {
     lines,
     until: (check, what, timeoutMs = 60_000) =>
       new Promise((resolve, reject) => {
-        let unsubscribe = () => undefined as void;
+        let unsubscribe: () => void = () => undefined;
         const settle = () => {
           const value = check();
           if (value === undefined) return false;
@@ -315,7 +315,9 @@ export async function startCli(options: {
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
-    void exited.then((code) => reject(new Error(`stepline exited (${String(code)}) before it ran:\n${output}`)));
+    void exited.then((code) =>
+      reject(new Error(`stepline exited (${String(code)}) before it ran:\n${output}`)),
+    );
   });
   return { url, child, output: () => output, exited };
 }
@@ -331,7 +333,10 @@ export async function untilApi<T>(
   timeoutMs = 60_000,
 ): Promise<T> {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  const timer = setTimeout(
+    () => controller.abort(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`)),
+    timeoutMs,
+  );
   try {
     const response = await fetch(`${baseUrl}/api/events`, { signal: controller.signal });
     const reader = response.body?.getReader();
