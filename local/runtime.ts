@@ -20,6 +20,9 @@ import { type LocalFunction, readWiring, resolveReferences, type Wiring } from '
 
 export const LOCAL_ACCOUNT = '000000000000';
 
+/** The history event that records a build's state (local only: Step Functions keeps builds in CodeBuild). */
+export const BUILD_HISTORY_EVENT = 'BuildStateChanged';
+
 /** One build of a run, as the CLI and the console show it. */
 export interface RunBuild {
   id: string;
@@ -226,7 +229,15 @@ export class LocalRuntime {
 
   /** The builds of a run, in the order they started. */
   builds(executionArn: string): RunBuild[] {
-    return [...(this.#builds.get(executionArn)?.values() ?? [])];
+    const inMemory = this.#builds.get(executionArn);
+    if (inMemory) return [...inMemory.values()];
+    // A run from before this start: its builds are in its history.
+    const builds = new Map<string, RunBuild>();
+    for (const event of this.store.history(executionArn)) {
+      if (event.type === BUILD_HISTORY_EVENT)
+        builds.set((event.build as RunBuild).id, event.build as RunBuild);
+    }
+    return [...builds.values()];
   }
 
   /** Starts an interrupted or finished run again, with the same input, under a new name. */
@@ -425,7 +436,7 @@ export class LocalRuntime {
     const builds = this.#builds.get(executionArn) ?? new Map<string, RunBuild>();
     this.#builds.set(executionArn, builds);
     const b = event.build;
-    builds.set(b.Id, {
+    const build: RunBuild = {
       id: b.Id,
       project: b.ProjectName,
       stage: stageLabel(event),
@@ -440,6 +451,12 @@ export class LocalRuntime {
       exportedVariables: b.ExportedEnvironmentVariables,
       phases: b.Phases,
       reports: event.reports ?? [],
+    };
+    builds.set(b.Id, build);
+    // Kept in the run's history too, so its builds and logs are still shown after a restart.
+    const record = { type: BUILD_HISTORY_EVENT, timestamp: new Date().toISOString(), build };
+    this.store.appendHistory(executionArn, [record]).catch((error: Error) => {
+      process.stderr.write(`stepline: could not record build ${b.Id}: ${error.message}\n`);
     });
   }
 

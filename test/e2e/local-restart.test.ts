@@ -135,6 +135,17 @@ describe('stepline killed and started again on the same state folder', () => {
         [inFlightName, 'INTERRUPTED'],
       ].sort(),
     );
+    // The finished run's builds and their logs are still shown after the restart.
+    const finished = await getJson<{ builds: { stage: string; status: string }[] }>(
+      `${secondUrl}/api/runs/${finishedName}`,
+    );
+    expect(finished.builds.map((b) => [b.stage, b.status])).toEqual([
+      ['Image', 'SUCCEEDED'],
+      ['dev: Infrastructure', 'SUCCEEDED'],
+      ['dev: Deploy', 'SUCCEEDED'],
+      ['prod: Infrastructure', 'SUCCEEDED'],
+      ['prod: Deploy', 'SUCCEEDED'],
+    ]);
     const interrupted = runs.find((r) => r.name === inFlightName);
     expect(interrupted?.error).toBe('Stepline.Interrupted');
     expect(interrupted?.cause).toMatch(/^stepline stopped while this run was in flight \(at .+\)/);
