@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import type { BuildReport, ExecutionReport } from './events.ts';
 import type { ApprovalDecision, NotifyRequest } from './pipeline.ts';
-import type { Notification } from './ports.ts';
+import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
 import type { Push } from './push.ts';
 
 /**
@@ -14,8 +14,7 @@ import type { Push } from './push.ts';
  * leak into an email.
  */
 
-/** SNS email's subject limit. */
-export const SUBJECT_MAX_LENGTH = 100;
+export { SUBJECT_MAX_LENGTH } from './ports.ts';
 
 const MARKS = { succeeded: '✔', failed: '✖', started: '▶', stopped: '■' } as const;
 

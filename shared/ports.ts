@@ -33,11 +33,14 @@ export interface TaskDecider {
   fail(taskToken: string, error: string, cause: string): Promise<void>;
 }
 
+/** SNS takes subjects of "less than 100 characters" (Publish API), one line, no control characters. */
+export const SUBJECT_MAX_LENGTH = 99;
+
 /** A notification for people: an SNS message (email subscribers read subject and body). */
 export interface Notification {
   /** Which topic: approval requests, or pipeline and build notifications. */
   topic: 'approvals' | 'notifications';
-  /** At most 100 characters (SNS email's limit). */
+  /** At most {@link SUBJECT_MAX_LENGTH} characters (SNS's limit). */
   subject: string;
   body: string;
 }

@@ -1,10 +1,7 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
-import type { Notification, Notifier } from '../ports.ts';
+import { type Notification, type Notifier, SUBJECT_MAX_LENGTH } from '../ports.ts';
 
-/** SNS email allows subjects of at most 100 characters, ASCII without line breaks. */
-export const SUBJECT_MAX_LENGTH = 100;
-
-/** Makes a subject SNS accepts: one line, at most 100 characters, ending in an ellipsis when cut. */
+/** Makes a subject SNS accepts: one line, under 100 characters, ending in an ellipsis when cut. */
 export function snsSubject(subject: string): string {
   const oneLine = subject.replace(/[\r\n\t]+/g, ' ').trim();
   const chars = Array.from(oneLine);

@@ -111,7 +111,7 @@ describe('SnsNotifier', () => {
     await notifier.publish({ topic: 'approvals', subject: `Approve\n${'x'.repeat(200)}`, body: 'b' });
     expect(sns).toHaveReceivedCommandWith(PublishCommand, { TopicArn: 'arn:a', Message: 'b' });
     const subject = sns.commandCalls(PublishCommand)[0]?.args[0].input.Subject ?? '';
-    expect(Array.from(subject)).toHaveLength(100);
+    expect(Array.from(subject)).toHaveLength(99);
     expect(subject).not.toContain('\n');
   });
 
