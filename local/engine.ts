@@ -100,6 +100,11 @@ export class LocalTaskTokens implements TaskDecider {
     }
   }
 
+  /** The run a token belongs to, while it is pending. */
+  executionOf(token: string): string | undefined {
+    return this.#pending.get(token)?.executionArn;
+  }
+
   /** How many tokens wait for a decision. */
   get waiting(): number {
     return [...this.#pending.values()].filter((entry) => 'resolve' in entry).length;

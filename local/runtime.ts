@@ -7,7 +7,13 @@ import type { Context } from 'aws-lambda';
 import { openApprovalLink } from '#shared/approval.ts';
 import { createLogger } from '#shared/logger.ts';
 import { PipelineSettingsSchema } from '#shared/pipeline.ts';
-import type { Milestone, Notification, PipelineStarter, StartPipelineResult } from '#shared/ports.ts';
+import type {
+  Milestone,
+  Notification,
+  PipelineStarter,
+  StartPipelineResult,
+  TaskDecider,
+} from '#shared/ports.ts';
 import { TriggersSchema } from '#shared/triggers.ts';
 import type { ReportSummary } from './build-runner.ts';
 import { type BuildEvent, type CodeBuildBuild, LocalCodeBuild, type StartBuildInput } from './codebuild.ts';
@@ -325,13 +331,33 @@ export class LocalRuntime {
       webhookSecret: async () => this.#webhookSecret,
       approvalKey: async () => this.#approvalKey,
       baseUrl: `${this.options.baseUrl}/approvals`,
-      decider: this.engine.tokens,
+      decider: this.#decider(),
       notifier: { publish: (notification: Notification) => this.#publish(notification) },
       emitter: { emit: async (_milestone: Milestone) => undefined },
       logger: createLogger(fn.key),
       now: () => new Date(),
       region: this.wiring.region,
       stateMachineArn: this.engine.stateMachineArn('pipeline'),
+    };
+  }
+
+  /** Task tokens, resolved by the approval handler; a decided gate stops being listed as pending. */
+  #decider(): TaskDecider {
+    const { tokens } = this.engine;
+    const decided = (executionArn: string | undefined) => {
+      if (executionArn) this.#pending.delete(executionArn);
+    };
+    return {
+      succeed: async (token, output) => {
+        const executionArn = tokens.executionOf(token);
+        await tokens.succeed(token, output);
+        decided(executionArn);
+      },
+      fail: async (token, error, cause) => {
+        const executionArn = tokens.executionOf(token);
+        await tokens.fail(token, error, cause);
+        decided(executionArn);
+      },
     };
   }
 

@@ -119,6 +119,8 @@ describe('npm start (node local/cli.ts start), the real process', () => {
       body: new URLSearchParams({ name: 'Ada Lovelace', comment: 'Checked on dev, ship it' }).toString(),
     });
     expect(decision.status).toBe(200);
+    // Decided: no longer listed as waiting, while the run goes on to prod.
+    expect(await getJson<unknown[]>(`${url}/api/approvals`)).toEqual([]);
     await stepline.waitForLine(new RegExp(`^✔ ${runName} SUCCEEDED`), { from: approveLine.index });
 
     const run = await getJson<RunSummary>(`${url}/api/runs/${runName}`);
