@@ -20,7 +20,8 @@ import {
 } from '#shared/approval-pages.ts';
 import { SfnTaskDecider } from '#shared/aws/sfn.ts';
 import { SsmSecretReader } from '#shared/aws/ssm.ts';
-import { isClientError, PayloadTooLargeError, TaskNoLongerWaitingError } from '#shared/errors.ts';
+import { isClientError, TaskNoLongerWaitingError } from '#shared/errors.ts';
+import { rawBody } from '#shared/http.ts';
 import { createLogger, type Logger } from '#shared/logger.ts';
 import type { TaskDecider } from '#shared/ports.ts';
 import { secretFor } from '#shared/secrets.ts';
@@ -51,10 +52,7 @@ export function createApprovalHandler(deps: ApprovalDeps) {
     const logKeys = { executionArn: link.executionArn, action: link.action };
     if (method === 'GET') return confirmationPage(link, deps.now());
 
-    const body = Buffer.from(event.body ?? '', event.isBase64Encoded ? 'base64' : 'utf8');
-    if (body.length > MAX_BODY_BYTES)
-      throw new PayloadTooLargeError('The form is too large to be a decision.');
-    const form = readDecisionForm(body.toString('utf8'));
+    const form = readDecisionForm(rawBody(event, MAX_BODY_BYTES).toString('utf8'));
     const problem = decisionFormProblem(form);
     if (problem) return confirmationPage(link, deps.now(), { form, problem });
 
