@@ -22,6 +22,7 @@ const USAGE = `Usage: stepline <command> [options]
   approve <run> [--name N] [--comment C]
   reject <run> [--name N] --comment C
   restart <run>         start an interrupted or finished run again
+  teardown <env>        tear one environment down (the teardown state machine, from the latest run's commit)
 
 Options: --port N (or STEPLINE_PORT), --state-dir DIR (or STEPLINE_STATE_DIR; default .stepline),
          --param name=value (serverless.yml parameters, e.g. --param 'triggers={"push":[{"branches":{"includes":["**"]}}]}')`;
@@ -254,6 +255,14 @@ async function client(command: string, run: string | undefined): Promise<void> {
         `${r.status.padEnd(11)} ${r.name}  ${r.repository ?? ''} ${r.ref ?? ''} ${r.commit?.slice(0, 7) ?? ''}  ${r.startDate}`,
       );
     }
+    return;
+  }
+  if (command === 'teardown') {
+    if (!run) fail('teardown needs an environment name, e.g. `stepline teardown dev`');
+    const started = await api<{ name: string }>(`/api/teardown/${encodeURIComponent(run)}`, {
+      method: 'POST',
+    });
+    print(`started ${started.name}`);
     return;
   }
   if (!run) fail(`${command} needs a run name: see \`stepline runs\``);

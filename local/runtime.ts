@@ -5,8 +5,9 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context } from 'aws-lambda';
 import { openApprovalLink } from '#shared/approval.ts';
+import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger } from '#shared/logger.ts';
-import { PipelineSettingsSchema } from '#shared/pipeline.ts';
+import { EnvironmentSchema, type ExecutionInput, PipelineSettingsSchema } from '#shared/pipeline.ts';
 import type {
   Milestone,
   Notification,
@@ -256,6 +257,22 @@ export class LocalRuntime {
       record.input,
       record.name,
     );
+  }
+
+  /**
+   * Starts the teardown state machine by hand for one environment, from the source of the latest pipeline
+   * run (as a team does to stop paying for a QA or demo environment).
+   */
+  async teardown(environment: string): Promise<ExecutionRecord> {
+    const name = EnvironmentSchema.shape.name.safeParse(environment);
+    if (!name.success)
+      throw new InvalidInputError(`Environment "${environment}": ${name.error.issues[0]?.message}`);
+    const latest = this.store
+      .executions()
+      .find((r) => r.stateMachine === 'pipeline' && (r.input as Partial<ExecutionInput>).source);
+    if (!latest) throw new InvalidInputError('No pipeline run yet: there is nothing to tear down');
+    const { source } = latest.input as ExecutionInput;
+    return this.engine.start('teardown', `teardown-${environment}-${Date.now()}`, { environment, source });
   }
 
   /** Stops every run in flight and every service a local deploy started. */

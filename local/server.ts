@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { isClientError } from '#shared/errors.ts';
 import { listStates } from '#shared/statemachine.ts';
 import { type HistoryEventLike, stateRuns } from './console/model.ts';
 import { serveConsole } from './console/serve.ts';
@@ -145,6 +146,15 @@ async function api(
     const machine = runtime.wiring.machines[id];
     if (!machine) return send(res, 404, { message: `No state machine named ${id}` });
     return send(res, 200, { key: id, name: machine.name, definition: machine.definition });
+  }
+  if (req.method === 'POST' && resource === 'teardown' && id !== undefined) {
+    try {
+      const record = await runtime.teardown(id);
+      return send(res, 202, { name: record.name, executionArn: record.executionArn });
+    } catch (error) {
+      if (isClientError(error)) return send(res, error.status, { message: error.message });
+      throw error;
+    }
   }
   if (req.method === 'GET' && resource === 'approvals') return send(res, 200, runtime.pendingApprovals());
   if (req.method === 'GET' && resource === 'outbox') return send(res, 200, store.outbox());

@@ -169,6 +169,15 @@ describe('npm start (node local/cli.ts start), the real process', () => {
       (await readdir(join(stateDir, 'outbox'))).filter((f) => f.endsWith('.eml')).length,
     ).toBeGreaterThan(0);
 
+    // `stepline teardown dev` runs the teardown machine by hand: dev stops answering, prod does not.
+    const teardown = scope.cli(['teardown', 'dev', '--port', new URL(url).port]);
+    expect(await teardown.waitForExit()).toEqual({ code: 0, signal: null });
+    const teardownName = /^started (teardown-dev-\d+)$/m.exec(teardown.output)?.[1] ?? '';
+    expect(teardownName).not.toBe('');
+    await stepline.waitForLine(new RegExp(`^✔ ${teardownName} SUCCEEDED`));
+    expect(await isPortOpen(devPort)).toBe(false);
+    expect(await isPortOpen(prodPort)).toBe(true);
+
     // The second push: a person's own clone of the remote `start` printed, a change, `git push`.
     const clone = join(scope.root, 'clone');
     await git(['clone', '--quiet', remote, clone]);
@@ -194,6 +203,7 @@ describe('npm start (node local/cli.ts start), the real process', () => {
     expect(runs.map((r) => [r.name, r.status]).sort()).toEqual(
       [
         [runName, 'SUCCEEDED'],
+        [teardownName, 'SUCCEEDED'],
         [secondName, 'RUNNING'],
       ].sort(),
     );
