@@ -103,6 +103,11 @@ async function start(): Promise<void> {
   const { server, runtime, stop } = await boot((event) => {
     const line = terminalLine(event, process.cwd());
     if (line) print(line);
+    if (event.kind === 'execution' && event.record.status === 'SUCCEEDED') {
+      const answers = Object.entries(runtime.deployments(event.record.executionArn));
+      if (answers.length > 0)
+        print(`  now answering: ${answers.map(([env, url]) => `${env} ${url}`).join(' · ')}`);
+    }
   });
   const onSignal = () => {
     print('\nstepline: stopping runs and the services they started…');

@@ -121,7 +121,13 @@ describe('npm start (node local/cli.ts start), the real process', () => {
     expect(decision.status).toBe(200);
     // Decided: no longer listed as waiting, while the run goes on to prod.
     expect(await getJson<unknown[]>(`${url}/api/approvals`)).toEqual([]);
-    await stepline.waitForLine(new RegExp(`^✔ ${runName} SUCCEEDED`), { from: approveLine.index });
+    const succeededLine = await stepline.waitForLine(new RegExp(`^✔ ${runName} SUCCEEDED`), {
+      from: approveLine.index,
+    });
+    await stepline.waitForLine(/now answering: /, { from: succeededLine.index });
+    expect(stepline.output).toContain(
+      `now answering: dev http://127.0.0.1:${devPort}/ · prod http://127.0.0.1:${prodPort}/`,
+    );
 
     const run = await getJson<RunSummary>(`${url}/api/runs/${runName}`);
     expect(run.status).toBe('SUCCEEDED');
