@@ -228,10 +228,8 @@ export class LocalStepFunctions {
   }
 
   async #run(key: string, record: ExecutionRecord, signal: AbortSignal): Promise<ExecutionRecord> {
-    const { store } = this.#options;
     const definition = adaptToLocalEngine(this.#machine(key).definition);
     const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
-    const retryIntervalOverrides: Record<string, number[]> = {};
     const mapIndex = new Map<string, number>();
     for (const { name, state } of listStates(definition)) {
       if (state.Type !== 'Task') continue;
@@ -260,7 +258,8 @@ export class LocalStepFunctions {
       validationOptions: { noValidate: true },
     });
     const execution = machine.run(record.input as never, {
-      overrides: { taskResourceLocalHandlers: handlers as never, retryIntervalOverrides },
+      // Retry intervals are the definition's own (backoff and jitter), as in Step Functions.
+      overrides: { taskResourceLocalHandlers: handlers as never },
       context: localContextObject({
         executionArn: record.executionArn,
         mintTaskToken: () => this.tokens.mint(record.executionArn),
@@ -307,7 +306,6 @@ export class LocalStepFunctions {
       this.tokens.endExecution(record.executionArn);
       this.#running.delete(record.executionArn);
     }
-    void store;
     return finished;
   }
 
@@ -348,11 +346,9 @@ export class LocalStepFunctions {
   }
 }
 
-type EngineEvent = Parameters<NonNullable<Parameters<typeof Array.prototype.map>[0]>>[0];
-
 /** One aws-local-stepfunctions log event as a stored history event, without task tokens. */
-function historyEvent(event: EngineEvent): Omit<HistoryEvent, 'id'> {
-  const e = event as Record<string, unknown> & { type: string; timestamp: number };
+function historyEvent(event: object): Omit<HistoryEvent, 'id'> {
+  const e = event as { type: string; timestamp: number } & Record<string, unknown>;
   const state = e.state as { name: string; type: string; input?: unknown; output?: unknown } | undefined;
   const parent = e.parentState as { name: string } | undefined;
   return {
