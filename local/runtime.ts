@@ -309,9 +309,6 @@ export class LocalRuntime {
 
   /** Loads each handler module with the environment its Lambda gets, then binds it to the local ports. */
   async #loadHandlers(): Promise<void> {
-    const refs: Record<string, string> = {};
-    for (const [key, machine] of Object.entries(this.wiring.machines))
-      refs[machine.id] = this.engine.stateMachineArn(key);
     const logLevel = process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR';
     for (const fn of this.wiring.functions) {
       const { environment } = fn;
@@ -319,8 +316,6 @@ export class LocalRuntime {
         process.env[name] = typeof value === 'string' ? value : JSON.stringify(value);
       }
       process.env.POWERTOOLS_LOG_LEVEL = logLevel;
-      process.env.STEPLINE_WEBHOOK_SECRET = this.#webhookSecret;
-      process.env.STEPLINE_APPROVAL_KEY = this.#approvalKey;
       process.env.AWS_REGION ??= this.wiring.region;
       const module = (await import(pathToFileURL(join(this.options.projectDir, fn.module)).href)) as Record<
         string,
