@@ -7,9 +7,9 @@ import {
   describeRef,
   formatDeadline,
   refName,
-  shortSha,
 } from './approval.ts';
 import type { ApprovalDecision } from './pipeline.ts';
+import { shortSha } from './text.ts';
 
 /**
  * The approval route's pages: small, plain HTML, one layout. Everything that came from a push (commit

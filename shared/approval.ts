@@ -9,6 +9,7 @@ import {
 } from './pipeline.ts';
 import type { Notification, TaskDecider } from './ports.ts';
 import { parseRef } from './push.ts';
+import { shortSha, truncate } from './text.ts';
 
 /**
  * The approval gate's domain: approve and reject links that carry the waiting task token encrypted,
@@ -90,12 +91,6 @@ function linkKey(secret: string): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, HKDF_SALT, HKDF_INFO, 32));
 }
 
-/** Cuts a string to `max` characters (code points, so no half surrogate pair), ending in `…` when cut. */
-function shorten(value: string, max: number): string {
-  const chars = Array.from(value);
-  return chars.length <= max ? value : `${chars.slice(0, max - 1).join('')}…`;
-}
-
 function firstLine(message: string | undefined): string {
   return (message ?? '').trim().split(/\r?\n/, 1)[0] ?? '';
 }
@@ -160,11 +155,11 @@ export function mintApprovalLinks(request: ApprovalRequest, key: string, baseUrl
     a: action,
     e: expiresAtSeconds,
     x: request.executionArn,
-    env: shorten(request.environment, LINK_FIELD_LIMITS.environment),
-    repo: shorten(push.repository.fullName, LINK_FIELD_LIMITS.repository),
-    ref: shorten(push.ref, LINK_FIELD_LIMITS.ref),
-    sha: shorten(push.after ?? '', LINK_FIELD_LIMITS.sha),
-    msg: shorten(firstLine(push.headCommitMessage), LINK_FIELD_LIMITS.message),
+    env: truncate(request.environment, LINK_FIELD_LIMITS.environment),
+    repo: truncate(push.repository.fullName, LINK_FIELD_LIMITS.repository),
+    ref: truncate(push.ref, LINK_FIELD_LIMITS.ref),
+    sha: truncate(push.after ?? '', LINK_FIELD_LIMITS.sha),
+    msg: truncate(firstLine(push.headCommitMessage), LINK_FIELD_LIMITS.message),
   });
   const base = baseUrl.replace(/\/+$/, '');
   return {
@@ -234,11 +229,6 @@ export function refName(ref: string): string {
   return parseRef(ref)?.refName ?? ref;
 }
 
-/** The 7-character commit abbreviation people read; `(no commit)` when there is none. */
-export function shortSha(sha: string | null | undefined): string {
-  return sha ? sha.slice(0, 7) : '(no commit)';
-}
-
 /** How long until a moment, in words: `1 day 2 hours`, `23 hours 59 minutes`, `5 minutes`. */
 export function formatDuration(milliseconds: number): string {
   const minutes = Math.floor(milliseconds / 60_000);
@@ -289,7 +279,7 @@ export function approvalRequestNotification(
     `Execution:   ${request.executionArn}`,
     '',
     'Commit message:',
-    ...(message ? shorten(message, 2000).split(/\r?\n/) : ['(none)']).map((line) => `    ${line}`),
+    ...(message ? truncate(message, 2000).split(/\r?\n/) : ['(none)']).map((line) => `    ${line}`),
     '',
     `Approve: ${links.approve}`,
     '',

@@ -5,19 +5,6 @@ import type { Logger } from './logger.ts';
 export type HttpEvent = APIGatewayProxyEventV2;
 export type HttpResult = APIGatewayProxyStructuredResultV2;
 
-/** A header's value by case-insensitive name (HTTP API lower-cases names; the local server may not). */
-export function header(
-  headers: Record<string, string | undefined> | undefined,
-  name: string,
-): string | undefined {
-  if (!headers) return undefined;
-  const wanted = name.toLowerCase();
-  for (const [key, value] of Object.entries(headers)) {
-    if (key.toLowerCase() === wanted) return value;
-  }
-  return undefined;
-}
-
 /** Headers with lower-cased names, so that lookups by name are exact. */
 export function lowerCaseHeaders(
   headers: Record<string, string | undefined> | undefined,

@@ -3,6 +3,7 @@ import type { BuildReport, ExecutionReport } from './events.ts';
 import type { ApprovalDecision, NotifyRequest } from './pipeline.ts';
 import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
 import type { Push } from './push.ts';
+import { oneLine, shortSha } from './text.ts';
 
 /**
  * The words of every notification stepline sends: subjects and bodies for the pipeline's outcome (the
@@ -43,7 +44,7 @@ export function executionLink(region: string, executionArn: string): string {
  */
 export function pipelineNotification(request: NotifyRequest, region: string): Notification {
   const { push } = request;
-  const what = `${clip(push.repository.fullName, 40)} ${clip(refLabel(push), 30)}`;
+  const what = `${oneLine(push.repository.fullName, 40)} ${oneLine(refLabel(push), 30)}`;
   const link = `Execution: ${executionLink(region, request.executionArn)}`;
   switch (request.kind) {
     case 'succeeded': {
@@ -60,20 +61,20 @@ export function pipelineNotification(request: NotifyRequest, region: string): No
       ]);
     }
     case 'failed':
-      return notification(`${MARKS.failed} ${what} failed at ${clip(request.stage, 40)}`, [
+      return notification(`${MARKS.failed} ${what} failed at ${oneLine(request.stage, 40)}`, [
         `${repoAndRef(push)} failed at ${request.stage}.`,
         '',
         ...pushLines(push),
         `Stage: ${request.stage}`,
         'Status: failed',
         '',
-        `Error: ${clip(request.error, 200)}`,
+        `Error: ${oneLine(request.error, 200)}`,
         ...(request.cause ? readableCause(request.cause) : []),
         '',
         link,
       ]);
     case 'rejected': {
-      const by = request.decision?.approver ? ` by ${clip(request.decision.approver, 30)}` : '';
+      const by = request.decision?.approver ? ` by ${oneLine(request.decision.approver, 30)}` : '';
       return notification(`Rejected: ${what} for ${request.environment}${by}`, [
         `The deployment of ${repoAndRef(push)} to ${request.environment} was rejected; the run stopped.`,
         '',
@@ -117,7 +118,7 @@ export function buildNotification(report: BuildReport): Notification {
   const commit = report.commit && isSha(report.commit) ? ` ${shortSha(report.commit)}` : '';
   const number = report.buildNumber !== null ? ` #${report.buildNumber}` : '';
   return notification(
-    `${outcome.mark} Build ${outcome.words}: ${clip(report.project, 60)}${environment}${commit}`,
+    `${outcome.mark} Build ${outcome.words}: ${oneLine(report.project, 60)}${environment}${commit}`,
     [
       `The build of ${report.project} ${outcome.words}.`,
       '',
@@ -149,8 +150,8 @@ export function buildNotification(report: BuildReport): Notification {
 export function executionNotification(report: ExecutionReport, region: string): Notification | undefined {
   const { push } = report;
   const what = push
-    ? `${clip(push.repository.fullName, 40)} ${clip(refLabel(push), 30)}`
-    : `Pipeline run ${clip(report.name, 60)}`;
+    ? `${oneLine(push.repository.fullName, 40)} ${oneLine(refLabel(push), 30)}`
+    : `Pipeline run ${oneLine(report.name, 60)}`;
   const about = push ? repoAndRef(push) : `pipeline run ${report.name}`;
   const facts = [
     ...(push ? pushLines(push) : [`Execution name: ${report.name}`]),
@@ -160,7 +161,7 @@ export function executionNotification(report: ExecutionReport, region: string): 
     ...(report.durationSeconds !== null ? [`Duration: ${formatDuration(report.durationSeconds)}`] : []),
   ];
   const failure = [
-    ...(report.error ? [`Error: ${clip(report.error, 200)}`] : []),
+    ...(report.error ? [`Error: ${oneLine(report.error, 200)}`] : []),
     ...(report.cause ? readableCause(report.cause) : []),
   ];
   const link = `Execution: ${executionLink(region, report.executionArn)}`;
@@ -230,7 +231,7 @@ const LambdaErrorCauseSchema = z.object({ errorType: z.string().optional(), erro
  */
 export function readableCause(cause: string): string[] {
   const text = cause.trim();
-  if (!text.startsWith('{')) return [`Cause: ${clip(text, 1000)}`];
+  if (!text.startsWith('{')) return [`Cause: ${oneLine(text, 1000)}`];
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -257,7 +258,7 @@ export function readableCause(cause: string): string[] {
   const lambda = LambdaErrorCauseSchema.safeParse(value);
   if (lambda.success) {
     const type = lambda.data.errorType ? `${lambda.data.errorType}: ` : '';
-    return [`Cause: ${clip(`${type}${lambda.data.errorMessage}`, 1000)}`];
+    return [`Cause: ${oneLine(`${type}${lambda.data.errorMessage}`, 1000)}`];
   }
   return ['Cause: structured detail, shown in the execution'];
 }
@@ -274,7 +275,7 @@ function truncatedBuildCause(text: string): string[] {
 function phaseLines(type: string, status: string, context: readonly string[]): string[] {
   return [
     `Failed phase: ${type} (${status})`,
-    ...context.filter((message) => message.trim() !== '').map((message) => `  ${clip(message, 500)}`),
+    ...context.filter((message) => message.trim() !== '').map((message) => `  ${oneLine(message, 500)}`),
   ];
 }
 
@@ -294,8 +295,8 @@ function approvalLines(approvals: readonly ApprovalDecision[]): string[] {
 
 function decisionLine(decision: ApprovalDecision): string {
   const verdict = decision.approved ? 'approved' : 'rejected';
-  const who = decision.approver ? ` by ${clip(decision.approver, 200)}` : ' (no name given)';
-  const comment = decision.comment ? `: "${clip(decision.comment, 500)}"` : '';
+  const who = decision.approver ? ` by ${oneLine(decision.approver, 200)}` : ' (no name given)';
+  const comment = decision.comment ? `: "${oneLine(decision.comment, 500)}"` : '';
   return `${verdict}${who} at ${decision.decidedAt}${comment}`;
 }
 
@@ -318,17 +319,12 @@ export function refLabel(push: Pick<Push, 'refType' | 'refName'>): string {
   return push.refType === 'tag' ? `tag ${push.refName}` : push.refName;
 }
 
+function firstLine(message: string): string {
+  return oneLine(message.split(/\r?\n/, 1)[0] ?? '', 120);
+}
+
 function isSha(text: string): boolean {
   return /^[0-9a-f]{40}$/i.test(text);
-}
-
-/** The 7-character form of a commit SHA; other source versions are returned as they are. */
-export function shortSha(version: string): string {
-  return isSha(version) ? version.slice(0, 7) : version;
-}
-
-function firstLine(message: string): string {
-  return clip(message.split(/\r?\n/, 1)[0] ?? '', 120);
 }
 
 // `arn:aws:codebuild:…:build/project:uuid` → `project:uuid`, the id the CodeBuild console shows.
@@ -345,17 +341,10 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(total / 3600)}h ${Math.floor((total % 3600) / 60)}m`;
 }
 
-/** One line of at most `max` characters, ending in an ellipsis when cut. */
-function clip(text: string, max: number): string {
-  const oneLine = text.replace(/\s+/g, ' ').trim();
-  const chars = Array.from(oneLine);
-  return chars.length <= max ? oneLine : `${chars.slice(0, max - 1).join('')}…`;
-}
-
 function notification(subject: string, lines: readonly string[]): Notification {
   const body = lines
     .join('\n')
     .replace(/\n{3,}/g, '\n\n')
     .trim();
-  return { topic: 'notifications', subject: clip(subject, SUBJECT_MAX_LENGTH), body: `${body}\n` };
+  return { topic: 'notifications', subject: oneLine(subject, SUBJECT_MAX_LENGTH), body: `${body}\n` };
 }

@@ -1,11 +1,10 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { type Notification, type Notifier, SUBJECT_MAX_LENGTH } from '../ports.ts';
+import { oneLine } from '../text.ts';
 
 /** Makes a subject SNS accepts: one line, under 100 characters, ending in an ellipsis when cut. */
 export function snsSubject(subject: string): string {
-  const oneLine = subject.replace(/[\r\n\t]+/g, ' ').trim();
-  const chars = Array.from(oneLine);
-  return chars.length <= SUBJECT_MAX_LENGTH ? oneLine : `${chars.slice(0, SUBJECT_MAX_LENGTH - 1).join('')}…`;
+  return oneLine(subject, SUBJECT_MAX_LENGTH);
 }
 
 /** Publishes notifications to SNS topics by their role. */
