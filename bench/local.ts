@@ -5,9 +5,9 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createLocalRemote } from '#local/git-remote.ts';
+import { createLocalRemote } from '#local/git/remote.ts';
+import { startServer } from '#local/http/server.ts';
 import { LocalRuntime, type RuntimeEvent } from '#local/runtime.ts';
-import { startServer } from '#local/server.ts';
 import { readWiring, type Wiring } from '#local/wiring.ts';
 import { type BenchSection, median } from './table.ts';
 

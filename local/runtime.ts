@@ -16,13 +16,18 @@ import type {
   TaskDecider,
 } from '#shared/ports.ts';
 import { TriggersSchema } from '#shared/triggers.ts';
-import type { ReportSummary } from './build-runner.ts';
-import { type BuildEvent, type CodeBuildBuild, LocalCodeBuild, type StartBuildInput } from './codebuild.ts';
-import { LocalStepFunctions, type TaskBinding } from './engine.ts';
-import { matchesPattern } from './event-pattern.ts';
-import { writeWebhookSecret } from './git-remote.ts';
-import { stageLabel } from './reporter.ts';
-import { type ExecutionRecord, LocalStore } from './store.ts';
+import { stageLabel } from './cli/terminal.ts';
+import type { ReportSummary } from './codebuild/build-runner.ts';
+import {
+  type BuildEvent,
+  type CodeBuildBuild,
+  LocalCodeBuild,
+  type StartBuildInput,
+} from './codebuild/service.ts';
+import { matchesPattern } from './eventbridge/event-pattern.ts';
+import { writeWebhookSecret } from './git/remote.ts';
+import { type ExecutionRecord, LocalStore } from './state/store.ts';
+import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
 import { type LocalFunction, readWiring, resolveReferences, type Wiring } from './wiring.ts';
 
 export const LOCAL_ACCOUNT = '000000000000';

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
-import type { StateMachineDefinition } from '#shared/statemachine.ts';
-import type { EventPattern } from './event-pattern.ts';
+import type { StateMachineDefinition } from '#local/stepfunctions/definition.ts';
+import type { EventPattern } from './eventbridge/event-pattern.ts';
 
 const exec = promisify(execFile);
 

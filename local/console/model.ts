@@ -197,7 +197,7 @@ export function describeRule(rule: Json): string {
   return variable;
 }
 
-/** One stored history event (what local/engine.ts writes). */
+/** One stored history event (what local/stepfunctions/engine.ts writes). */
 export interface HistoryEventLike {
   id?: number;
   type: string;

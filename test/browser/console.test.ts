@@ -7,7 +7,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushSampleApp } from '#local/git-remote.ts';
+import { pushSampleApp } from '#local/git/remote.ts';
 import { breakSampleApp, copySampleApp, stopSampleAppInstances } from '../helpers/sample-app.ts';
 
 /**
@@ -69,12 +69,16 @@ class Stepline {
     for (const name of INHERITED) delete env[name];
     env.PATH = `${dirname(process.execPath)}${delimiter}${env.PATH ?? ''}`;
     env.STEPLINE_DEPLOY_PORT_BASE = String(deployPortBase);
-    this.child = spawn(process.execPath, ['local/cli.ts', 'start', '--port', '0', '--state-dir', stateDir], {
-      cwd: PROJECT_DIR,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
+    this.child = spawn(
+      process.execPath,
+      ['local/cli/main.ts', 'start', '--port', '0', '--state-dir', stateDir],
+      {
+        cwd: PROJECT_DIR,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      },
+    );
     this.child.stdout?.on('data', (chunk: Buffer) => {
       this.output += chunk.toString('utf8');
     });

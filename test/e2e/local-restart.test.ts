@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { pushSampleApp } from '#local/git-remote.ts';
+import { pushSampleApp } from '#local/git/remote.ts';
 import {
   freeDeployPortBase,
   getJson,

@@ -49,7 +49,7 @@ async function noProcessLeft(stateDir: string): Promise<void> {
 
 // Each test is its own stepline process and folder: they run side by side.
 describe.concurrent('stepline run, the one-shot form', () => {
-  it('node local/cli.ts run --approve pushes, deploys dev and prod, prints each stage, exits 0 and stops what it started', async ({
+  it('node local/cli/main.ts run --approve pushes, deploys dev and prod, prints each stage, exits 0 and stops what it started', async ({
     onTestFinished,
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-run-', onTestFinished);

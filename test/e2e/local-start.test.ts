@@ -65,7 +65,7 @@ async function git(args: string[], cwd?: string): Promise<string> {
   return `${stderr}${stdout}`;
 }
 
-describe('npm start (node local/cli.ts start), the real process', () => {
+describe('npm start (node local/cli/main.ts start), the real process', () => {
   it('pushes the sample app, deploys dev, waits for the approval link, deploys prod, starts a run on each git push and stops everything on SIGTERM', async ({
     onTestFinished,
   }) => {

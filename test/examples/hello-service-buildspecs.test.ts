@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BUILDSPEC_PHASES, type Buildspec, parseBuildspec } from '#shared/buildspec.ts';
+import { BUILDSPEC_PHASES, type Buildspec, parseBuildspec } from '#local/codebuild/buildspec.ts';
 import { BuildspecPathsSchema } from '#shared/pipeline.ts';
 import {
   breakSampleApp,

@@ -4,10 +4,17 @@ import {
   ExecutionError,
   StateMachine,
 } from 'aws-local-stepfunctions';
-import type { CodeBuildBuild } from '#local/codebuild.ts';
+import type { CodeBuildBuild } from '#local/codebuild/service.ts';
 
 export type { CodeBuildBuild };
 
+import {
+  adaptToLocalEngine,
+  listStates,
+  loadStateMachine,
+  localContextObject,
+  type StateMachineDefinition,
+} from '#local/stepfunctions/definition.ts';
 import {
   type ApprovalDecision,
   type Environment,
@@ -15,13 +22,6 @@ import {
   ExecutionInputSchema,
   type PipelineSettings,
 } from '#shared/pipeline.ts';
-import {
-  adaptToLocalEngine,
-  listStates,
-  loadStateMachine,
-  localContextObject,
-  type StateMachineDefinition,
-} from '#shared/statemachine.ts';
 import { aPush } from './push.ts';
 
 /**

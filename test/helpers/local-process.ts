@@ -9,9 +9,9 @@ import { isRunning, stopSampleAppInstances } from './sample-app.ts';
 
 const execFileAsync = promisify(execFile);
 
-/** The project root: where `node local/cli.ts` and `npx stepline` run. */
+/** The project root: where `node local/cli/main.ts` and `npx stepline` run. */
 export const PROJECT_DIR = fileURLToPath(new URL('../../', import.meta.url));
-export const CLI = join(PROJECT_DIR, 'local', 'cli.ts');
+export const CLI = join(PROJECT_DIR, 'local', 'cli', 'main.ts');
 
 /** How long a test waits for a line or an exit before it fails, unless told otherwise. */
 const DEFAULT_DEADLINE_MS = 20_000;
@@ -228,7 +228,7 @@ export class LocalTestScope {
     return scope;
   }
 
-  /** Starts `node local/cli.ts <args…>`. */
+  /** Starts `node local/cli/main.ts <args…>`. */
   cli(args: string[], options: LocalProcessOptions = {}): LocalProcess {
     return this.process([CLI, ...args], options);
   }

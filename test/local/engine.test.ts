@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LocalTaskTokens } from '#local/engine.ts';
+import { LocalTaskTokens } from '#local/stepfunctions/engine.ts';
 import { TaskNoLongerWaitingError } from '#shared/errors.ts';
 
 describe('LocalTaskTokens', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { matchesPattern } from '#local/event-pattern.ts';
+import { matchesPattern } from '#local/eventbridge/event-pattern.ts';
 
 const buildEvent = {
   source: 'aws.codebuild',

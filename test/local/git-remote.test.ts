@@ -14,7 +14,7 @@ import {
   pushSampleApp,
   webhookSecretPath,
   writeWebhookSecret,
-} from '#local/git-remote.ts';
+} from '#local/git/remote.ts';
 import { normalizeGitHubWebhook } from '#shared/providers/github.ts';
 import { ZERO_SHA } from '#shared/push.ts';
 import { verifyGitHubSignature } from '#shared/signatures.ts';

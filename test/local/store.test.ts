@@ -21,7 +21,7 @@ import {
   LocalStore,
   type StoreChange,
   StoreInUseError,
-} from '#local/store.ts';
+} from '#local/state/store.ts';
 
 let dir: string;
 const opened: LocalStore[] = [];
@@ -437,7 +437,7 @@ describe('LocalStore crash recovery', () => {
   });
 
   it('keeps every delivery a killed process had acknowledged (SIGKILL)', async () => {
-    const storeUrl = new URL('../../local/store.ts', import.meta.url).href;
+    const storeUrl = new URL('../../local/state/store.ts', import.meta.url).href;
     const script = `
       const { LocalStore } = await import(${JSON.stringify(storeUrl)});
       const store = await LocalStore.open(process.env.STORE_DIR);

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ExecutionRecord } from '#local/store.ts';
+import type { ExecutionRecord } from '#local/state/store.ts';
 import { record } from './figures.ts';
 import {
   ANY_REF_TRIGGERS,

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { LocalTaskTokens } from '#local/engine.ts';
+import { LocalTaskTokens } from '#local/stepfunctions/engine.ts';
 import { mintApprovalLinks } from '#shared/approval.ts';
 import { isClientError } from '#shared/errors.ts';
 import { createLogger } from '#shared/logger.ts';

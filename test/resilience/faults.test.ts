@@ -3,8 +3,8 @@ import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runBuild } from '#local/build-runner.ts';
-import type { OutboxMessage } from '#local/store.ts';
+import { runBuild } from '#local/codebuild/build-runner.ts';
+import type { OutboxMessage } from '#local/state/store.ts';
 import { isRunning } from '../helpers/sample-app.ts';
 import { record } from './figures.ts';
 import {

@@ -4,9 +4,9 @@ import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { terminalLine } from '#local/reporter.ts';
+import { terminalLine } from '#local/cli/terminal.ts';
+import { startServer } from '#local/http/server.ts';
 import { LocalRuntime, type RuntimeEvent } from '#local/runtime.ts';
-import { startServer } from '#local/server.ts';
 import { readWiring, type Wiring } from '#local/wiring.ts';
 
 /**
@@ -293,7 +293,7 @@ export async function startCli(options: {
   const child = spawn(
     process.execPath,
     [
-      join(PROJECT_DIR, 'local', 'cli.ts'),
+      join(PROJECT_DIR, 'local', 'cli', 'main.ts'),
       'start',
       '--port',
       '0',

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { listStates, loadStateMachine } from '#shared/statemachine.ts';
+import { listStates, loadStateMachine } from '#local/stepfunctions/definition.ts';
 import {
   buildFailed,
   buildSucceeded,

@@ -9,7 +9,7 @@ import {
   listStates,
   loadStateMachine,
   type StateMachineDefinition,
-} from '#shared/statemachine.ts';
+} from '#local/stepfunctions/definition.ts';
 import { loadProjectStateMachine, RESOURCE } from '../helpers/asl-harness.ts';
 
 type AslValidator = (

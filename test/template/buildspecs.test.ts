@@ -1,7 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the strings are shell commands, whose ${…} is shell syntax
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { type Buildspec, parseBuildspec } from '#shared/buildspec.ts';
+import { type Buildspec, parseBuildspec } from '#local/codebuild/buildspec.ts';
 
 const SHIPPED = ['infrastructure', 'image', 'deploy', 'teardown'] as const;
 

@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { type Buildspec, BuildspecError, parseBuildspec, parseOnFailure } from '#shared/buildspec.ts';
+import {
+  type Buildspec,
+  BuildspecError,
+  parseBuildspec,
+  parseOnFailure,
+} from '#local/codebuild/buildspec.ts';
 import { SteplineError } from '#shared/errors.ts';
 
 const fixture = (name: string) =>

@@ -13,7 +13,7 @@ import {
   type Phase,
   parseBuildspec,
   type ReportFileFormat,
-} from '#shared/buildspec.ts';
+} from '#local/codebuild/buildspec.ts';
 
 /**
  * The local build runner: runs a buildspec (version 0.2) on this machine, in a checkout of the pushed

@@ -1,6 +1,6 @@
 import { relative } from 'node:path';
-import type { BuildEvent } from './codebuild.ts';
-import type { RuntimeEvent } from './runtime.ts';
+import type { BuildEvent } from '#local/codebuild/service.ts';
+import type { RuntimeEvent } from '#local/runtime.ts';
 
 /** The stage a build is, as people read it: `Image`, `dev: Deploy`. */
 export function stageLabel(event: BuildEvent): string {

@@ -3,12 +3,12 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { type HistoryEventLike, stateRuns } from '#local/console/model.ts';
+import { serveConsole } from '#local/console/serve.ts';
+import { type LocalRuntime, lambdaContext } from '#local/runtime.ts';
+import type { ExecutionRecord } from '#local/state/store.ts';
+import { listStates } from '#local/stepfunctions/definition.ts';
 import { isClientError } from '#shared/errors.ts';
-import { listStates } from '#shared/statemachine.ts';
-import { type HistoryEventLike, stateRuns } from './console/model.ts';
-import { serveConsole } from './console/serve.ts';
-import { type LocalRuntime, lambdaContext } from './runtime.ts';
-import type { ExecutionRecord } from './store.ts';
 
 /** The largest request body the local server reads (a bit over the webhook's own 5 MiB limit). */
 const MAX_REQUEST_BYTES = 6 * 1024 * 1024;

@@ -11,7 +11,7 @@ import {
   syncDirectory,
   TEMPORARY_SUFFIX,
   writeFileAtomic,
-} from '#local/journal.ts';
+} from '#local/state/journal.ts';
 import { ConflictError, InvalidInputError, NotFoundError } from '#shared/errors.ts';
 import type { Logger } from '#shared/logger.ts';
 

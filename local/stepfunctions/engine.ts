@@ -4,15 +4,15 @@ import {
   ExecutionError,
   StateMachine,
 } from 'aws-local-stepfunctions';
-import { TaskNoLongerWaitingError } from '#shared/errors.ts';
-import type { TaskDecider } from '#shared/ports.ts';
+import type { ExecutionRecord, HistoryEvent, LocalStore } from '#local/state/store.ts';
 import {
   adaptToLocalEngine,
   listStates,
   localContextObject,
   type StateMachineDefinition,
-} from '#shared/statemachine.ts';
-import type { ExecutionRecord, HistoryEvent, LocalStore } from './store.ts';
+} from '#local/stepfunctions/definition.ts';
+import { TaskNoLongerWaitingError } from '#shared/errors.ts';
+import type { TaskDecider } from '#shared/ports.ts';
 
 /** What a Task's local binding receives besides its resolved Parameters. */
 export interface TaskContext {

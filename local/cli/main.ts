@@ -3,12 +3,12 @@ import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createLocalRemote, pushSampleApp } from './git-remote.ts';
-import { terminalLine } from './reporter.ts';
-import { LocalRuntime, type RuntimeEvent } from './runtime.ts';
-import { startServer } from './server.ts';
+import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
+import { startServer } from '#local/http/server.ts';
+import { LocalRuntime, type RuntimeEvent } from '#local/runtime.ts';
+import { terminalLine } from './terminal.ts';
 
-const PROJECT_DIR = fileURLToPath(new URL('..', import.meta.url));
+const PROJECT_DIR = fileURLToPath(new URL('../..', import.meta.url));
 const SAMPLE_APP = join(PROJECT_DIR, 'examples', 'hello-service');
 const DEFAULT_PORT = 4700;
 
