@@ -25,6 +25,22 @@ function tasks(definition: StateMachineDefinition) {
   return listStates(definition).filter(({ state }) => state.Type === 'Task');
 }
 
+/** Every `"….$"` value of a state's payload templates, nested ones included (not those of inner states). */
+function pathValues(state: Record<string, unknown>): string[] {
+  const values: string[] = [];
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) for (const item of node) visit(item);
+    else if (node !== null && typeof node === 'object') {
+      for (const [key, value] of Object.entries(node)) {
+        if (key.endsWith('.$') && typeof value === 'string') values.push(value);
+        else visit(value);
+      }
+    }
+  };
+  for (const field of ['Parameters', 'ItemSelector', 'ResultSelector', 'Arguments']) visit(state[field]);
+  return values;
+}
+
 function writeDefinition(definition: unknown): string {
   const path = join(mkdtempSync(join(tmpdir(), 'stepline-asl-')), 'machine.asl.json');
   writeFileSync(path, JSON.stringify(definition));
@@ -65,6 +81,48 @@ describe.each(MACHINES)('statemachines/%s.asl.json', (name) => {
       for (const error of retrier?.ErrorEquals ?? [])
         expect(error, stateName).toMatch(new RegExp(`^${prefix}`));
     }
+  });
+
+  // Only what waiting cures: a full account and throttling (API_StartBuild.html "Errors", CommonErrors.html in
+  // https://docs.aws.amazon.com/codebuild/latest/APIReference/). CodeBuild.AWSCodeBuildException and the other
+  // generic names also carry AccessDenied, which no retry fixes.
+  it('retries a CodeBuild task on the account build limit and throttling, and nothing else', () => {
+    const builds = tasks(definition).filter(({ state }) => state.Resource === RESOURCE.startBuildSync);
+
+    expect(builds.length).toBeGreaterThan(0);
+    for (const { name: stateName, state } of builds) {
+      const retried = (state.Retry as { ErrorEquals: string[] }[]).flatMap((retrier) => retrier.ErrorEquals);
+      expect(retried.sort(), stateName).toEqual([
+        'CodeBuild.AccountLimitExceededException',
+        'CodeBuild.ThrottlingException',
+      ]);
+    }
+  });
+
+  // Names that start with `States.` are reserved for Step Functions' own errors
+  // (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html, "Error names").
+  it('raises no error of its own under the reserved States. prefix', () => {
+    const raised = listStates(definition).flatMap(({ name: stateName, state }) => {
+      if (state.Type === 'Fail') return [[stateName, String(state.Error)]];
+      const result = state.Result as { Error?: unknown } | undefined;
+      return state.Type === 'Pass' && typeof result?.Error === 'string' ? [[stateName, result.Error]] : [];
+    });
+
+    expect(raised.length).toBeGreaterThan(0);
+    expect(raised.filter(([, error]) => error?.startsWith('States.'))).toEqual([]);
+  });
+
+  // `'` is a reserved character in intrinsic function arguments
+  // (https://docs.aws.amazon.com/step-functions/latest/dg/intrinsic-functions.html, "Reserved characters in
+  // intrinsic functions"): a JSONPath filter belongs in a plain path, outside the intrinsic.
+  it('puts no JSONPath filter inside an intrinsic function', () => {
+    const intrinsicsWithFilters = listStates(definition).flatMap(({ name: stateName, state }) =>
+      pathValues(state)
+        .filter((value) => value.startsWith('States.') && /\[\?\(|@/.test(value))
+        .map((value) => `${stateName}: ${value}`),
+    );
+
+    expect(intrinsicsWithFilters).toEqual([]);
   });
 
   it('catches every error of every Task, keeping the state input', () => {

@@ -320,7 +320,9 @@ describe('the approval gate', () => {
       vi.useRealTimers();
     });
 
-    it('expires after the configured timeout, notifies it and fails the run with States.Timeout', async () => {
+    // `States.` names are Step Functions' own (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html,
+    // "Error names"): the gate catches the service's States.Timeout and fails the run with a name of its own.
+    it('expires after the configured timeout, notifies it and fails the run with Approval.Expired', async () => {
       vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
       const asked = Promise.withResolvers<void>();
       const running = runStateMachine(pipeline, anExecutionInput({ approvalTimeoutSeconds: 120 }), {
@@ -341,7 +343,7 @@ describe('the approval gate', () => {
       const run = await running;
 
       expect(endedBeforeTheTimeout).toBe(false);
-      expect(run).toMatchObject({ status: 'FAILED', error: 'States.Timeout' });
+      expect(run).toMatchObject({ status: 'FAILED', error: 'Approval.Expired' });
       expect(notifications(run)).toEqual([
         {
           kind: 'expired',
@@ -364,6 +366,54 @@ describe('the approval gate', () => {
     expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
     expect(notifications(run)).toMatchObject([
       { kind: 'failed', stage: 'prod: Approval', error: 'InvalidInputError' },
+    ]);
+  });
+});
+
+describe('an image build that exports no IMAGE_URI', () => {
+  /**
+   * Passing handlers, except that the image build exports `exported` instead of IMAGE_URI; `null`: a build
+   * whose buildspec declares no exported variables, which carries no ExportedEnvironmentVariables at all.
+   */
+  function imageExports(exported: Record<string, string> | null): HandlersByResource {
+    const passing = passingHandlers();
+    return {
+      ...passing,
+      [RESOURCE.startBuildSync]: (input, call) => {
+        if (call.stateName !== 'Image') return passing[RESOURCE.startBuildSync]?.(input, call);
+        const { Build } = buildSucceeded(input, { exported: exported ?? {} });
+        if (exported === null) delete (Build as Partial<CodeBuildBuild>).ExportedEnvironmentVariables;
+        return { Build };
+      },
+    };
+  }
+
+  it.each([
+    ['no exported variables at all', null],
+    ['an empty list', {}],
+    ['other variables only', { IMAGE_TAG: COMMIT }],
+    ['an empty IMAGE_URI', { IMAGE_URI: '' }],
+  ])('fails the Image stage with a cause naming IMAGE_URI when it exports %s', async (_, exported) => {
+    const run = await runStateMachine(pipeline, anExecutionInput(), { handlers: imageExports(exported) });
+
+    expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
+    expect(stagesReached(run)).toEqual(['Image', 'Notify Image failure']);
+    const [notification] = notifications(run);
+    expect(notification).toMatchObject({ kind: 'failed', stage: 'Image', error: 'Image.UriNotExported' });
+    expect(notification?.kind === 'failed' ? notification.cause : '').toMatch(
+      /did not export IMAGE_URI.*exported-variables/,
+    );
+  });
+
+  it('picks IMAGE_URI out of several exported variables', async () => {
+    const run = await runStateMachine(pipeline, anExecutionInput(), {
+      handlers: imageExports({ IMAGE_TAG: COMMIT, IMAGE_URI: TEST_IMAGE_URI, DIGEST: 'sha256:0f' }),
+    });
+
+    expect(run.status).toBe('SUCCEEDED');
+    expect(callsTo(run, 'Deploy').map((call) => buildEnvironment(call.input).IMAGE_URI)).toEqual([
+      TEST_IMAGE_URI,
+      TEST_IMAGE_URI,
     ]);
   });
 });
@@ -392,6 +442,30 @@ describe('transient errors', () => {
       expect(callsTo(run, 'Image')[1]?.input).toEqual(callsTo(run, 'Image')[0]?.input);
     },
   );
+
+  // StartBuild's own errors and CodeBuild's common errors: only a full account and throttling pass with time
+  // (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_StartBuild.html, Errors;
+  // https://docs.aws.amazon.com/codebuild/latest/APIReference/CommonErrors.html). AWSCodeBuildException is the
+  // integration's name for any other service error, AccessDenied included.
+  it.each([
+    ['CodeBuild.AWSCodeBuildException', 'User is not authorized to perform: codebuild:StartBuild'],
+    ['CodeBuild.CodeBuildException', 'Access denied to connection arn:aws:codeconnections:…'],
+    ['CodeBuild.InvalidInputException', 'Invalid source location'],
+    ['CodeBuild.ResourceNotFoundException', 'Project cannot be found'],
+  ])('fails the stage at once on %s, without retrying', async (errorName, message) => {
+    const run = await runStateMachine(pipeline, anExecutionInput(), {
+      handlers: {
+        ...passingHandlers(),
+        [RESOURCE.startBuildSync]: () => {
+          throw stepFunctionsError(errorName, message);
+        },
+      },
+    });
+
+    expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
+    expect(callsTo(run, 'Image')).toHaveLength(1);
+    expect(notifications(run)).toMatchObject([{ kind: 'failed', stage: 'Image', error: errorName }]);
+  });
 
   it('retries a throttled notification, then succeeds', async () => {
     let attempts = 0;
@@ -439,7 +513,7 @@ describe('a notification that cannot be sent', () => {
 });
 
 describe('state transitions of a passing run', () => {
-  it('count 14 for dev and prod (with approval), 22 for four environments', async () => {
+  it('count 17 for dev and prod (with approval), 25 for four environments', async () => {
     const two = await countPassingRunTransitions([
       { name: 'dev', approval: false },
       { name: 'prod', approval: true },
@@ -451,7 +525,7 @@ describe('state transitions of a passing run', () => {
       { name: 'prod', approval: true },
     ]);
 
-    expect(two).toBe(14);
-    expect(four).toBe(22);
+    expect(two).toBe(17);
+    expect(four).toBe(25);
   });
 });

@@ -72,4 +72,18 @@ describe('statemachines/teardown.asl.json', () => {
     expect(run.status).toBe('SUCCEEDED');
     expect(callsTo(run, 'Teardown')).toHaveLength(2);
   });
+
+  it('fails at once on a permission error instead of retrying it for minutes', async () => {
+    const run = await runStateMachine(teardown, INPUT, {
+      handlers: builds(() => {
+        throw stepFunctionsError(
+          'CodeBuild.AWSCodeBuildException',
+          'not authorized to perform: codebuild:StartBuild',
+        );
+      }),
+    });
+
+    expect(run).toMatchObject({ status: 'FAILED', error: 'Teardown.Failed' });
+    expect(callsTo(run, 'Teardown')).toHaveLength(1);
+  });
 });
