@@ -1,6 +1,6 @@
 import { executionName } from './execution-name.ts';
 import type { Logger } from './logger.ts';
-import { type ExecutionInput, type PipelineSettings, SOURCE_TYPES } from './pipeline.ts';
+import { type ExecutionInput, type PipelineSettings, sourceTypeOf } from './pipeline.ts';
 import type { PipelineStarter } from './ports.ts';
 import type { Push } from './push.ts';
 import { matchTriggers, type Triggers } from './triggers.ts';
@@ -27,7 +27,7 @@ export function executionInput(
   return {
     push,
     ...(deliveryId === undefined ? {} : { deliveryId }),
-    source: { type: SOURCE_TYPES[push.provider], location: push.repository.cloneUrl, version: push.after },
+    source: { type: sourceTypeOf(push), location: push.repository.cloneUrl, version: push.after },
     settings,
   };
 }

@@ -49,7 +49,7 @@ export const PipelineSettingsSchema = z.object({
 });
 export type PipelineSettings = z.infer<typeof PipelineSettingsSchema>;
 
-/** CodeBuild's source types for the providers stepline accepts. */
+/** CodeBuild's source types for the providers stepline accepts (GitLab: see {@link sourceTypeOf}). */
 export const SOURCE_TYPES = {
   github: 'GITHUB',
   gitlab: 'GITLAB',
@@ -57,9 +57,31 @@ export const SOURCE_TYPES = {
   codecommit: 'CODECOMMIT',
 } as const;
 
+/** The GitLab host CodeBuild's `GITLAB` source type stands for; any other GitLab is `GITLAB_SELF_MANAGED`. */
+const GITLAB_COM = 'gitlab.com';
+
+/**
+ * CodeBuild's source type for a push. GitLab.com is `GITLAB`; a GitLab on any other host is
+ * `GITLAB_SELF_MANAGED`, which CodeBuild reaches through its own CodeConnections host
+ * (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_ProjectSource.html, `type`).
+ *
+ * @example
+ * ```ts
+ * sourceTypeOf({ provider: 'gitlab', repository: { cloneUrl: 'https://git.acme.dev/shop/app.git' } }); // 'GITLAB_SELF_MANAGED'
+ * ```
+ */
+export function sourceTypeOf(push: {
+  provider: keyof typeof SOURCE_TYPES;
+  repository: { cloneUrl: string };
+}): z.infer<typeof BuildSourceSchema>['type'] {
+  if (push.provider !== 'gitlab') return SOURCE_TYPES[push.provider];
+  const host = URL.canParse(push.repository.cloneUrl) ? new URL(push.repository.cloneUrl).hostname : '';
+  return host === GITLAB_COM ? 'GITLAB' : 'GITLAB_SELF_MANAGED';
+}
+
 /** The source override every build of a run uses: the pushed repository at the exact commit. */
 export const BuildSourceSchema = z.object({
-  type: z.enum(['GITHUB', 'GITLAB', 'BITBUCKET', 'CODECOMMIT']),
+  type: z.enum(['GITHUB', 'GITLAB', 'GITLAB_SELF_MANAGED', 'BITBUCKET', 'CODECOMMIT']),
   location: z.string().min(1),
   version: z.string().min(1),
 });
