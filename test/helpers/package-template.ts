@@ -37,6 +37,13 @@ export const PACKAGE_PARAMS: Readonly<Record<string, string>> = {
   secretsKmsKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0',
   terraformStateBucket: 'acme-terraform-state',
   eksClusterName: 'apps-{environment}',
+  gitlabConnectionArn:
+    'arn:aws:codeconnections:eu-west-1:123456789012:connection/5d3c1b2a-0e9f-4a8b-9c7d-6e5f4a3b2c1d',
+  gitlabSelfManagedConnectionArn:
+    'arn:aws:codeconnections:eu-west-1:123456789012:connection/a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d',
+  dockerHubCachePrefix: 'docker-hub',
+  dockerHubCredentialArn:
+    'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf',
   triggers: '{"push":[{"branches":{"includes":["main"]}}]}',
   settings: '{"environments":[{"name":"dev"},{"name":"prod","approval":true}]}',
 };

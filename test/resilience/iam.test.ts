@@ -30,7 +30,13 @@ afterAll(async () => {
 });
 
 const LOGS = ['logs:CreateLogStream', 'logs:PutLogEvents'];
-const PULL = ['codecommit:GitPull'];
+// CodeCommit, and GitLab through its CodeConnections connections (gitlab*ConnectionArn).
+const PULL = [
+  'codecommit:GitPull',
+  'codeconnections:GetConnection',
+  'codeconnections:GetConnectionToken',
+  'codeconnections:UseConnection',
+];
 const RUN_BUILDS = ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds'];
 const SYNC_RULE = ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'];
 const STATE_MACHINE_LOGS = [
@@ -59,6 +65,11 @@ const ALLOWED: Record<string, { service: string; actions: string[]; managedPolic
       'ecr:CompleteLayerUpload',
       'ecr:PutImage',
       'ecr:DescribeImages',
+      // The Docker Hub pull-through cache (dockerHubCachePrefix).
+      'ecr:BatchGetImage',
+      'ecr:GetDownloadUrlForLayer',
+      'ecr:BatchImportUpstreamImage',
+      'ecr:CreateRepository',
     ],
     managedPolicies: 0,
   },

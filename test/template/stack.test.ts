@@ -2,6 +2,7 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listStates } from '#local/stepfunctions/definition.ts';
 import {
   allStatements,
   asList,
@@ -104,6 +105,12 @@ const emitMilestone: PolicyStatement = {
   Action: 'events:PutEvents',
   Resource: getAtt('SteplineEventBus', 'Arn'),
 };
+const recordFailedEvent = (queue: string): PolicyStatement => ({
+  Sid: 'RecordFailedEvent',
+  Effect: 'Allow',
+  Action: 'sqs:SendMessage',
+  Resource: getAtt(queue, 'Arn'),
+});
 const startPipeline: PolicyStatement = {
   Sid: 'StartPipeline',
   Effect: 'Allow',
@@ -127,7 +134,7 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
     },
     decryptSecrets,
   ],
-  codecommit: [lambdaLogs('codecommit'), startPipeline],
+  codecommit: [lambdaLogs('codecommit'), startPipeline, recordFailedEvent('CodecommitDeadLetterQueue')],
   approvalRequest: [
     lambdaLogs('approvalRequest'),
     {
@@ -161,8 +168,18 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
     decryptSecrets,
   ],
   notify: [lambdaLogs('notify'), publishNotification],
-  buildEvents: [lambdaLogs('buildEvents'), publishNotification, emitMilestone],
-  pipelineEvents: [lambdaLogs('pipelineEvents'), publishNotification, emitMilestone],
+  buildEvents: [
+    lambdaLogs('buildEvents'),
+    publishNotification,
+    emitMilestone,
+    recordFailedEvent('BuildEventsDeadLetterQueue'),
+  ],
+  pipelineEvents: [
+    lambdaLogs('pipelineEvents'),
+    publishNotification,
+    emitMilestone,
+    recordFailedEvent('PipelineEventsDeadLetterQueue'),
+  ],
 };
 
 /** The only actions allowed on `"Resource": "*"`, each because AWS gives it no resource-level permission. */
@@ -512,21 +529,65 @@ describe('state machines', () => {
     },
   );
 
-  it('alarms the notifications topic when a pipeline execution fails', () => {
+  // A rejected or expired approval fails the execution as surely as a failed build, but it is a decision
+  // people made: the alarm counts the Fail states that end a stage failure, read from the ERROR-level log
+  // (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html), not AWS/States ExecutionsFailed.
+  it('alarms on failed pipeline stages, not on every failed execution', () => {
+    const alarms = resourcesOfType(template, 'AWS::CloudWatch::Alarm').map(([, item]) => props(item));
+    const onPipelineExecutions = alarms.filter(
+      (item) =>
+        item.Namespace === 'AWS/States' && JSON.stringify(item.Dimensions).includes('"PipelineStateMachine"'),
+    );
+    const [, filter] = resourcesOfType(template, 'AWS::Logs::MetricFilter')[0] ?? [];
+    const [transformation] = props(filter as CfnResource).MetricTransformations as Record<string, unknown>[];
+    const alarm = alarms.find(
+      (item) =>
+        item.Namespace === transformation?.MetricNamespace && item.MetricName === transformation?.MetricName,
+    );
+
+    expect(onPipelineExecutions).toEqual([]);
+    expect(props(filter as CfnResource).LogGroupName).toEqual({ Ref: 'PipelineStateMachineLogGroup' });
+    expect(transformation).toMatchObject({ MetricNamespace: PREFIX, MetricValue: '1' });
+    expect(alarm).toMatchObject({
+      Statistic: 'Sum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: 'NotificationsTopic' }],
+    });
+  });
+
+  it("counts every Fail state of the pipeline but those that end a person's decision", () => {
+    const [, filter] = resourcesOfType(template, 'AWS::Logs::MetricFilter')[0] ?? [];
+    const pattern = String(props(filter as CfnResource).FilterPattern);
+    const excluded = [...pattern.matchAll(/\$\.details\.name != "([^"]+)"/g)].map((match) => match[1]);
+    const fails = listStates(JSON.parse(definitionOf('PipelineStateMachine').text)).filter(
+      ({ state }) => state.Type === 'Fail',
+    );
+    const decisions = fails.filter(({ state }) => String(state.Error).startsWith('Approval.'));
+
+    expect(pattern).toMatch(/^\{ \(\$\.type = "FailStateEntered"\) && /);
+    expect(pattern).not.toContain('||');
+    expect(decisions.map(({ name }) => name).sort()).toEqual(['Expired', 'Rejected']);
+    expect(excluded.sort()).toEqual(decisions.map(({ name }) => name).sort());
+    expect(fails.length).toBeGreaterThan(decisions.length);
+    // FailStateEntered is logged from level ERROR up.
+    const logging = props(resource(template, 'PipelineStateMachine')).LoggingConfiguration as {
+      Level: string;
+    };
+    expect(['ERROR', 'ALL']).toContain(logging.Level);
+  });
+
+  it('still alarms on every failed teardown execution: none is a decision', () => {
     const alarm = resourcesOfType(template, 'AWS::CloudWatch::Alarm')
       .map(([, item]) => props(item))
       .find(
         (item) =>
           item.MetricName === 'ExecutionsFailed' &&
-          JSON.stringify(item.Dimensions).includes('"Ref":"PipelineStateMachine"'),
+          JSON.stringify(item.Dimensions).includes('"Ref":"TeardownStateMachine"'),
       );
 
-    expect(alarm).toMatchObject({
-      Namespace: 'AWS/States',
-      Threshold: 1,
-      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-      AlarmActions: [{ Ref: 'NotificationsTopic' }],
-    });
+    expect(alarm).toMatchObject({ Namespace: 'AWS/States', AlarmActions: [{ Ref: 'NotificationsTopic' }] });
   });
 
   it('lets CloudWatch alarms of this account publish to the notifications topic', () => {
@@ -567,9 +628,11 @@ describe('CodeBuild', () => {
   it('hands the buildspecs the repository, the state bucket and the cluster name', () => {
     const variables = (name: string) => environment(name).EnvironmentVariables;
 
-    expect(variables('image')).toEqual([
-      { Name: 'IMAGE_REPOSITORY_URI', Type: 'PLAINTEXT', Value: getAtt('ImageRepository', 'RepositoryUri') },
-    ]);
+    expect((variables('image') as unknown[])[0]).toEqual({
+      Name: 'IMAGE_REPOSITORY_URI',
+      Type: 'PLAINTEXT',
+      Value: getAtt('ImageRepository', 'RepositoryUri'),
+    });
     for (const name of ['infrastructure', 'teardown']) {
       expect(variables(name)).toEqual([
         { Name: 'TF_STATE_BUCKET', Type: 'PLAINTEXT', Value: PACKAGE_PARAMS.terraformStateBucket },
@@ -589,7 +652,7 @@ describe('CodeBuild', () => {
     expect(managed('deploy')).toBeUndefined();
   });
 
-  it('lets the image project push to its one repository and nothing else', () => {
+  it('lets the image project push to its one repository, pull through the Docker Hub cache, and nothing else', () => {
     const statements = roleStatements(template, serviceRole('image'));
     const repository = getAtt('ImageRepository', 'Arn');
 
@@ -606,8 +669,18 @@ describe('CodeBuild', () => {
           sub(`arn:\${AWS::Partition}:codecommit:\${AWS::Region}:\${AWS::AccountId}:${name}`),
         ),
       ],
+      [
+        'UseGitLabConnections',
+        [PACKAGE_PARAMS.gitlabConnectionArn, PACKAGE_PARAMS.gitlabSelfManagedConnectionArn],
+      ],
       ['RegistryLogin', '*'],
       ['PushImage', repository],
+      [
+        'PullThroughDockerHubCache',
+        sub(
+          `arn:\${AWS::Partition}:ecr:\${AWS::Region}:\${AWS::AccountId}:repository/${PACKAGE_PARAMS.dockerHubCachePrefix}/*`,
+        ),
+      ],
     ]);
     expect(statements.find((s) => s.Sid === 'RegistryLogin')?.Action).toBe('ecr:GetAuthorizationToken');
   });
