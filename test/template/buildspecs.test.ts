@@ -1,4 +1,5 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the strings are shell commands, whose ${…} is shell syntax
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { type Buildspec, parseBuildspec } from '#local/codebuild/buildspec.ts';
@@ -41,12 +42,32 @@ describe('the shipped buildspecs', () => {
     },
   );
 
+  // Without a lock two runs, or a run and a teardown, can write one state at once. The S3 backend locks with a
+  // lock file beside the state from Terraform 1.10 (use_lockfile; DynamoDB locking is deprecated):
+  // https://developer.hashicorp.com/terraform/language/backend/s3, "State Locking".
+  it.each(['infrastructure', 'teardown'] as const)(
+    '%s.yml locks the state with the S3 lock file, on a Terraform that has one, and waits for the lock',
+    (name) => {
+      const spec = shipped(name);
+      const init = commands(spec).find((command) => command.startsWith('terraform init'));
+      const [major = 0, minor = 0] = String(spec.env.variables.TF_VERSION).split('.').map(Number);
+      const writes = commands(spec).filter((command) => /^terraform (plan|apply|destroy) /.test(command));
+
+      expect(init).toContain('-backend-config="use_lockfile=true"');
+      expect(init).not.toContain('dynamodb_table');
+      expect(major * 100 + minor).toBeGreaterThanOrEqual(110);
+      expect(writes.length).toBeGreaterThan(0);
+      for (const command of writes) expect(command).toContain('-lock-timeout="$TF_LOCK_TIMEOUT"');
+      expect(spec.env.variables.TF_LOCK_TIMEOUT).toMatch(/^\d+m$/);
+    },
+  );
+
   it('infrastructure.yml plans before it applies that plan', () => {
     const spec = shipped('infrastructure');
 
     const init = indexOfCommand(spec, /^terraform init/);
-    const plan = indexOfCommand(spec, /^terraform plan -out=tfplan/);
-    const apply = indexOfCommand(spec, /^terraform apply -auto-approve tfplan$/);
+    const plan = indexOfCommand(spec, /^terraform plan .*-out=tfplan/);
+    const apply = indexOfCommand(spec, /^terraform apply .*-auto-approve tfplan$/);
 
     expect(init).toBeLessThan(plan);
     expect(plan).toBeLessThan(apply);
@@ -55,7 +76,7 @@ describe('the shipped buildspecs', () => {
   it('teardown.yml destroys the environment and applies nothing', () => {
     const spec = shipped('teardown');
 
-    indexOfCommand(spec, /^terraform destroy -auto-approve/);
+    indexOfCommand(spec, /^terraform destroy .*-auto-approve/);
     expect(commands(spec).some((command) => command.startsWith('terraform apply'))).toBe(false);
   });
 
@@ -70,6 +91,31 @@ describe('the shipped buildspecs', () => {
     const push = indexOfCommand(spec, /docker push "\$IMAGE_URI"/);
     expect(login).toBeLessThan(build);
     expect(build).toBeLessThan(push);
+  });
+
+  it.each([
+    ['without the cache', {}, ''],
+    [
+      'through the cache',
+      { DOCKER_HUB_MIRROR: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub' },
+      '--build-arg DOCKER_HUB=123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub',
+    ],
+  ])('image.yml pulls Docker Hub images %s', (_, environment, expected) => {
+    const spec = shipped('image');
+    const choose = indexOfCommand(spec, /^HUB_ARG=/);
+    const build = indexOfCommand(spec, /docker build .*\$HUB_ARG/);
+
+    const hubArg = execFileSync(
+      'bash',
+      ['-c', `${commands(spec)[choose]} >/dev/null; printf %s "$HUB_ARG"`],
+      {
+        env: { PATH: process.env.PATH, ...environment },
+        encoding: 'utf8',
+      },
+    );
+
+    expect(hubArg).toBe(expected);
+    expect(choose).toBeLessThan(build);
   });
 
   it('deploy.yml points kubectl at the cluster, then installs the image with Helm', () => {
