@@ -60,7 +60,7 @@ function ruleTargeting(fn: string): { name: string; target: Record<string, unkno
 }
 
 // EventBridge invokes these functions asynchronously. An event it cannot deliver goes to the rule target's
-// dead-letter queue (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html); one the
+// dead-letter queue (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-event-delivery.html); one the
 // function fails on every attempt goes to its on-failure destination
 // (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html).
 describe.each(ASYNC_FUNCTIONS)('events $key cannot handle', ({ key, fn, queue }) => {
