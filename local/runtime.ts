@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { openApprovalLink } from '#shared/approval.ts';
 import { InvalidInputError } from '#shared/errors.ts';
@@ -16,11 +15,11 @@ import {
 } from './codebuild/service.ts';
 import { LocalEventBus } from './eventbridge/bus.ts';
 import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
-import { writeWebhookSecret } from './git/remote.ts';
 import { type FunctionConfiguration, functionConfiguration } from './lambda/configuration.ts';
 import { LOCAL_ACCOUNT, lambdaContext } from './lambda/context.ts';
 import { LocalLambda, lambdaInvokeResult, type RouteMatch } from './lambda/host.ts';
 import { composeHandlers, type LocalPorts, registeredFunctions } from './lambda/registry.ts';
+import { type LocalSecrets, loadSecrets } from './lambda/secrets.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
 import { readWiring, resolveReferences, type Wiring } from './wiring.ts';
@@ -450,35 +449,6 @@ export class LocalRuntime {
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** The two secrets of the local mode, kept in memory only: never in process.env. */
-interface LocalSecrets {
-  webhookSecret: string;
-  approvalKey: string;
-}
-
-/**
- * The webhook secret and approval key: from the host's environment when set there, else created once
- * under the state folder. The git hook reads the webhook secret from its own file.
- */
-async function loadSecrets(stateDir: string): Promise<LocalSecrets> {
-  const webhookSecret =
-    process.env.STEPLINE_WEBHOOK_SECRET || (await readOrCreateSecret(join(stateDir, 'webhook-secret')));
-  const approvalKey =
-    process.env.STEPLINE_APPROVAL_KEY || (await readOrCreateSecret(join(stateDir, 'approval-key')));
-  await writeWebhookSecret(stateDir, webhookSecret);
-  return { webhookSecret, approvalKey };
-}
-
-async function readOrCreateSecret(path: string): Promise<string> {
-  try {
-    return (await readFile(path, 'utf8')).trim();
-  } catch {
-    const secret = randomBytes(32).toString('hex');
-    await writeFile(path, `${secret}\n`, { mode: 0o600 });
-    return secret;
-  }
 }
 
 /** The local stand-in for Parameter Store and Secrets Manager: `.stepline/parameters.json`. */
