@@ -58,17 +58,9 @@ function signedDelivery(body: string): APIGatewayProxyEventV2 {
  * call (answered by aws-sdk-client-mock), over 5000 signed GitHub push deliveries handled one after another.
  */
 export async function webhookThroughput(): Promise<BenchSection> {
-  // The handler module reads its configuration at import time; give it dummies first.
-  Object.assign(process.env, {
-    AWS_REGION: 'eu-west-1',
-    STATE_MACHINE_ARN,
-    WEBHOOK_SECRET_PARAMETER: '/stepline/bench/webhook-secret',
-    STEPLINE_TRIGGERS: '{}',
-    STEPLINE_SETTINGS: '{}',
-  });
   const [{ createWebhookHandler }, { SfnPipelineStarter }, { TriggersSchema }, { PipelineSettingsSchema }] =
     await Promise.all([
-      import('#functions/webhook.ts'),
+      import('#shared/handlers/webhook.ts'),
       import('#shared/aws/sfn.ts'),
       import('#shared/triggers.ts'),
       import('#shared/pipeline.ts'),

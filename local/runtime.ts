@@ -1,21 +1,10 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import type { Context } from 'aws-lambda';
 import { openApprovalLink } from '#shared/approval.ts';
 import { InvalidInputError } from '#shared/errors.ts';
-import { createLogger } from '#shared/logger.ts';
-import { EnvironmentSchema, type ExecutionInput, PipelineSettingsSchema } from '#shared/pipeline.ts';
-import type {
-  Milestone,
-  Notification,
-  PipelineStarter,
-  StartPipelineResult,
-  TaskDecider,
-} from '#shared/ports.ts';
-import { TriggersSchema } from '#shared/triggers.ts';
+import { createLogger, type LogLevel } from '#shared/logger.ts';
+import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
+import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
 import { stageLabel } from './cli/terminal.ts';
 import type { ReportSummary } from './codebuild/build-runner.ts';
 import {
@@ -24,13 +13,19 @@ import {
   LocalCodeBuild,
   type StartBuildInput,
 } from './codebuild/service.ts';
-import { matchesPattern } from './eventbridge/event-pattern.ts';
-import { writeWebhookSecret } from './git/remote.ts';
+import { LocalEventBus } from './eventbridge/bus.ts';
+import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
+import { type FunctionConfiguration, functionConfiguration } from './lambda/configuration.ts';
+import { LOCAL_ACCOUNT, lambdaContext } from './lambda/context.ts';
+import { LocalLambda, lambdaInvokeResult, type RouteMatch } from './lambda/host.ts';
+import { composeHandlers, type LocalPorts, registeredFunctions } from './lambda/registry.ts';
+import { type LocalSecrets, loadSecrets } from './lambda/secrets.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
-import { type LocalFunction, readWiring, resolveReferences, type Wiring } from './wiring.ts';
+import { readWiring, resolveReferences, type Wiring } from './wiring.ts';
 
-export const LOCAL_ACCOUNT = '000000000000';
+export { matchRoute } from './lambda/routes.ts';
+export { LOCAL_ACCOUNT, lambdaContext };
 
 /** The history event that records a build's state (local only: Step Functions keeps builds in CodeBuild). */
 export const BUILD_HISTORY_EVENT = 'BuildStateChanged';
@@ -81,45 +76,51 @@ export type RuntimeEvent =
   | { kind: 'notification'; notification: Notification; file: string }
   | { kind: 'approval'; approval: PendingApproval };
 
-type Handler = (event: unknown, context: Context) => Promise<unknown>;
-
 const SECRET_VARIABLES = ['STEPLINE_WEBHOOK_SECRET', 'STEPLINE_APPROVAL_KEY'];
 
 /**
- * The local mode's composition root: it reads serverless.yml's wiring, binds every port to a local
- * adapter once (Step Functions → aws-local-stepfunctions, CodeBuild → the local build runner, SNS → the
- * outbox, EventBridge → the rules serverless.yml declares), and loads the same handler modules Lambda runs.
+ * The local mode's composition root: it reads serverless.yml's wiring, parses the functions'
+ * configuration once, binds every port to a local adapter once (Step Functions → aws-local-stepfunctions,
+ * CodeBuild → the local build runner, SNS → the outbox, EventBridge → the rules serverless.yml declares,
+ * Lambda → the handlers composed from the same factories Lambda runs).
  */
 export class LocalRuntime {
   readonly store: LocalStore;
   readonly wiring: Wiring;
   readonly engine: LocalStepFunctions;
   readonly options: RuntimeOptions;
-  readonly #handlers = new Map<string, Handler>();
+  readonly #lambda: LocalLambda;
+  readonly #bus: LocalEventBus;
+  readonly #secrets: LocalSecrets;
   readonly #pending = new Map<string, PendingApproval>();
   readonly #deployments = new Map<string, Record<string, string>>();
   readonly #buildExecution = new Map<string, string>();
   readonly #builds = new Map<string, Map<string, RunBuild>>();
-  /** The run a handler invocation works for, so that what it publishes is attributed to that run. */
-  readonly #attribution = new AsyncLocalStorage<string | undefined>();
-  #approvalKey = '';
-  #webhookSecret = '';
 
-  private constructor(
-    options: RuntimeOptions,
-    store: LocalStore,
-    wiring: Wiring,
-    engine: LocalStepFunctions,
-  ) {
-    this.options = options;
-    this.store = store;
-    this.wiring = wiring;
-    this.engine = engine;
+  private constructor(parts: {
+    options: RuntimeOptions;
+    store: LocalStore;
+    wiring: Wiring;
+    engine: LocalStepFunctions;
+    secrets: LocalSecrets;
+  }) {
+    this.options = parts.options;
+    this.store = parts.store;
+    this.wiring = parts.wiring;
+    this.engine = parts.engine;
+    this.#secrets = parts.secrets;
+    this.#lambda = new LocalLambda(parts.wiring.functions);
+    this.#bus = new LocalEventBus(parts.wiring.functions, (fn, event, executionArn) =>
+      this.#lambda.invokeFor(fn, event, executionArn),
+    );
   }
 
   static async start(options: RuntimeOptions): Promise<LocalRuntime> {
     const stateDir = resolve(options.stateDir);
     const wiring = options.wiring ?? (await readWiring(options.projectDir, { params: options.params ?? [] }));
+    // Checked before anything starts, so a bad --param or an unknown function stops start-up in one line.
+    const configuration = functionConfiguration(wiring.functions);
+    registeredFunctions(wiring.functions);
     const store = await LocalStore.open(stateDir);
     const runtime: { current?: LocalRuntime } = {};
     const self = () => {
@@ -147,7 +148,7 @@ export class LocalRuntime {
         self().trackBuild(tracked);
         return codebuild.startBuildSync(build, context.signal);
       },
-      'arn:aws:states:::lambda:invoke': async (input) => lambdaResult(await self().invoke(input)),
+      'arn:aws:states:::lambda:invoke': async (input) => lambdaInvokeResult(await self().invoke(input)),
       'arn:aws:states:::lambda:invoke.waitForTaskToken': async (input, context) => {
         await self().invoke(input);
         const payload = (input.Payload ?? {}) as { taskToken?: string };
@@ -178,55 +179,35 @@ export class LocalRuntime {
         eventBridge: fn.eventBridge.map((pattern) => resolveReferences(pattern, refs) as typeof pattern),
       })),
     };
-    const instance = new LocalRuntime({ ...options, stateDir }, store, localWiring, engine);
+    const secrets = await loadSecrets(stateDir);
+    const instance = new LocalRuntime({
+      options: { ...options, stateDir },
+      store,
+      wiring: localWiring,
+      engine,
+      secrets,
+    });
     runtime.current = instance;
-    await instance.#loadSecrets();
-    await instance.#loadHandlers();
+    instance.#composeHandlers(configuration);
     return instance;
   }
 
   /** The secret the local git hook signs pushes with (also in `.stepline/webhook-secret`). */
   get webhookSecret(): string {
-    return this.#webhookSecret;
+    return this.#secrets.webhookSecret;
   }
 
   /** The function serving an HTTP route, with its path parameters. */
-  route(
-    method: string,
-    path: string,
-  ): { fn: LocalFunction; handler: Handler; params: Record<string, string> } | undefined {
-    for (const fn of this.wiring.functions) {
-      for (const route of fn.http) {
-        if (route.method !== method.toUpperCase()) continue;
-        const params = matchRoute(route.path, path);
-        const handler = this.#handlers.get(fn.key);
-        if (params && handler) return { fn, handler, params };
-      }
-    }
-    return undefined;
+  route(method: string, path: string): RouteMatch | undefined {
+    return this.#lambda.route(method, path);
   }
 
   /**
    * Puts an event on the local default bus: every function whose rule matches gets it. `executionArn`:
    * the run the event is about, to which what the handlers publish is attributed.
    */
-  async putEvent(event: Record<string, unknown>, executionArn?: string): Promise<void> {
-    const targets = this.wiring.functions.filter((fn) =>
-      fn.eventBridge.some((p) => matchesPattern(p, event)),
-    );
-    await Promise.all(
-      targets.map(async (fn) => {
-        try {
-          await this.#attribution.run(executionArn, () =>
-            this.#handlers.get(fn.key)?.(event, lambdaContext(fn)),
-          );
-        } catch (error) {
-          process.stderr.write(
-            `stepline: ${fn.key} failed on ${String(event['detail-type'])}: ${(error as Error).message}\n`,
-          );
-        }
-      }),
-    );
+  putEvent(event: Record<string, unknown>, executionArn?: string): Promise<void> {
+    return this.#bus.putEvent(event, executionArn);
   }
 
   /** Approvals waiting for a decision, newest first. */
@@ -303,59 +284,27 @@ export class LocalRuntime {
     };
   }
 
-  async #loadSecrets(): Promise<void> {
-    const dir = this.options.stateDir;
-    this.#webhookSecret =
-      process.env.STEPLINE_WEBHOOK_SECRET || (await readOrCreateSecret(join(dir, 'webhook-secret')));
-    this.#approvalKey =
-      process.env.STEPLINE_APPROVAL_KEY || (await readOrCreateSecret(join(dir, 'approval-key')));
-    await writeWebhookSecret(dir, this.#webhookSecret);
-  }
-
-  /** Loads each handler module with the environment its Lambda gets, then binds it to the local ports. */
-  async #loadHandlers(): Promise<void> {
-    const logLevel = process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR';
-    for (const fn of this.wiring.functions) {
-      const { environment } = fn;
-      for (const [name, value] of Object.entries(environment)) {
-        process.env[name] = typeof value === 'string' ? value : JSON.stringify(value);
-      }
-      process.env.POWERTOOLS_LOG_LEVEL = logLevel;
-      process.env.AWS_REGION ??= this.wiring.region;
-      const module = (await import(pathToFileURL(join(this.options.projectDir, fn.module)).href)) as Record<
-        string,
-        unknown
-      >;
-      const factory = Object.entries(module).find(
-        ([name, value]) => /^create\w+Handler$/.test(name) && typeof value === 'function',
-      );
-      if (!factory) throw new Error(`${fn.module} exports no create…Handler factory`);
-      const deps = this.#deps(fn, environment);
-      this.#handlers.set(fn.key, (factory[1] as (deps: unknown) => Handler)(deps));
-    }
-  }
-
-  /** Every port a handler may ask for, bound to its local adapter. Each handler takes what it needs. */
-  #deps(fn: LocalFunction, environment: Record<string, unknown>) {
-    const json = (name: string) => {
-      const value = environment[name];
-      return typeof value === 'string' && value !== '' ? JSON.parse(value) : {};
-    };
-    return {
+  /** Binds every function of serverless.yml to its handler, composed over the local ports. */
+  #composeHandlers(configuration: FunctionConfiguration): void {
+    const logLevel = (process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR') as LogLevel;
+    const ports: LocalPorts = {
       starter: this.starter(),
-      triggers: TriggersSchema.parse(json('STEPLINE_TRIGGERS')),
-      settings: PipelineSettingsSchema.parse(json('STEPLINE_SETTINGS')),
-      webhookSecret: async () => this.#webhookSecret,
-      approvalKey: async () => this.#approvalKey,
-      baseUrl: `${this.options.baseUrl}/approvals`,
+      configuration,
+      webhookSecret: async () => this.#secrets.webhookSecret,
+      approvalKey: async () => this.#secrets.approvalKey,
+      approvalBaseUrl: `${this.options.baseUrl}/approvals`,
       decider: this.#decider(),
-      notifier: { publish: (notification: Notification) => this.#publish(notification) },
-      emitter: { emit: async (_milestone: Milestone) => undefined },
-      logger: createLogger(fn.key),
+      notifier: { publish: (notification) => this.#publish(notification) },
+      // Milestones go to the custom bus for integrators; locally there is none to integrate with.
+      emitter: { emit: async () => undefined },
+      logger: (key) => createLogger(key, logLevel),
       now: () => new Date(),
       region: this.wiring.region,
-      stateMachineArn: this.engine.stateMachineArn('pipeline'),
+      pipelineStateMachineArn: this.engine.stateMachineArn('pipeline'),
     };
+    for (const [key, handler] of composeHandlers(this.wiring.functions, ports)) {
+      this.#lambda.register(key, handler);
+    }
   }
 
   /** Task tokens, resolved by the approval handler; a decided gate stops being listed as pending. */
@@ -378,35 +327,13 @@ export class LocalRuntime {
     };
   }
 
-  /** @internal */
-  async invoke(input: Record<string, unknown>): Promise<unknown> {
-    const name = String(input.FunctionName ?? '');
-    const fn = this.wiring.functions.find(
-      (f) => f.name === name || f.key === name || name.endsWith(`:function:${f.name}`),
-    );
-    const handler = fn && this.#handlers.get(fn.key);
-    if (!fn || !handler) {
-      throw Object.assign(new Error(`Function not found: ${name}`), {
-        name: 'Lambda.ResourceNotFoundException',
-      });
-    }
-    try {
-      const payload = (input.Payload ?? {}) as { executionArn?: unknown };
-      const executionArn = typeof payload.executionArn === 'string' ? payload.executionArn : undefined;
-      return await this.#attribution.run(executionArn, () =>
-        handler(structuredClone(payload), lambdaContext(fn)),
-      );
-    } catch (error) {
-      const e = error as Error;
-      // Step Functions names a function error by its errorType, with Lambda's error JSON for cause.
-      throw Object.assign(new Error(JSON.stringify({ errorType: e.name, errorMessage: e.message })), {
-        name: e.name,
-      });
-    }
+  /** @internal Step Functions' `lambda:invoke` of a function of serverless.yml. */
+  invoke(input: Record<string, unknown>): Promise<unknown> {
+    return this.#lambda.invoke(input);
   }
 
   async #publish(notification: Notification): Promise<void> {
-    const executionArn = this.#attribution.getStore();
+    const executionArn = this.#lambda.currentRun();
     const message = await this.store.addOutbox(
       {
         topic: notification.topic,
@@ -426,7 +353,9 @@ export class LocalRuntime {
     const links = body.match(new RegExp(`${escapeRegExp(prefix)}[A-Za-z0-9_-]+`, 'g')) ?? [];
     const opened = links.flatMap((url) => {
       try {
-        return [{ url, link: openApprovalLink(url.slice(prefix.length), this.#approvalKey, new Date()) }];
+        return [
+          { url, link: openApprovalLink(url.slice(prefix.length), this.#secrets.approvalKey, new Date()) },
+        ];
       } catch {
         return [];
       }
@@ -472,7 +401,7 @@ export class LocalRuntime {
       logPath: this.store.buildLogPath(event.build.Id),
       ...(executionArn ? { executionArn } : {}),
     });
-    void this.putEvent(codeBuildEvent(event, this.wiring.region), executionArn);
+    void this.putEvent(codeBuildEvent(event, this.#eventOrigin()), executionArn);
   }
 
   #recordBuild(executionArn: string, event: Extract<BuildEvent, { kind: 'state' }>): void {
@@ -508,63 +437,18 @@ export class LocalRuntime {
     if (record.status !== 'RUNNING') this.#pending.delete(record.executionArn);
     this.options.report?.({ kind: 'execution', record });
     void this.putEvent(
-      executionEvent(record, this.engine.stateMachineArn(record.stateMachine), this.wiring.region),
+      executionEvent(record, this.engine.stateMachineArn(record.stateMachine), this.#eventOrigin()),
       record.executionArn,
     );
   }
-}
 
-function lambdaResult(payload: unknown) {
-  return { ExecutedVersion: '$LATEST', Payload: payload ?? null, StatusCode: 200 };
-}
-
-/** The context Lambda passes a function, for local invocations. */
-export function lambdaContext(fn: Pick<LocalFunction, 'name'>): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: fn.name,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:local:${LOCAL_ACCOUNT}:function:${fn.name}`,
-    memoryLimitInMB: '256',
-    awsRequestId: randomUUID(),
-    logGroupName: `/aws/lambda/${fn.name}`,
-    logStreamName: 'local',
-    getRemainingTimeInMillis: () => 30_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
-}
-
-/** `/approvals/{token}` against `/approvals/abc` → `{ token: 'abc' }`. */
-export function matchRoute(template: string, path: string): Record<string, string> | undefined {
-  const want = template.split('/');
-  const have = path.split('/');
-  if (want.length !== have.length) return undefined;
-  const params: Record<string, string> = {};
-  for (const [i, part] of want.entries()) {
-    const value = have[i] ?? '';
-    const param = /^\{(\w+)\}$/.exec(part);
-    if (param?.[1]) {
-      if (value === '') return undefined;
-      params[param[1]] = decodeURIComponent(value);
-    } else if (part !== value) return undefined;
+  #eventOrigin(): EventOrigin {
+    return { region: this.wiring.region, account: LOCAL_ACCOUNT };
   }
-  return params;
 }
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-async function readOrCreateSecret(path: string): Promise<string> {
-  try {
-    return (await readFile(path, 'utf8')).trim();
-  } catch {
-    const secret = randomBytes(32).toString('hex');
-    await writeFile(path, `${secret}\n`, { mode: 0o600 });
-    return secret;
-  }
 }
 
 /** The local stand-in for Parameter Store and Secrets Manager: `.stepline/parameters.json`. */
@@ -605,97 +489,4 @@ export async function stopDeployedServices(stateDir: string): Promise<number[]> 
     await rm(pidFile, { force: true });
   }
   return stopped;
-}
-
-function eventEnvelope(
-  detailType: string,
-  source: string,
-  region: string,
-  resources: string[],
-  detail: unknown,
-) {
-  return {
-    version: '0',
-    id: randomUUID(),
-    'detail-type': detailType,
-    source,
-    account: LOCAL_ACCOUNT,
-    time: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
-    region,
-    resources,
-    detail,
-  };
-}
-
-/** The "Execution Status Change" event Step Functions sends for a run. */
-function executionEvent(record: ExecutionRecord, stateMachineArn: string, region: string) {
-  return eventEnvelope(
-    'Step Functions Execution Status Change',
-    'aws.states',
-    region,
-    [record.executionArn],
-    {
-      executionArn: record.executionArn,
-      stateMachineArn,
-      name: record.name,
-      status: record.status === 'INTERRUPTED' ? 'ABORTED' : record.status,
-      startDate: Date.parse(record.startDate),
-      stopDate: record.stopDate ? Date.parse(record.stopDate) : null,
-      input: JSON.stringify(record.input),
-      output: record.output === undefined ? null : JSON.stringify(record.output),
-      error: record.error ?? null,
-      cause: record.cause ?? null,
-    },
-  );
-}
-
-/** The "Build State Change" / "Build Phase Change" event CodeBuild sends. */
-function codeBuildEvent(event: BuildEvent, region: string) {
-  const b = event.build;
-  const info = {
-    'build-number': b.BuildNumber,
-    'build-start-time': new Date(b.StartTime).toUTCString(),
-    'source-version': b.SourceVersion,
-    initiator: 'states/stepline',
-    environment: {
-      'environment-variables': b.Environment.EnvironmentVariables.map((v) => ({
-        name: v.Name,
-        value: v.Value,
-        type: v.Type,
-      })),
-    },
-    logs: { 'group-name': b.Logs.GroupName, 'stream-name': b.Logs.StreamName, 'deep-link': b.Logs.DeepLink },
-    phases: b.Phases.map((p) => ({
-      'phase-type': p.PhaseType,
-      'phase-status': p.PhaseStatus,
-      'phase-context': (p.Contexts ?? []).map((c) => `${c.StatusCode}: ${c.Message}`),
-      'start-time': new Date(p.StartTime).toUTCString(),
-      'end-time': new Date(p.EndTime).toUTCString(),
-      'duration-in-seconds': p.DurationInSeconds,
-    })),
-  };
-  const common = {
-    'project-name': b.ProjectName,
-    'build-id': b.Arn,
-    'source-version': b.SourceVersion,
-    'additional-information': info,
-    version: '1',
-  };
-  if (event.kind === 'state') {
-    return eventEnvelope('CodeBuild Build State Change', 'aws.codebuild', region, [b.Arn], {
-      ...common,
-      'build-status': event.status,
-      'current-phase': event.status === 'IN_PROGRESS' ? 'SUBMITTED' : 'COMPLETED',
-      'current-phase-context': '[]',
-    });
-  }
-  return eventEnvelope('CodeBuild Build Phase Change', 'aws.codebuild', region, [b.Arn], {
-    ...common,
-    'completed-phase': event.phase.name,
-    'completed-phase-status': event.phase.status,
-    'completed-phase-duration-seconds': event.phase.durationSeconds,
-    'completed-phase-context': JSON.stringify(event.phase.context ? [event.phase.context.message] : []),
-    'completed-phase-start': event.phase.start.toUTCString(),
-    'completed-phase-end': event.phase.end.toUTCString(),
-  });
 }

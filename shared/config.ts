@@ -26,8 +26,42 @@ export function optionalEnv(name: string, env: Env = process.env): string | unde
 }
 
 /**
- * Reads an environment variable holding JSON and validates it with a zod schema. An absent variable
- * parses as `fallback` (give one only where the default cannot decide where a deploy goes).
+ * Parses configuration given as JSON text and validates it with a zod schema; errors name the setting as
+ * the person who wrote it knows it (`label`): an environment variable on AWS, a `--param` locally.
+ * An absent value parses as `fallback` (give one only where the default cannot decide where a deploy goes).
+ *
+ * @example
+ * ```ts
+ * parseJsonSetting('--param settings', '{"environments":[]}', PipelineSettingsSchema, {});
+ * // throws ConfigurationError: "--param settings is invalid at environments: …"
+ * ```
+ */
+export function parseJsonSetting<S extends z.ZodType>(
+  label: string,
+  raw: string | undefined,
+  schema: S,
+  fallback: z.input<S>,
+): z.output<S> {
+  let value: unknown = fallback;
+  if (raw !== undefined && raw.trim() !== '') {
+    try {
+      value = JSON.parse(raw);
+    } catch (cause) {
+      throw new ConfigurationError(`${label} is not valid JSON: ${(cause as Error).message}`, { cause });
+    }
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
+    throw new ConfigurationError(`${label} is invalid${where}: ${issue?.message}`, { cause: parsed.error });
+  }
+  return parsed.data;
+}
+
+/**
+ * Reads an environment variable holding JSON and validates it with a zod schema (see
+ * {@link parseJsonSetting}). An absent variable parses as `fallback`, or fails naming it when there is none.
  */
 export function jsonEnv<S extends z.ZodType>(
   name: string,
@@ -36,21 +70,8 @@ export function jsonEnv<S extends z.ZodType>(
   env: Env = process.env,
 ): z.output<S> {
   const raw = optionalEnv(name, env);
-  let value: unknown = fallback;
-  if (raw !== undefined) {
-    try {
-      value = JSON.parse(raw);
-    } catch (cause) {
-      throw new ConfigurationError(`Environment variable ${name} is not valid JSON`, { cause });
-    }
-  } else if (fallback === undefined) {
+  if (raw === undefined && fallback === undefined) {
     throw new ConfigurationError(`Missing required environment variable ${name}`);
   }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
-    throw new ConfigurationError(`Environment variable ${name} is invalid${where}: ${issue?.message}`);
-  }
-  return parsed.data;
+  return parseJsonSetting(`Environment variable ${name}`, raw, schema, fallback as z.input<S>);
 }

@@ -45,11 +45,6 @@ export class PayloadTooLargeError extends SteplineError {
 /** A required configuration value is missing or malformed. Raised at start-up, never per request. */
 export class ConfigurationError extends SteplineError {}
 
-/** The approver rejected the change; the state machine fails with this name. */
-export class ApprovalRejectedError extends SteplineError {
-  override readonly name = 'Approval.Rejected';
-}
-
 /** True for errors whose status is a client error (4xx): safe to show their message to the caller. */
 export function isClientError(error: unknown): error is SteplineError {
   return error instanceof SteplineError && error.status >= 400 && error.status < 500;

@@ -22,7 +22,7 @@ export interface PipelineStarter {
   start(request: { name: string; input: PipelineInput }): Promise<StartPipelineResult>;
 }
 
-/** Reads a secret by its name (an SSM parameter in AWS, an environment variable locally). */
+/** Reads a secret by its name (an SSM SecureString parameter on AWS). */
 export interface SecretReader {
   read(name: string): Promise<string>;
 }

@@ -1,34 +1,6 @@
 import { ConfigurationError } from './errors.ts';
 import type { SecretReader } from './ports.ts';
 
-/**
- * Reads secrets from environment variables: the tests' and the local mode's binding of {@link SecretReader}.
- * `names` maps a secret's name to the variable that holds it.
- *
- * @example
- * ```ts
- * new EnvSecretReader({ webhook: 'STEPLINE_WEBHOOK_SECRET' }).read('webhook');
- * ```
- */
-export class EnvSecretReader implements SecretReader {
-  readonly #names: Record<string, string>;
-  readonly #env: Record<string, string | undefined>;
-
-  constructor(names: Record<string, string>, env: Record<string, string | undefined> = process.env) {
-    this.#names = names;
-    this.#env = env;
-  }
-
-  async read(name: string): Promise<string> {
-    const variable = this.#names[name] ?? name;
-    const value = this.#env[variable];
-    if (value === undefined || value === '') {
-      throw new ConfigurationError(`Missing secret: set the environment variable ${variable}`);
-    }
-    return value;
-  }
-}
-
 /** The secrets stepline reads, each from an environment variable when set, else from an SSM parameter. */
 export const SECRETS = {
   /** The webhook secret shared with GitHub, GitLab and Bitbucket. */
@@ -39,8 +11,8 @@ export const SECRETS = {
 export type SecretRole = keyof typeof SECRETS;
 
 /**
- * Where a secret comes from, decided once at start-up: the environment variable when it is set (tests and
- * the local mode), else the SSM SecureString parameter whose name the deployment puts in
+ * Where a secret comes from, decided once at start-up: the environment variable when it is set (tests, or a
+ * deployment that sets it directly), else the SSM SecureString parameter whose name the deployment puts in
  * `…_PARAMETER` (AWS). Fails fast naming both variables when neither is set.
  *
  * @example

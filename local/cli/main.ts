@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
 import { startServer } from '#local/http/server.ts';
 import { LocalRuntime, type RuntimeEvent } from '#local/runtime.ts';
+import { ConfigurationError } from '#shared/errors.ts';
 import { terminalLine } from './terminal.ts';
 
 const PROJECT_DIR = fileURLToPath(new URL('../..', import.meta.url));
@@ -72,7 +73,9 @@ async function boot(report: (event: RuntimeEvent) => void) {
     baseUrl: server.url,
     report,
     params: values.param,
-  });
+  }).catch((error: Error) =>
+    error instanceof ConfigurationError ? fail(error.message) : Promise.reject(error),
+  );
   server.attach(runtime);
   for (const note of runtime.store.recoveryReport.notes) print(`stepline: ${note}`);
   let stopping: Promise<void> | undefined;

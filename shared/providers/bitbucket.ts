@@ -2,8 +2,7 @@ import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
 import type { Push } from '../push.ts';
 import { findHeader } from '../signatures.ts';
-import type { WebhookOutcome } from './index.ts';
-import { commitOrNull, parsePayload, refParts } from './payload.ts';
+import { commitOrNull, parsePayload, refParts, type WebhookOutcome } from './payload.ts';
 
 /*
  * Bitbucket push payloads carry no file lists: Cloud lists at most 5 commits, Data Center a few, and

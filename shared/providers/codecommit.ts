@@ -1,8 +1,7 @@
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
 import type { Push } from '../push.ts';
-import type { WebhookOutcome } from './index.ts';
-import { parsePayload, refParts } from './payload.ts';
+import { parsePayload, refParts, type WebhookOutcome } from './payload.ts';
 
 export const CODECOMMIT_DETAIL_TYPE = 'CodeCommit Repository State Change';
 export const CODECOMMIT_SOURCE = 'aws.codecommit';

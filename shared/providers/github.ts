@@ -2,7 +2,6 @@ import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
 import type { Push } from '../push.ts';
 import { findHeader } from '../signatures.ts';
-import type { WebhookOutcome } from './index.ts';
 import {
   type CommitFiles,
   changedFilesOf,
@@ -11,6 +10,7 @@ import {
   PushedCommitSchema,
   parsePayload,
   refParts,
+  type WebhookOutcome,
 } from './payload.ts';
 
 /**

@@ -1,15 +1,8 @@
-import type { Push, WebhookProvider } from '../push.ts';
+import type { WebhookProvider } from '../push.ts';
 import { normalizeBitbucketWebhook } from './bitbucket.ts';
 import { normalizeGitHubWebhook } from './github.ts';
 import { normalizeGitLabWebhook } from './gitlab.ts';
-
-/**
- * What a delivery means: the pushes it carries (Bitbucket may carry several refs in one delivery), or
- * why it starts nothing (a ping, an event that is not a push, a push with no changes).
- */
-export type WebhookOutcome =
-  | { kind: 'pushes'; pushes: Push[]; deliveryId?: string }
-  | { kind: 'ignored'; reason: string };
+import type { WebhookOutcome } from './payload.ts';
 
 /**
  * Normalizes a webhook delivery to {@link Push} values. Call it after the signature has been verified
@@ -40,3 +33,4 @@ export function normalizeWebhook(
 }
 
 export { normalizeCodeCommitEvent } from './codecommit.ts';
+export type { WebhookOutcome } from './payload.ts';

@@ -1,6 +1,14 @@
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
-import { parseRef, ZERO_SHA } from '../push.ts';
+import { type Push, parseRef, ZERO_SHA } from '../push.ts';
+
+/**
+ * What a delivery means: the pushes it carries (Bitbucket may carry several refs in one delivery), or
+ * why it starts nothing (a ping, an event that is not a push, a push with no changes).
+ */
+export type WebhookOutcome =
+  | { kind: 'pushes'; pushes: Push[]; deliveryId?: string }
+  | { kind: 'ignored'; reason: string };
 
 /** `['commits', 0, 'added']` → `commits[0].added`. */
 function formatPath(path: readonly PropertyKey[]): string {

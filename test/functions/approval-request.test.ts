@@ -3,6 +3,9 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openApprovalLink } from '#shared/approval.ts';
+import { SnsNotifier } from '#shared/aws/sns.ts';
+import { createApprovalRequestHandler } from '#shared/handlers/approval-request.ts';
+import { createLogger } from '#shared/logger.ts';
 import type { ApprovalRequest } from '#shared/pipeline.ts';
 import { lambdaContext } from '../helpers/lambda.ts';
 
@@ -14,13 +17,15 @@ const sns = mockClient(SNSClient);
 type Handler = (event: unknown, context: unknown) => Promise<unknown>;
 let handler: Handler;
 
-beforeAll(async () => {
-  vi.stubEnv('APPROVALS_TOPIC_ARN', TOPIC_ARN);
-  vi.stubEnv('APPROVAL_BASE_URL', BASE_URL);
-  vi.stubEnv('STEPLINE_APPROVAL_KEY', KEY);
-  vi.stubEnv('AWS_REGION', 'eu-west-1');
+beforeAll(() => {
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'INFO');
-  handler = (await import('#functions/approval-request.ts')).handler as unknown as Handler;
+  handler = createApprovalRequestHandler({
+    notifier: new SnsNotifier(new SNSClient({}), { approvals: TOPIC_ARN, notifications: '' }),
+    approvalKey: async () => KEY,
+    baseUrl: BASE_URL,
+    logger: createLogger('approvalRequest'),
+    now: () => new Date(),
+  }) as unknown as Handler;
 });
 
 let logged: string[];

@@ -12,6 +12,9 @@ import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mintApprovalLinks } from '#shared/approval.ts';
+import { SfnTaskDecider } from '#shared/aws/sfn.ts';
+import { createApprovalHandler } from '#shared/handlers/approval.ts';
+import { createLogger } from '#shared/logger.ts';
 import type { ApprovalRequest } from '#shared/pipeline.ts';
 import { httpEvent, lambdaContext } from '../helpers/lambda.ts';
 
@@ -24,11 +27,14 @@ const sfn = mockClient(SFNClient);
 type Handler = (event: unknown, context: unknown) => Promise<APIGatewayProxyStructuredResultV2>;
 let handler: Handler;
 
-beforeAll(async () => {
-  vi.stubEnv('STEPLINE_APPROVAL_KEY', KEY);
-  vi.stubEnv('AWS_REGION', 'eu-west-1');
+beforeAll(() => {
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'INFO');
-  handler = (await import('#functions/approval.ts')).handler as unknown as Handler;
+  handler = createApprovalHandler({
+    decider: new SfnTaskDecider(new SFNClient({ region: 'eu-west-1' })),
+    approvalKey: async () => KEY,
+    logger: createLogger('approval'),
+    now: () => new Date(),
+  }) as unknown as Handler;
 });
 
 let logged: string[];

@@ -4,17 +4,17 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { handler } from '#functions/build-events.ts';
+import { EventBridgeMilestoneEmitter } from '#shared/aws/eventbridge.ts';
+import { SnsNotifier } from '#shared/aws/sns.ts';
 import { InvalidInputError } from '#shared/errors.ts';
+import { createBuildEventsHandler } from '#shared/handlers/build-events.ts';
+import { createLogger } from '#shared/logger.ts';
 
 const { TOPIC_ARN, BUS_NAME } = vi.hoisted(() => {
   const settings = {
     TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:stepline-test-notifications',
     BUS_NAME: 'stepline-test',
   };
-  vi.stubEnv('NOTIFICATIONS_TOPIC_ARN', settings.TOPIC_ARN);
-  vi.stubEnv('EVENT_BUS_NAME', settings.BUS_NAME);
-  vi.stubEnv('AWS_REGION', 'us-east-1');
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
   return settings;
 });
@@ -24,6 +24,12 @@ afterAll(() => {
 
 const sns = mockClient(SNSClient);
 const eventBridge = mockClient(EventBridgeClient);
+const handler = createBuildEventsHandler({
+  notifier: new SnsNotifier(new SNSClient({}), { notifications: TOPIC_ARN, approvals: '' }),
+  emitter: new EventBridgeMilestoneEmitter(new EventBridgeClient({}), BUS_NAME),
+  logger: createLogger('buildEvents'),
+  region: 'us-east-1',
+});
 
 beforeEach(() => {
   sns.reset();

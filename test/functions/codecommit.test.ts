@@ -2,8 +2,12 @@ import { readFileSync } from 'node:fs';
 import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { SfnPipelineStarter } from '#shared/aws/sfn.ts';
+import { createCodeCommitHandler } from '#shared/handlers/codecommit.ts';
 import type { PushOutcome } from '#shared/ingest.ts';
-import { ExecutionInputSchema } from '#shared/pipeline.ts';
+import { createLogger } from '#shared/logger.ts';
+import { ExecutionInputSchema, PipelineSettingsSchema } from '#shared/pipeline.ts';
+import { TriggersSchema } from '#shared/triggers.ts';
 import { lambdaContext } from '../helpers/lambda.ts';
 
 const sfn = mockClient(SFNClient);
@@ -18,15 +22,18 @@ const mergeCommit = fixture(
 type Handler = (event: unknown, context: unknown) => Promise<PushOutcome[]>;
 let handler: Handler;
 
-beforeAll(async () => {
-  vi.stubEnv(
-    'STATE_MACHINE_ARN',
-    'arn:aws:states:us-east-2:123456789012:stateMachine:stepline-test-pipeline',
-  );
-  // Every branch, so the docs' sample branch names start runs.
-  vi.stubEnv('STEPLINE_TRIGGERS', JSON.stringify({ push: [{ branches: { includes: ['**'] } }] }));
+beforeAll(() => {
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
-  handler = (await import('#functions/codecommit.ts')).handler as unknown as Handler;
+  handler = createCodeCommitHandler({
+    starter: new SfnPipelineStarter(
+      new SFNClient({}),
+      'arn:aws:states:us-east-2:123456789012:stateMachine:stepline-test-pipeline',
+    ),
+    // Every branch, so the docs' sample branch names start runs.
+    triggers: TriggersSchema.parse({ push: [{ branches: { includes: ['**'] } }] }),
+    settings: PipelineSettingsSchema.parse({}),
+    logger: createLogger('codecommit'),
+  }) as unknown as Handler;
 });
 
 beforeEach(() => {

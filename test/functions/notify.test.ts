@@ -2,8 +2,10 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { handler } from '#functions/notify.ts';
+import { SnsNotifier } from '#shared/aws/sns.ts';
 import { InvalidInputError } from '#shared/errors.ts';
+import { createNotifyHandler } from '#shared/handlers/notify.ts';
+import { createLogger } from '#shared/logger.ts';
 import { aPush, aPushTo } from '../helpers/push.ts';
 
 const EXECUTION_ARN = 'arn:aws:states:eu-west-1:123456789012:execution:stepline-test-pipeline:run-1';
@@ -13,8 +15,6 @@ const DEEP_LINK =
 
 const { TOPIC_ARN } = vi.hoisted(() => {
   const settings = { TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-test-notifications' };
-  vi.stubEnv('NOTIFICATIONS_TOPIC_ARN', settings.TOPIC_ARN);
-  vi.stubEnv('AWS_REGION', 'eu-west-1');
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
   return settings;
 });
@@ -23,6 +23,11 @@ afterAll(() => {
 });
 
 const sns = mockClient(SNSClient);
+const handler = createNotifyHandler({
+  notifier: new SnsNotifier(new SNSClient({}), { notifications: TOPIC_ARN, approvals: '' }),
+  logger: createLogger('notify'),
+  region: 'eu-west-1',
+});
 
 beforeEach(() => {
   sns.reset();

@@ -4,7 +4,10 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { handler } from '#functions/pipeline-events.ts';
+import { EventBridgeMilestoneEmitter } from '#shared/aws/eventbridge.ts';
+import { SnsNotifier } from '#shared/aws/sns.ts';
+import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts';
+import { createLogger } from '#shared/logger.ts';
 import type { ExecutionInput } from '#shared/pipeline.ts';
 import { aPush } from '../helpers/push.ts';
 
@@ -18,10 +21,6 @@ const { STATE_MACHINE_ARN, TOPIC_ARN, BUS_NAME } = vi.hoisted(() => {
     TOPIC_ARN: 'arn:aws:sns:us-east-1:012345678912:stepline-test-notifications',
     BUS_NAME: 'stepline-test',
   };
-  vi.stubEnv('STATE_MACHINE_ARN', settings.STATE_MACHINE_ARN);
-  vi.stubEnv('NOTIFICATIONS_TOPIC_ARN', settings.TOPIC_ARN);
-  vi.stubEnv('EVENT_BUS_NAME', settings.BUS_NAME);
-  vi.stubEnv('AWS_REGION', 'us-east-1');
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
   return settings;
 });
@@ -31,6 +30,13 @@ afterAll(() => {
 
 const sns = mockClient(SNSClient);
 const eventBridge = mockClient(EventBridgeClient);
+const handler = createPipelineEventsHandler({
+  notifier: new SnsNotifier(new SNSClient({}), { notifications: TOPIC_ARN, approvals: '' }),
+  emitter: new EventBridgeMilestoneEmitter(new EventBridgeClient({}), BUS_NAME),
+  logger: createLogger('pipelineEvents'),
+  region: 'us-east-1',
+  stateMachineArn: STATE_MACHINE_ARN,
+});
 
 beforeEach(() => {
   sns.reset();

@@ -3,7 +3,11 @@ import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-s
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ExecutionInputSchema } from '#shared/pipeline.ts';
+import { SfnPipelineStarter } from '#shared/aws/sfn.ts';
+import { createWebhookHandler, MAX_BODY_BYTES } from '#shared/handlers/webhook.ts';
+import { createLogger } from '#shared/logger.ts';
+import { ExecutionInputSchema, PipelineSettingsSchema } from '#shared/pipeline.ts';
+import { TriggersSchema } from '#shared/triggers.ts';
 import { httpEvent, hubSignature, lambdaContext } from '../helpers/lambda.ts';
 
 const SECRET = 'webhook-secret-for-tests';
@@ -20,15 +24,17 @@ const githubPing = readFileSync(
 
 type Handler = (event: unknown, context: unknown) => Promise<APIGatewayProxyStructuredResultV2>;
 let handler: Handler;
-let maxBodyBytes: number;
+const maxBodyBytes = MAX_BODY_BYTES;
 
-beforeAll(async () => {
-  vi.stubEnv('STATE_MACHINE_ARN', STATE_MACHINE_ARN);
-  vi.stubEnv('STEPLINE_WEBHOOK_SECRET', SECRET);
+beforeAll(() => {
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
-  const module = await import('#functions/webhook.ts');
-  handler = module.handler as unknown as Handler;
-  maxBodyBytes = module.MAX_BODY_BYTES;
+  handler = createWebhookHandler({
+    starter: new SfnPipelineStarter(new SFNClient({}), STATE_MACHINE_ARN),
+    triggers: TriggersSchema.parse({}),
+    settings: PipelineSettingsSchema.parse({}),
+    logger: createLogger('webhook'),
+    webhookSecret: async () => SECRET,
+  }) as unknown as Handler;
 });
 
 beforeEach(() => {

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { matchRoute } from '#local/runtime.ts';
+import { matchRoute } from '#local/lambda/routes.ts';
 import { readWiring, resolveReferences, type Wiring } from '#local/wiring.ts';
 
 const projectDir = fileURLToPath(new URL('../..', import.meta.url));

@@ -32,31 +32,21 @@ type HttpHandler = (event: unknown, context: unknown) => Promise<APIGatewayProxy
 type EventHandler = (event: unknown, context: unknown) => Promise<unknown>;
 
 let factories: {
-  webhook: typeof import('#functions/webhook.ts').createWebhookHandler;
-  approval: typeof import('#functions/approval.ts').createApprovalHandler;
-  codecommit: typeof import('#functions/codecommit.ts').createCodeCommitHandler;
-  buildEvents: typeof import('#functions/build-events.ts').createBuildEventsHandler;
-  pipelineEvents: typeof import('#functions/pipeline-events.ts').createPipelineEventsHandler;
+  webhook: typeof import('#shared/handlers/webhook.ts').createWebhookHandler;
+  approval: typeof import('#shared/handlers/approval.ts').createApprovalHandler;
+  codecommit: typeof import('#shared/handlers/codecommit.ts').createCodeCommitHandler;
+  buildEvents: typeof import('#shared/handlers/build-events.ts').createBuildEventsHandler;
+  pipelineEvents: typeof import('#shared/handlers/pipeline-events.ts').createPipelineEventsHandler;
 };
 
 beforeAll(async () => {
-  // What each module's Lambda wiring reads when it is imported; the tests build their own handlers.
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
-  vi.stubEnv('AWS_REGION', 'eu-west-1');
-  vi.stubEnv(
-    'STATE_MACHINE_ARN',
-    'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline',
-  );
-  vi.stubEnv('STEPLINE_WEBHOOK_SECRET', SECRET);
-  vi.stubEnv('STEPLINE_APPROVAL_KEY', KEY);
-  vi.stubEnv('NOTIFICATIONS_TOPIC_ARN', 'arn:aws:sns:eu-west-1:123456789012:stepline-test-notifications');
-  vi.stubEnv('EVENT_BUS_NAME', 'stepline-test');
   factories = {
-    webhook: (await import('#functions/webhook.ts')).createWebhookHandler,
-    approval: (await import('#functions/approval.ts')).createApprovalHandler,
-    codecommit: (await import('#functions/codecommit.ts')).createCodeCommitHandler,
-    buildEvents: (await import('#functions/build-events.ts')).createBuildEventsHandler,
-    pipelineEvents: (await import('#functions/pipeline-events.ts')).createPipelineEventsHandler,
+    webhook: (await import('#shared/handlers/webhook.ts')).createWebhookHandler,
+    approval: (await import('#shared/handlers/approval.ts')).createApprovalHandler,
+    codecommit: (await import('#shared/handlers/codecommit.ts')).createCodeCommitHandler,
+    buildEvents: (await import('#shared/handlers/build-events.ts')).createBuildEventsHandler,
+    pipelineEvents: (await import('#shared/handlers/pipeline-events.ts')).createPipelineEventsHandler,
   };
 });
 

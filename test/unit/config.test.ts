@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { jsonEnv, optionalEnv, requireEnv } from '#shared/config.ts';
+import { jsonEnv, optionalEnv, parseJsonSetting, requireEnv } from '#shared/config.ts';
 import { ConfigurationError } from '#shared/errors.ts';
 import { secretFor } from '#shared/secrets.ts';
 
@@ -24,6 +24,19 @@ describe('config', () => {
     );
     expect(() => jsonEnv('T', schema, undefined, { T: '{' })).toThrow(/T is not valid JSON/);
     expect(jsonEnv('T', schema, { branches: [] }, {})).toEqual({ branches: [] });
+  });
+
+  it('names the setting as the person knows it, in one line', () => {
+    const schema = z.object({ branches: z.array(z.string()) });
+    expect(() => parseJsonSetting('--param triggers', '{"branches":[1]}', schema, { branches: [] })).toThrow(
+      /^--param triggers is invalid at branches\.0: [^\n]+$/,
+    );
+    expect(() => parseJsonSetting('--param triggers', '{', schema, { branches: [] })).toThrow(
+      /^--param triggers is not valid JSON: [^\n]+$/,
+    );
+    expect(parseJsonSetting('--param triggers', undefined, schema, { branches: [] })).toEqual({
+      branches: [],
+    });
   });
 });
 
