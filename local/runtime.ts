@@ -4,7 +4,6 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context } from 'aws-lambda';
-import { openApprovalLink } from '#shared/approval.ts';
 import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput, PipelineSettingsSchema } from '#shared/pipeline.ts';
@@ -16,50 +15,17 @@ import type {
   TaskDecider,
 } from '#shared/ports.ts';
 import { TriggersSchema } from '#shared/triggers.ts';
-import { stageLabel } from './cli/terminal.ts';
-import type { ReportSummary } from './codebuild/build-runner.ts';
-import {
-  type BuildEvent,
-  type CodeBuildBuild,
-  LocalCodeBuild,
-  type StartBuildInput,
-} from './codebuild/service.ts';
+import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
 import { matchesPattern } from './eventbridge/event-pattern.ts';
 import { writeWebhookSecret } from './git/remote.ts';
+import type { PendingApproval, RunBuild } from './runs/read-model.ts';
+import { pendingApprovalFor, RunLedger } from './runs/run-ledger.ts';
+import type { RuntimeEvent } from './runs/runtime-event.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
 import { type LocalFunction, readWiring, resolveReferences, type Wiring } from './wiring.ts';
 
 export const LOCAL_ACCOUNT = '000000000000';
-
-/** The history event that records a build's state (local only: Step Functions keeps builds in CodeBuild). */
-export const BUILD_HISTORY_EVENT = 'BuildStateChanged';
-
-/** One build of a run, as the CLI and the console show it. */
-export interface RunBuild {
-  id: string;
-  project: string;
-  /** `Image`, `dev: Deploy`. */
-  stage: string;
-  environment?: string;
-  status: string;
-  startTime: number;
-  endTime?: number;
-  logPath: string;
-  logUrl: string;
-  exportedVariables: { Name: string; Value: string }[];
-  phases: CodeBuildBuild['Phases'];
-  reports: ReportSummary[];
-}
-
-/** An approval waiting for a decision, with the same signed links the email carries. */
-export interface PendingApproval {
-  executionArn: string;
-  environment: string;
-  approve: string;
-  reject: string;
-  expiresAt: string;
-}
 
 export interface RuntimeOptions {
   projectDir: string;
@@ -73,13 +39,6 @@ export interface RuntimeOptions {
   /** serverless.yml parameters (`triggers={…}`, `settings={…}`), as `serverless deploy --param`. */
   params?: string[];
 }
-
-/** What the terminal, the CLI and the console hear about. */
-export type RuntimeEvent =
-  | { kind: 'execution'; record: ExecutionRecord }
-  | { kind: 'build'; event: BuildEvent; executionArn?: string; logPath: string }
-  | { kind: 'notification'; notification: Notification; file: string }
-  | { kind: 'approval'; approval: PendingApproval };
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
@@ -96,10 +55,9 @@ export class LocalRuntime {
   readonly engine: LocalStepFunctions;
   readonly options: RuntimeOptions;
   readonly #handlers = new Map<string, Handler>();
-  readonly #pending = new Map<string, PendingApproval>();
-  readonly #deployments = new Map<string, Record<string, string>>();
+  /** Each run's builds and pending approval, for the read model. */
+  readonly #runs: RunLedger;
   readonly #buildExecution = new Map<string, string>();
-  readonly #builds = new Map<string, Map<string, RunBuild>>();
   /** The run a handler invocation works for, so that what it publishes is attributed to that run. */
   readonly #attribution = new AsyncLocalStorage<string | undefined>();
   #approvalKey = '';
@@ -115,6 +73,7 @@ export class LocalRuntime {
     this.store = store;
     this.wiring = wiring;
     this.engine = engine;
+    this.#runs = new RunLedger(store);
   }
 
   static async start(options: RuntimeOptions): Promise<LocalRuntime> {
@@ -152,6 +111,7 @@ export class LocalRuntime {
         await self().invoke(input);
         const payload = (input.Payload ?? {}) as { taskToken?: string };
         if (!payload.taskToken) throw new Error('The waitForTaskToken payload carries no taskToken');
+        self().approvalRequested(input.Payload);
         return context.waitForToken(payload.taskToken);
       },
     };
@@ -231,25 +191,17 @@ export class LocalRuntime {
 
   /** Approvals waiting for a decision, newest first. */
   pendingApprovals(): PendingApproval[] {
-    return [...this.#pending.values()].reverse();
+    return this.#runs.pendingApprovals();
   }
 
   /** Where each environment's deployed service answers, for a run (from its deploy builds' SERVICE_URL). */
   deployments(executionArn: string): Record<string, string> {
-    return { ...this.#deployments.get(executionArn) };
+    return this.#runs.deployments(executionArn);
   }
 
   /** The builds of a run, in the order they started. */
   builds(executionArn: string): RunBuild[] {
-    const inMemory = this.#builds.get(executionArn);
-    if (inMemory) return [...inMemory.values()];
-    // A run from before this start: its builds are in its history.
-    const builds = new Map<string, RunBuild>();
-    for (const event of this.store.history(executionArn)) {
-      if (event.type === BUILD_HISTORY_EVENT)
-        builds.set((event.build as RunBuild).id, event.build as RunBuild);
-    }
-    return [...builds.values()];
+    return this.#runs.builds(executionArn);
   }
 
   /** Starts an interrupted or finished run again, with the same input, under a new name. */
@@ -362,7 +314,7 @@ export class LocalRuntime {
   #decider(): TaskDecider {
     const { tokens } = this.engine;
     const decided = (executionArn: string | undefined) => {
-      if (executionArn) this.#pending.delete(executionArn);
+      if (executionArn) this.#runs.approvalClosed(executionArn);
     };
     return {
       succeed: async (token, output) => {
@@ -417,32 +369,18 @@ export class LocalRuntime {
       { email: true },
     );
     this.options.report?.({ kind: 'notification', notification, file: join('outbox', message.id) });
-    if (notification.topic === 'approvals') this.#rememberApproval(notification.body);
   }
 
-  /** The approve and reject links an approval email carries, opened with the same key the handler uses. */
-  #rememberApproval(body: string): void {
-    const prefix = `${this.options.baseUrl}/approvals/`;
-    const links = body.match(new RegExp(`${escapeRegExp(prefix)}[A-Za-z0-9_-]+`, 'g')) ?? [];
-    const opened = links.flatMap((url) => {
-      try {
-        return [{ url, link: openApprovalLink(url.slice(prefix.length), this.#approvalKey, new Date()) }];
-      } catch {
-        return [];
-      }
-    });
-    const approve = opened.find((o) => o.link.action === 'approve');
-    const reject = opened.find((o) => o.link.action === 'reject');
-    if (!approve || !reject) return;
-    const pending: PendingApproval = {
-      executionArn: approve.link.executionArn,
-      environment: approve.link.environment,
-      approve: approve.url,
-      reject: reject.url,
-      expiresAt: approve.link.expiresAt.toISOString(),
-    };
-    this.#pending.set(pending.executionArn, pending);
-    this.options.report?.({ kind: 'approval', approval: pending });
+  /**
+   * An approval gate was entered and its Lambda has sent the request: the approval is pending, with links
+   * minted from the gate's own payload (not read back from the email), with the key the approval route uses.
+   * @internal
+   */
+  approvalRequested(payload: unknown): void {
+    const approval = pendingApprovalFor(payload, this.#approvalKey, `${this.options.baseUrl}/approvals`);
+    if (!approval) return;
+    this.#runs.approvalRequested(approval);
+    this.options.report?.({ kind: 'approval', approval });
   }
 
   /** @internal */
@@ -459,13 +397,12 @@ export class LocalRuntime {
     const executionArn =
       event.environment.STEPLINE_EXECUTION_ID ??
       this.#buildExecution.get(`${event.build.ProjectName}@${event.build.SourceVersion}`);
-    if (executionArn && event.kind === 'state' && event.status === 'SUCCEEDED') {
-      const url = event.build.ExportedEnvironmentVariables.find((v) => v.Name === 'SERVICE_URL')?.Value;
-      const environment = event.environment.STEPLINE_ENVIRONMENT;
-      if (url && environment)
-        this.#deployments.set(executionArn, { ...this.#deployments.get(executionArn), [environment]: url });
+    if (executionArn && event.kind === 'state') {
+      // Kept in the run's history too, so its builds and logs are still shown after a restart.
+      this.#runs.recordBuild(executionArn, event).catch((error: Error) => {
+        process.stderr.write(`stepline: could not record build ${event.build.Id}: ${error.message}\n`);
+      });
     }
-    if (executionArn && event.kind === 'state') this.#recordBuild(executionArn, event);
     this.options.report?.({
       kind: 'build',
       event,
@@ -475,37 +412,9 @@ export class LocalRuntime {
     void this.putEvent(codeBuildEvent(event, this.wiring.region), executionArn);
   }
 
-  #recordBuild(executionArn: string, event: Extract<BuildEvent, { kind: 'state' }>): void {
-    const builds = this.#builds.get(executionArn) ?? new Map<string, RunBuild>();
-    this.#builds.set(executionArn, builds);
-    const b = event.build;
-    const build: RunBuild = {
-      id: b.Id,
-      project: b.ProjectName,
-      stage: stageLabel(event),
-      ...(event.environment.STEPLINE_ENVIRONMENT
-        ? { environment: event.environment.STEPLINE_ENVIRONMENT }
-        : {}),
-      status: event.status,
-      startTime: b.StartTime,
-      ...(event.status === 'IN_PROGRESS' ? {} : { endTime: b.EndTime }),
-      logPath: this.store.buildLogPath(b.Id),
-      logUrl: b.Logs.DeepLink,
-      exportedVariables: b.ExportedEnvironmentVariables,
-      phases: b.Phases,
-      reports: event.reports ?? [],
-    };
-    builds.set(b.Id, build);
-    // Kept in the run's history too, so its builds and logs are still shown after a restart.
-    const record = { type: BUILD_HISTORY_EVENT, timestamp: new Date().toISOString(), build };
-    this.store.appendHistory(executionArn, [record]).catch((error: Error) => {
-      process.stderr.write(`stepline: could not record build ${b.Id}: ${error.message}\n`);
-    });
-  }
-
   /** @internal */
   onExecution(record: ExecutionRecord): void {
-    if (record.status !== 'RUNNING') this.#pending.delete(record.executionArn);
+    if (record.status !== 'RUNNING') this.#runs.approvalClosed(record.executionArn);
     this.options.report?.({ kind: 'execution', record });
     void this.putEvent(
       executionEvent(record, this.engine.stateMachineArn(record.stateMachine), this.wiring.region),
@@ -551,10 +460,6 @@ export function matchRoute(template: string, path: string): Record<string, strin
     } else if (part !== value) return undefined;
   }
   return params;
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 async function readOrCreateSecret(path: string): Promise<string> {
