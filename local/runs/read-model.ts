@@ -7,7 +7,7 @@
 import * as z from 'zod';
 import { PushSchema } from '#shared/push.ts';
 import { type HistoryEventLike, machineGraph, stateRuns } from '../console/model.ts';
-import type { ExecutionRecord, ExecutionStatus, HistoryEvent, OutboxMessage } from '../state/store.ts';
+import type { ExecutionRecord, ExecutionStatus, OutboxMessage } from '../state/store.ts';
 
 /** The history event that records a build's state (local only: Step Functions keeps builds in CodeBuild). */
 export const BUILD_HISTORY_EVENT = 'BuildStateChanged';
@@ -141,11 +141,14 @@ export interface RunSummary extends RunOrigin {
   deployments: Record<string, string>;
 }
 
+/** One event of a run's history, with the fields the console reads (see local/stepfunctions/engine.ts). */
+export type RunHistoryEvent = HistoryEventLike & { id: number };
+
 /** One run with everything the run page shows (`GET /api/runs/<run>`). */
 export interface RunDetail extends RunSummary {
   input: unknown;
   output?: unknown;
-  history: HistoryEvent[];
+  history: RunHistoryEvent[];
   builds: RunBuild[];
   /** The messages published for this run, oldest first as stored. */
   notifications: OutboxMessage[];

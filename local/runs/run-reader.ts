@@ -1,10 +1,10 @@
-import type { HistoryEventLike } from '../console/model.ts';
 import type { ExecutionRecord, HistoryEvent, OutboxMessage } from '../state/store.ts';
 import {
   type PendingApproval,
   type RunBuild,
   type RunDetail,
   type RunFacts,
+  type RunHistoryEvent,
   type RunSummary,
   summarizeRun,
 } from './read-model.ts';
@@ -25,12 +25,12 @@ export interface RunSources {
 
 /** A stored run's summary, as `GET /api/runs` lists it. */
 export function readRunSummary(sources: RunSources, record: ExecutionRecord): RunSummary {
-  return summarizeRun(record, runFacts(sources, record, sources.store.history(record.executionArn)));
+  return summarizeRun(record, runFacts(sources, record, readHistory(sources, record)));
 }
 
 /** A stored run with its input, output, history, builds and notifications, as `GET /api/runs/<run>`. */
 export function readRunDetail(sources: RunSources, record: ExecutionRecord): RunDetail {
-  const history = sources.store.history(record.executionArn);
+  const history = readHistory(sources, record);
   const facts = runFacts(sources, record, history);
   return {
     ...summarizeRun(record, facts),
@@ -42,12 +42,16 @@ export function readRunDetail(sources: RunSources, record: ExecutionRecord): Run
   };
 }
 
-function runFacts(sources: RunSources, record: ExecutionRecord, history: HistoryEvent[]): RunFacts {
+function readHistory(sources: RunSources, record: ExecutionRecord): RunHistoryEvent[] {
+  // Stored events are loosely typed until the store reads them with one history schema; the fields the
+  // read model uses (type, state, timestamp, error, cause, index, attempt) are written by the engine as such.
+  return sources.store.history(record.executionArn) as RunHistoryEvent[];
+}
+
+function runFacts(sources: RunSources, record: ExecutionRecord, history: RunHistoryEvent[]): RunFacts {
   const approval = sources.pendingApprovals().find((a) => a.executionArn === record.executionArn);
   return {
-    // Stored events are loosely typed until the store reads them with one history schema; the fields the
-    // read model uses (type, state, timestamp, error, cause, index) are written by the engine as such.
-    history: history as HistoryEventLike[],
+    history,
     builds: sources.builds(record.executionArn),
     definition: sources.wiring.machines[record.stateMachine]?.definition ?? {},
     ...(approval ? { approval } : {}),
