@@ -363,17 +363,8 @@ export async function getJson<T>(url: string): Promise<T> {
   return (await response.json()) as T;
 }
 
-export interface RunSummary {
-  name: string;
-  executionArn: string;
-  status: string;
-  ref?: string;
-  commit?: string;
-  error?: string;
-  cause?: string;
-  redriveOf?: string;
-  approval?: { environment: string; approve: string; reject: string };
-}
+/** A run as `GET /api/runs` answers. */
+export type { RunSummary } from '#local/runs/read-model.ts';
 
 // ---- files ----
 
