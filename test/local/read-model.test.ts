@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { HistoryEventLike } from '#local/console/model.ts';
 import {
@@ -231,5 +232,21 @@ describe('buildsFromHistory and deploymentsOf', () => {
     expect(deploymentsOf([deploy('1', 'http://old/'), deploy('2', 'http://new/')])).toEqual({
       dev: 'http://new/',
     });
+  });
+});
+
+describe('the read model module', () => {
+  it('bundles for the browser, as the console imports it: no node: modules', async () => {
+    const { build } = await import('esbuild');
+    const result = await build({
+      entryPoints: [fileURLToPath(new URL('../../local/runs/read-model.ts', import.meta.url))],
+      bundle: true,
+      write: false,
+      platform: 'browser',
+      format: 'esm',
+      logLevel: 'silent',
+    });
+    expect(result.errors).toEqual([]);
+    expect(result.outputFiles[0]?.text).toContain('BuildStateChanged');
   });
 });
