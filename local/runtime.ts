@@ -19,7 +19,7 @@ import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebui
 import { matchesPattern } from './eventbridge/event-pattern.ts';
 import { writeWebhookSecret } from './git/remote.ts';
 import type { PendingApproval, RunBuild } from './runs/read-model.ts';
-import { pendingApprovalFor, RunLedger } from './runs/run-ledger.ts';
+import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
@@ -111,7 +111,6 @@ export class LocalRuntime {
         await self().invoke(input);
         const payload = (input.Payload ?? {}) as { taskToken?: string };
         if (!payload.taskToken) throw new Error('The waitForTaskToken payload carries no taskToken');
-        self().approvalRequested(input.Payload);
         return context.waitForToken(payload.taskToken);
       },
     };
@@ -369,16 +368,11 @@ export class LocalRuntime {
       { email: true },
     );
     this.options.report?.({ kind: 'notification', notification, file: join('outbox', message.id) });
+    if (notification.approval) this.#approvalRequested(notification.approval);
   }
 
-  /**
-   * An approval gate was entered and its Lambda has sent the request: the approval is pending, with links
-   * minted from the gate's own payload (not read back from the email), with the key the approval route uses.
-   * @internal
-   */
-  approvalRequested(payload: unknown): void {
-    const approval = pendingApprovalFor(payload, this.#approvalKey, `${this.options.baseUrl}/approvals`);
-    if (!approval) return;
+  /** The approval gate's request was sent: its approval, with the links the message carries, is pending. */
+  #approvalRequested(approval: PendingApproval): void {
     this.#runs.approvalRequested(approval);
     this.options.report?.({ kind: 'approval', approval });
   }

@@ -5,6 +5,7 @@
  * {@link ./run-reader.ts} builds these from the runtime and its store.
  */
 import * as z from 'zod';
+import type { ApprovalRequested } from '#shared/ports.ts';
 import { PushSchema } from '#shared/push.ts';
 import { type HistoryEventLike, machineGraph, stateRuns } from '../console/model.ts';
 import type { ExecutionRecord, ExecutionStatus, OutboxMessage } from '../state/store.ts';
@@ -64,18 +65,11 @@ export const RunBuildSchema = z.object({
 });
 export type RunBuild = z.infer<typeof RunBuildSchema>;
 
-/** An approval waiting for a decision, with signed approve and reject links like the email's. */
-export interface PendingApproval {
-  executionArn: string;
-  /** The environment waiting for approval. */
-  environment: string;
-  /** The approve link (`<base>/approvals/<segment>`). */
-  approve: string;
-  /** The reject link. */
-  reject: string;
-  /** When the gate stops waiting, ISO 8601. */
-  expiresAt: string;
-}
+/**
+ * An approval waiting for a decision, with the signed approve and reject links its approval request
+ * (the email) carries: what the approval gate's notification holds as data.
+ */
+export type PendingApproval = ApprovalRequested;
 
 /**
  * What a run's execution input says about where it comes from. Pipeline runs carry the push; a

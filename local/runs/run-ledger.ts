@@ -1,5 +1,3 @@
-import { mintApprovalLinks } from '#shared/approval.ts';
-import { ApprovalRequestSchema } from '#shared/pipeline.ts';
 import type { BuildEvent } from '../codebuild/service.ts';
 import type { HistoryEvent } from '../state/store.ts';
 import {
@@ -98,31 +96,5 @@ export function runBuild(event: BuildStateEvent, logPath: string): RunBuild {
     exportedVariables: b.ExportedEnvironmentVariables,
     phases: b.Phases,
     reports: event.reports ?? [],
-  };
-}
-
-/**
- * The approval an approval gate waits for, from the payload the state machine passes the gate
- * (`lambda:invoke.waitForTaskToken`): approve and reject links minted as the gate's Lambda mints the
- * email's, with the same key, so they decide the same task token and expire with the gate. Undefined
- * for a `.waitForTaskToken` task whose payload is not an approval request.
- *
- * @param approvalKey - The approval key secret the approval route opens links with.
- * @param approvalsUrl - The approval route without the token: `http://127.0.0.1:4700/approvals`.
- */
-export function pendingApprovalFor(
-  payload: unknown,
-  approvalKey: string,
-  approvalsUrl: string,
-): PendingApproval | undefined {
-  const request = ApprovalRequestSchema.safeParse(payload);
-  if (!request.success) return undefined;
-  const links = mintApprovalLinks(request.data, approvalKey, approvalsUrl);
-  return {
-    executionArn: request.data.executionArn,
-    environment: request.data.environment,
-    approve: links.approve,
-    reject: links.reject,
-    expiresAt: links.expiresAt.toISOString(),
   };
 }

@@ -2,18 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { terminalLine } from '#local/cli/terminal.ts';
 import type { CodeBuildBuild } from '#local/codebuild/service.ts';
 import { BUILD_HISTORY_EVENT } from '#local/runs/read-model.ts';
-import {
-  type BuildStateEvent,
-  type LedgerStore,
-  pendingApprovalFor,
-  RunLedger,
-} from '#local/runs/run-ledger.ts';
+import { type BuildStateEvent, type LedgerStore, RunLedger } from '#local/runs/run-ledger.ts';
 import type { HistoryEvent } from '#local/state/store.ts';
-import { openApprovalLink } from '#shared/approval.ts';
 import { aPush } from '../helpers/push.ts';
 
 const ARN = 'arn:aws:states:local:000000000000:execution:pipeline:main-2222222';
-const KEY = 'a local approval key of enough length';
 
 /** The store's history, in memory, as a restart would find it. */
 class MemoryHistory implements LedgerStore {
@@ -104,44 +97,6 @@ describe('RunLedger', () => {
     expect(ledger.pendingApprovals().map((a) => a.executionArn)).toEqual(['one']);
     expect(ledger.pendingApproval('two')).toBeUndefined();
     expect(ledger.pendingApproval('one')?.environment).toBe('prod');
-  });
-});
-
-describe('pendingApprovalFor', () => {
-  const payload = {
-    taskToken: 'the-task-token',
-    executionArn: ARN,
-    enteredAt: '2026-01-01T10:00:00.000Z',
-    timeoutSeconds: 3600,
-    environment: 'prod',
-    push: aPush(),
-    passed: ['Image', 'dev: Deploy'],
-  };
-
-  it('mints approve and reject links from the gate payload that open, with the same key, to its task token', () => {
-    const approval = pendingApprovalFor(payload, KEY, 'http://127.0.0.1:4700/approvals/');
-    expect(approval).toMatchObject({
-      executionArn: ARN,
-      environment: 'prod',
-      expiresAt: '2026-01-01T11:00:00.000Z',
-    });
-    const open = (link: string | undefined) => {
-      const prefix = 'http://127.0.0.1:4700/approvals/';
-      expect(link?.startsWith(prefix)).toBe(true);
-      return openApprovalLink(link?.slice(prefix.length) ?? '', KEY, new Date('2026-01-01T10:30:00Z'));
-    };
-    expect(open(approval?.approve)).toMatchObject({
-      action: 'approve',
-      taskToken: 'the-task-token',
-      environment: 'prod',
-    });
-    expect(open(approval?.reject)).toMatchObject({ action: 'reject', taskToken: 'the-task-token' });
-  });
-
-  it('finds no approval in a payload that is not an approval request', () => {
-    expect(
-      pendingApprovalFor({ taskToken: 't', something: 'else' }, KEY, 'http://x/approvals'),
-    ).toBeUndefined();
   });
 });
 
