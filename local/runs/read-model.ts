@@ -2,7 +2,7 @@
  * The read model of a run: what the local server answers about a run, what the CLI prints and what the
  * console draws, declared once. Everything here is pure (no `node:` imports, no I/O), so the console's
  * browser bundle imports its types, and the tests exercise its functions, without the runtime.
- * {@link ./run-reader.ts} builds these from the runtime and its store.
+ * local/runs/run-reader.ts builds them from the runtime and its store.
  */
 import * as z from 'zod';
 import type { ApprovalRequested } from '#shared/ports.ts';

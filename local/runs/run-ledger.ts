@@ -36,13 +36,13 @@ export class RunLedger {
    * Records a build's new state for its run, in memory and in the run's history. Resolves once the
    * history has it on disk; the in-memory view has it at once.
    */
-  recordBuild(executionArn: string, event: BuildStateEvent): Promise<unknown> {
+  async recordBuild(executionArn: string, event: BuildStateEvent): Promise<void> {
     const builds = this.#builds.get(executionArn) ?? new Map<string, RunBuild>();
     this.#builds.set(executionArn, builds);
     const build = runBuild(event, this.#store.buildLogPath(event.build.Id));
     builds.set(build.id, build);
     const record = { type: BUILD_HISTORY_EVENT, timestamp: new Date().toISOString(), build };
-    return this.#store.appendHistory(executionArn, [record]);
+    await this.#store.appendHistory(executionArn, [record]);
   }
 
   /** The builds of a run, in the order they started. */
