@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createLocalRemote } from '#local/git/remote.ts';
 import { startServer } from '#local/http/server.ts';
-import { LocalRuntime, type RuntimeEvent } from '#local/runtime.ts';
+import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
+import { LocalRuntime } from '#local/runtime.ts';
 import { readWiring, type Wiring } from '#local/wiring.ts';
 import { type BenchSection, median } from './table.ts';
 

@@ -1,18 +1,10 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { openApprovalLink } from '#shared/approval.ts';
 import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
-import { stageLabel } from './cli/terminal.ts';
-import type { ReportSummary } from './codebuild/build-runner.ts';
-import {
-  type BuildEvent,
-  type CodeBuildBuild,
-  LocalCodeBuild,
-  type StartBuildInput,
-} from './codebuild/service.ts';
+import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
 import { LocalEventBus } from './eventbridge/bus.ts';
 import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
 import { type FunctionConfiguration, functionConfiguration } from './lambda/configuration.ts';
@@ -20,41 +12,15 @@ import { LOCAL_ACCOUNT, lambdaContext } from './lambda/context.ts';
 import { LocalLambda, lambdaInvokeResult, type RouteMatch } from './lambda/host.ts';
 import { composeHandlers, type LocalPorts, registeredFunctions } from './lambda/registry.ts';
 import { type LocalSecrets, loadSecrets } from './lambda/secrets.ts';
+import type { PendingApproval, RunBuild } from './runs/read-model.ts';
+import { RunLedger } from './runs/run-ledger.ts';
+import type { RuntimeEvent } from './runs/runtime-event.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
 import { readWiring, resolveReferences, type Wiring } from './wiring.ts';
 
 export { matchRoute } from './lambda/routes.ts';
 export { LOCAL_ACCOUNT, lambdaContext };
-
-/** The history event that records a build's state (local only: Step Functions keeps builds in CodeBuild). */
-export const BUILD_HISTORY_EVENT = 'BuildStateChanged';
-
-/** One build of a run, as the CLI and the console show it. */
-export interface RunBuild {
-  id: string;
-  project: string;
-  /** `Image`, `dev: Deploy`. */
-  stage: string;
-  environment?: string;
-  status: string;
-  startTime: number;
-  endTime?: number;
-  logPath: string;
-  logUrl: string;
-  exportedVariables: { Name: string; Value: string }[];
-  phases: CodeBuildBuild['Phases'];
-  reports: ReportSummary[];
-}
-
-/** An approval waiting for a decision, with the same signed links the email carries. */
-export interface PendingApproval {
-  executionArn: string;
-  environment: string;
-  approve: string;
-  reject: string;
-  expiresAt: string;
-}
 
 export interface RuntimeOptions {
   projectDir: string;
@@ -68,13 +34,6 @@ export interface RuntimeOptions {
   /** serverless.yml parameters (`triggers={…}`, `settings={…}`), as `serverless deploy --param`. */
   params?: string[];
 }
-
-/** What the terminal, the CLI and the console hear about. */
-export type RuntimeEvent =
-  | { kind: 'execution'; record: ExecutionRecord }
-  | { kind: 'build'; event: BuildEvent; executionArn?: string; logPath: string }
-  | { kind: 'notification'; notification: Notification; file: string }
-  | { kind: 'approval'; approval: PendingApproval };
 
 const SECRET_VARIABLES = ['STEPLINE_WEBHOOK_SECRET', 'STEPLINE_APPROVAL_KEY'];
 
@@ -92,10 +51,9 @@ export class LocalRuntime {
   readonly #lambda: LocalLambda;
   readonly #bus: LocalEventBus;
   readonly #secrets: LocalSecrets;
-  readonly #pending = new Map<string, PendingApproval>();
-  readonly #deployments = new Map<string, Record<string, string>>();
+  /** Each run's builds and pending approval, for the read model. */
+  readonly #runs: RunLedger;
   readonly #buildExecution = new Map<string, string>();
-  readonly #builds = new Map<string, Map<string, RunBuild>>();
 
   private constructor(parts: {
     options: RuntimeOptions;
@@ -109,6 +67,7 @@ export class LocalRuntime {
     this.wiring = parts.wiring;
     this.engine = parts.engine;
     this.#secrets = parts.secrets;
+    this.#runs = new RunLedger(parts.store);
     this.#lambda = new LocalLambda(parts.wiring.functions);
     this.#bus = new LocalEventBus(parts.wiring.functions, (fn, event, executionArn) =>
       this.#lambda.invokeFor(fn, event, executionArn),
@@ -212,25 +171,17 @@ export class LocalRuntime {
 
   /** Approvals waiting for a decision, newest first. */
   pendingApprovals(): PendingApproval[] {
-    return [...this.#pending.values()].reverse();
+    return this.#runs.pendingApprovals();
   }
 
   /** Where each environment's deployed service answers, for a run (from its deploy builds' SERVICE_URL). */
   deployments(executionArn: string): Record<string, string> {
-    return { ...this.#deployments.get(executionArn) };
+    return this.#runs.deployments(executionArn);
   }
 
   /** The builds of a run, in the order they started. */
   builds(executionArn: string): RunBuild[] {
-    const inMemory = this.#builds.get(executionArn);
-    if (inMemory) return [...inMemory.values()];
-    // A run from before this start: its builds are in its history.
-    const builds = new Map<string, RunBuild>();
-    for (const event of this.store.history(executionArn)) {
-      if (event.type === BUILD_HISTORY_EVENT)
-        builds.set((event.build as RunBuild).id, event.build as RunBuild);
-    }
-    return [...builds.values()];
+    return this.#runs.builds(executionArn);
   }
 
   /** Starts an interrupted or finished run again, with the same input, under a new name. */
@@ -311,7 +262,7 @@ export class LocalRuntime {
   #decider(): TaskDecider {
     const { tokens } = this.engine;
     const decided = (executionArn: string | undefined) => {
-      if (executionArn) this.#pending.delete(executionArn);
+      if (executionArn) this.#runs.approvalClosed(executionArn);
     };
     return {
       succeed: async (token, output) => {
@@ -344,34 +295,13 @@ export class LocalRuntime {
       { email: true },
     );
     this.options.report?.({ kind: 'notification', notification, file: join('outbox', message.id) });
-    if (notification.topic === 'approvals') this.#rememberApproval(notification.body);
+    if (notification.approval) this.#approvalRequested(notification.approval);
   }
 
-  /** The approve and reject links an approval email carries, opened with the same key the handler uses. */
-  #rememberApproval(body: string): void {
-    const prefix = `${this.options.baseUrl}/approvals/`;
-    const links = body.match(new RegExp(`${escapeRegExp(prefix)}[A-Za-z0-9_-]+`, 'g')) ?? [];
-    const opened = links.flatMap((url) => {
-      try {
-        return [
-          { url, link: openApprovalLink(url.slice(prefix.length), this.#secrets.approvalKey, new Date()) },
-        ];
-      } catch {
-        return [];
-      }
-    });
-    const approve = opened.find((o) => o.link.action === 'approve');
-    const reject = opened.find((o) => o.link.action === 'reject');
-    if (!approve || !reject) return;
-    const pending: PendingApproval = {
-      executionArn: approve.link.executionArn,
-      environment: approve.link.environment,
-      approve: approve.url,
-      reject: reject.url,
-      expiresAt: approve.link.expiresAt.toISOString(),
-    };
-    this.#pending.set(pending.executionArn, pending);
-    this.options.report?.({ kind: 'approval', approval: pending });
+  /** The approval gate's request was sent: its approval, with the links the message carries, is pending. */
+  #approvalRequested(approval: PendingApproval): void {
+    this.#runs.approvalRequested(approval);
+    this.options.report?.({ kind: 'approval', approval });
   }
 
   /** @internal */
@@ -388,13 +318,12 @@ export class LocalRuntime {
     const executionArn =
       event.environment.STEPLINE_EXECUTION_ID ??
       this.#buildExecution.get(`${event.build.ProjectName}@${event.build.SourceVersion}`);
-    if (executionArn && event.kind === 'state' && event.status === 'SUCCEEDED') {
-      const url = event.build.ExportedEnvironmentVariables.find((v) => v.Name === 'SERVICE_URL')?.Value;
-      const environment = event.environment.STEPLINE_ENVIRONMENT;
-      if (url && environment)
-        this.#deployments.set(executionArn, { ...this.#deployments.get(executionArn), [environment]: url });
+    if (executionArn && event.kind === 'state') {
+      // Kept in the run's history too, so its builds and logs are still shown after a restart.
+      this.#runs.recordBuild(executionArn, event).catch((error: Error) => {
+        process.stderr.write(`stepline: could not record build ${event.build.Id}: ${error.message}\n`);
+      });
     }
-    if (executionArn && event.kind === 'state') this.#recordBuild(executionArn, event);
     this.options.report?.({
       kind: 'build',
       event,
@@ -404,37 +333,9 @@ export class LocalRuntime {
     void this.putEvent(codeBuildEvent(event, this.#eventOrigin()), executionArn);
   }
 
-  #recordBuild(executionArn: string, event: Extract<BuildEvent, { kind: 'state' }>): void {
-    const builds = this.#builds.get(executionArn) ?? new Map<string, RunBuild>();
-    this.#builds.set(executionArn, builds);
-    const b = event.build;
-    const build: RunBuild = {
-      id: b.Id,
-      project: b.ProjectName,
-      stage: stageLabel(event),
-      ...(event.environment.STEPLINE_ENVIRONMENT
-        ? { environment: event.environment.STEPLINE_ENVIRONMENT }
-        : {}),
-      status: event.status,
-      startTime: b.StartTime,
-      ...(event.status === 'IN_PROGRESS' ? {} : { endTime: b.EndTime }),
-      logPath: this.store.buildLogPath(b.Id),
-      logUrl: b.Logs.DeepLink,
-      exportedVariables: b.ExportedEnvironmentVariables,
-      phases: b.Phases,
-      reports: event.reports ?? [],
-    };
-    builds.set(b.Id, build);
-    // Kept in the run's history too, so its builds and logs are still shown after a restart.
-    const record = { type: BUILD_HISTORY_EVENT, timestamp: new Date().toISOString(), build };
-    this.store.appendHistory(executionArn, [record]).catch((error: Error) => {
-      process.stderr.write(`stepline: could not record build ${b.Id}: ${error.message}\n`);
-    });
-  }
-
   /** @internal */
   onExecution(record: ExecutionRecord): void {
-    if (record.status !== 'RUNNING') this.#pending.delete(record.executionArn);
+    if (record.status !== 'RUNNING') this.#runs.approvalClosed(record.executionArn);
     this.options.report?.({ kind: 'execution', record });
     void this.putEvent(
       executionEvent(record, this.engine.stateMachineArn(record.stateMachine), this.#eventOrigin()),
@@ -445,10 +346,6 @@ export class LocalRuntime {
   #eventOrigin(): EventOrigin {
     return { region: this.wiring.region, account: LOCAL_ACCOUNT };
   }
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** The local stand-in for Parameter Store and Secrets Manager: `.stepline/parameters.json`. */

@@ -249,8 +249,8 @@ export function formatDeadline(deadline: Date, now: Date): string {
 }
 
 /**
- * The approval request message for the approvals topic: what is waiting, the deadline and both links.
- * The links are bearer links, and the message says so.
+ * The approval request message for the approvals topic: what is waiting, the deadline and both links,
+ * in the text and, as data, in `approval`. The links are bearer links, and the message says so.
  *
  * @example
  * ```ts
@@ -293,6 +293,13 @@ export function approvalRequestNotification(
     topic: 'approvals',
     subject: `Approve ${request.environment}: ${push.repository.fullName} ${push.refName} @ ${sha}`,
     body: `${lines.join('\n')}\n`,
+    approval: {
+      executionArn: request.executionArn,
+      environment: request.environment,
+      approve: links.approve,
+      reject: links.reject,
+      expiresAt: links.expiresAt.toISOString(),
+    },
   };
 }
 

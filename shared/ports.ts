@@ -43,6 +43,24 @@ export interface Notification {
   /** At most {@link SUBJECT_MAX_LENGTH} characters (SNS's limit). */
   subject: string;
   body: string;
+  /**
+   * On an approval request: the gate and its links as data, for a notifier that shows them beyond the
+   * text (the local runtime lists the pending approval from it). SNS publishes subject and body only.
+   */
+  approval?: ApprovalRequested;
+}
+
+/** An approval gate waiting for a decision, and the signed links that decide it. */
+export interface ApprovalRequested {
+  executionArn: string;
+  /** The environment waiting for approval. */
+  environment: string;
+  /** The approve link. */
+  approve: string;
+  /** The reject link. */
+  reject: string;
+  /** When the gate stops waiting and the links expire, ISO 8601. */
+  expiresAt: string;
 }
 
 export interface Notifier {

@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
 import { startServer } from '#local/http/server.ts';
-import { LocalRuntime, type RuntimeEvent } from '#local/runtime.ts';
+import { type RunDetail, type RunSummary, runOrigin } from '#local/runs/read-model.ts';
+import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
+import { LocalRuntime } from '#local/runtime.ts';
 import { ConfigurationError } from '#shared/errors.ts';
 import { terminalLine } from './terminal.ts';
 
@@ -146,8 +148,8 @@ async function runOnce(): Promise<void> {
     const line = terminalLine(event, process.cwd());
     if (line) print(line);
     if (event.kind === 'execution') {
-      const push = (event.record.input as { push?: { after?: string } }).push;
-      if (event.record.status === 'RUNNING' && push?.after === commit) target = event.record.executionArn;
+      const origin = runOrigin(event.record.input);
+      if (event.record.status === 'RUNNING' && origin.commit === commit) target = event.record.executionArn;
       if (event.record.executionArn === target && event.record.status !== 'RUNNING') resolve(event.record);
     }
     if (
@@ -181,9 +183,7 @@ async function runOnce(): Promise<void> {
     });
     commit = pushed.commit;
     // The hook may have started the run before `commit` was known here.
-    target ??= runtime.store
-      .executions()
-      .find((r) => (r.input as { push?: { after?: string } }).push?.after === commit)?.executionArn;
+    target ??= runtime.store.executions().find((r) => runOrigin(r.input).commit === commit)?.executionArn;
     if (!target) fail(`the push of ${commit} started no run:\n${pushed.output}`);
     const done = runtime.store.execution(target);
     const result = done && done.status !== 'RUNNING' ? done : await finished;
@@ -239,21 +239,6 @@ async function api<T>(path: string, init?: RequestInit): Promise<T> {
   return body as T;
 }
 
-type RunSummary = {
-  name: string;
-  status: string;
-  repository?: string;
-  ref?: string;
-  commit?: string;
-  startDate: string;
-  stopDate?: string;
-  error?: string;
-  cause?: string;
-  approval?: { environment: string; approve: string; reject: string };
-  deployments: Record<string, string>;
-  builds?: { id: string; stage: string; status: string; logPath: string }[];
-};
-
 async function client(command: string, run: string | undefined): Promise<void> {
   if (command === 'runs') {
     const runs = await api<RunSummary[]>('/api/runs');
@@ -274,7 +259,7 @@ async function client(command: string, run: string | undefined): Promise<void> {
     return;
   }
   if (!run) fail(`${command} needs a run name: see \`stepline runs\``);
-  const r = await api<RunSummary>(`/api/runs/${encodeURIComponent(run)}`);
+  const r = await api<RunDetail>(`/api/runs/${encodeURIComponent(run)}`);
   if (command === 'show') {
     print(`${r.name}: ${r.status}  ${r.repository ?? ''} ${r.ref ?? ''} @ ${r.commit?.slice(0, 7) ?? ''}`);
     print(`  started ${r.startDate}${r.stopDate ? `, ended ${r.stopDate}` : ''}`);
@@ -299,7 +284,7 @@ async function client(command: string, run: string | undefined): Promise<void> {
   }
 }
 
-async function logs(run: string, first: RunSummary): Promise<void> {
+async function logs(run: string, first: RunDetail): Promise<void> {
   const offsets = new Map<string, number>();
   let current = first;
   for (;;) {
@@ -316,7 +301,7 @@ async function logs(run: string, first: RunSummary): Promise<void> {
     }
     if (!values.follow || current.status !== 'RUNNING') return;
     await new Promise((resolve) => setTimeout(resolve, 500));
-    current = await api<RunSummary>(`/api/runs/${encodeURIComponent(run)}`);
+    current = await api<RunDetail>(`/api/runs/${encodeURIComponent(run)}`);
   }
 }
 

@@ -1,14 +1,6 @@
 import { relative } from 'node:path';
-import type { BuildEvent } from '#local/codebuild/service.ts';
-import type { RuntimeEvent } from '#local/runtime.ts';
-
-/** The stage a build is, as people read it: `Image`, `dev: Deploy`. */
-export function stageLabel(event: BuildEvent): string {
-  const stage = event.build.ProjectName.split('-').at(-1) ?? event.build.ProjectName;
-  const name = stage.charAt(0).toUpperCase() + stage.slice(1);
-  const environment = event.environment.STEPLINE_ENVIRONMENT;
-  return environment ? `${environment}: ${name}` : name;
-}
+import { runOrigin, stageLabel } from '#local/runs/read-model.ts';
+import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
 
 function seconds(from: number, to: number): string {
   return `${((to - from) / 1000).toFixed(1)}s`;
@@ -22,18 +14,10 @@ export function terminalLine(event: RuntimeEvent, cwd: string): string | undefin
   switch (event.kind) {
     case 'execution': {
       const r = event.record;
-      const input = r.input as {
-        push?: {
-          repository?: { fullName?: string };
-          refName?: string;
-          after?: string;
-          headCommitMessage?: string;
-        };
-      };
-      const push = input.push;
       if (r.status === 'RUNNING') {
-        const message = push?.headCommitMessage?.split('\n')[0] ?? '';
-        return `▶ ${r.name}: ${push?.repository?.fullName ?? ''} ${push?.refName ?? ''} @ ${push?.after?.slice(0, 7) ?? ''} ${message}`;
+        const origin = runOrigin(r.input);
+        const message = origin.message?.split('\n')[0] ?? '';
+        return `▶ ${r.name}: ${origin.repository ?? ''} ${origin.ref ?? ''} @ ${origin.commit?.slice(0, 7) ?? ''} ${message}`;
       }
       const took = r.stopDate ? ` in ${seconds(Date.parse(r.startDate), Date.parse(r.stopDate))}` : '';
       const mark = r.status === 'SUCCEEDED' ? '✔' : '✖';
@@ -45,7 +29,7 @@ export function terminalLine(event: RuntimeEvent, cwd: string): string | undefin
     case 'build': {
       const { event: build } = event;
       if (build.kind !== 'state') return undefined;
-      const label = stageLabel(build);
+      const label = stageLabel(build.build.ProjectName, build.environment.STEPLINE_ENVIRONMENT);
       const log = relative(cwd, event.logPath);
       if (build.status === 'IN_PROGRESS') return `  … ${label} started (log: ${log})`;
       const took = seconds(build.build.StartTime, build.build.EndTime);

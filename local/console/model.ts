@@ -254,7 +254,7 @@ const PRECEDENCE: StateStatus[] = [
  * yet left is `running` (`waiting` when it waits for a task token) while the run runs, `stopped` after.
  */
 export function stateRuns(
-  history: HistoryEventLike[],
+  history: readonly HistoryEventLike[],
   options: { running: boolean; waitsForToken?: (state: string) => boolean },
 ): Map<string, StateRun> {
   const trackers = new Map<string, Map<number, Tracker>>();

@@ -3,11 +3,9 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { type HistoryEventLike, stateRuns } from '#local/console/model.ts';
 import { serveConsole } from '#local/console/serve.ts';
+import { readRunDetail, readRunSummary } from '#local/runs/run-reader.ts';
 import { type LocalRuntime, lambdaContext } from '#local/runtime.ts';
-import type { ExecutionRecord } from '#local/state/store.ts';
-import { listStates } from '#local/stepfunctions/definition.ts';
 import { isClientError } from '#shared/errors.ts';
 
 /** The largest request body the local server reads (a bit over the webhook's own 5 MiB limit). */
@@ -121,7 +119,7 @@ async function api(
     return send(
       res,
       200,
-      store.executions().map((r) => summary(runtime, r.executionArn)),
+      store.executions().map((r) => readRunSummary(runtime, r)),
     );
   }
   if (resource === 'runs' && id !== undefined) {
@@ -129,17 +127,10 @@ async function api(
     if (!record) return send(res, 404, { message: `No run named ${id}` });
     if (req.method === 'POST' && action === 'restart') {
       const restarted = await runtime.restart(record.name);
-      return send(res, 202, summary(runtime, restarted.executionArn));
+      return send(res, 202, readRunSummary(runtime, restarted));
     }
     if (req.method === 'GET' && action === undefined) {
-      return send(res, 200, {
-        ...summary(runtime, record.executionArn),
-        input: record.input,
-        output: record.output,
-        history: store.history(record.executionArn),
-        builds: runtime.builds(record.executionArn),
-        notifications: store.outbox().filter((m) => m.executionArn === record.executionArn),
-      });
+      return send(res, 200, readRunDetail(runtime, record));
     }
   }
   if (req.method === 'GET' && resource === 'statemachines' && id !== undefined) {
@@ -163,69 +154,6 @@ async function api(
   }
   if (req.method === 'GET' && resource === 'events') return events(runtime, req, res);
   return send(res, 404, { message: `No API route for ${req.method} ${url.pathname}` });
-}
-
-/** A run as the CLI lists it. */
-function summary(runtime: LocalRuntime, executionArn: string) {
-  const record = runtime.store.execution(executionArn);
-  const input = (record?.input ?? {}) as {
-    push?: {
-      repository?: { fullName?: string };
-      refName?: string;
-      after?: string;
-      headCommitMessage?: string;
-      pusher?: string;
-    };
-  };
-  // An approval stands while its gate waits: once decided, the run goes on and the links no longer count.
-  const approval = gateWaits(runtime, record)
-    ? runtime.pendingApprovals().find((a) => a.executionArn === executionArn)
-    : undefined;
-  return {
-    name: record?.name,
-    executionArn,
-    stateMachine: record?.stateMachine,
-    status: record?.status,
-    repository: input.push?.repository?.fullName,
-    ref: input.push?.refName,
-    commit: input.push?.after,
-    message: input.push?.headCommitMessage,
-    pusher: input.push?.pusher,
-    stage: approval ? `${approval.environment}: Approval` : currentStage(runtime, executionArn),
-    startDate: record?.startDate,
-    stopDate: record?.stopDate,
-    error: record?.error,
-    cause: record?.cause,
-    redriveOf: record?.redriveOf,
-    approval,
-    deployments: runtime.deployments(executionArn),
-  };
-}
-
-/** True while a `.waitForTaskToken` state of the run (the approval gate) has been entered and not left. */
-function gateWaits(runtime: LocalRuntime, record: ExecutionRecord | undefined): boolean {
-  if (record?.status !== 'RUNNING') return false;
-  const definition = runtime.wiring.machines[record.stateMachine]?.definition ?? {};
-  const gates = new Set(
-    listStates(definition)
-      .filter(({ state }) => String(state.Resource).endsWith('.waitForTaskToken'))
-      .map(({ name }) => name),
-  );
-  const states = stateRuns(runtime.store.history(record.executionArn) as HistoryEventLike[], {
-    running: true,
-    waitsForToken: (state) => gates.has(state),
-  });
-  return [...states.values()].some((s) => s.status === 'waiting');
-}
-
-/** The stage a run is at (or ended at): its build that failed, else its latest build, else its latest state. */
-function currentStage(runtime: LocalRuntime, executionArn: string): string | undefined {
-  const builds = runtime.builds(executionArn);
-  const build = builds.find((b) => !['IN_PROGRESS', 'SUCCEEDED'].includes(b.status)) ?? builds.at(-1);
-  if (build) return build.stage;
-  return runtime.store
-    .history(executionArn)
-    .findLast((e) => e.type === 'StateEntered' && typeof e.state === 'string')?.state as string | undefined;
 }
 
 async function sendLog(res: ServerResponse, path: string, offset: number): Promise<void> {

@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pushSampleApp } from '#local/git/remote.ts';
+import type { RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import {
   freeDeployPortBase,
   getJson,
@@ -11,15 +12,6 @@ import {
   processesOf,
 } from '../helpers/local-process.ts';
 import { copySampleApp, isRunning } from '../helpers/sample-app.ts';
-
-interface RunSummary {
-  name: string;
-  status: string;
-  commit: string;
-  error?: string;
-  cause?: string;
-  redriveOf?: string;
-}
 
 interface DeliveryLine {
   id: string;
@@ -136,9 +128,7 @@ describe('stepline killed and started again on the same state folder', () => {
       ].sort(),
     );
     // The finished run's builds and their logs are still shown after the restart.
-    const finished = await getJson<{ builds: { stage: string; status: string }[] }>(
-      `${secondUrl}/api/runs/${finishedName}`,
-    );
+    const finished = await getJson<RunDetail>(`${secondUrl}/api/runs/${finishedName}`);
     expect(finished.builds.map((b) => [b.stage, b.status])).toEqual([
       ['Image', 'SUCCEEDED'],
       ['dev: Infrastructure', 'SUCCEEDED'],

@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import type { PendingApproval, RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import {
   freeDeployPortBase,
   getJson,
@@ -14,23 +15,6 @@ import {
 import { isRunning } from '../helpers/sample-app.ts';
 
 const execFileAsync = promisify(execFile);
-
-interface RunSummary {
-  name: string;
-  status: string;
-  commit: string;
-  error?: string;
-  cause?: string;
-  deployments: Record<string, string>;
-  builds?: { stage: string; status: string }[];
-}
-
-interface PendingApproval {
-  executionArn: string;
-  environment: string;
-  approve: string;
-  reject: string;
-}
 
 interface OutboxMessage {
   topic: string;
@@ -129,7 +113,7 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
       `now answering: dev http://127.0.0.1:${devPort}/ · prod http://127.0.0.1:${prodPort}/`,
     );
 
-    const run = await getJson<RunSummary>(`${url}/api/runs/${runName}`);
+    const run = await getJson<RunDetail>(`${url}/api/runs/${runName}`);
     expect(run.status).toBe('SUCCEEDED');
     expect(run.deployments).toEqual({
       dev: `http://127.0.0.1:${devPort}/`,
@@ -142,7 +126,7 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
       'prod: Infrastructure SUCCEEDED',
       'prod: Deploy SUCCEEDED',
     ]);
-    const version = run.commit.slice(0, 12);
+    const version = run.commit?.slice(0, 12);
     expect(await getJson(`http://127.0.0.1:${devPort}/health`)).toEqual({
       status: 'ok',
       environment: 'dev',
@@ -154,7 +138,7 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
       version,
     });
 
-    const short = run.commit.slice(0, 7);
+    const short = run.commit?.slice(0, 7);
     const messages = await readOutbox(stateDir);
     const subjects = messages.map((m) => m.subject);
     const startedAt = subjects.findIndex((s) => s.startsWith(`▶ local/hello-service main started: ${short}`));

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { terminalLine } from '#local/cli/terminal.ts';
 import { startServer } from '#local/http/server.ts';
-import { LocalRuntime, type RuntimeEvent } from '#local/runtime.ts';
+import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
+import { LocalRuntime } from '#local/runtime.ts';
 import { readWiring, type Wiring } from '#local/wiring.ts';
 
 /**
@@ -362,17 +363,8 @@ export async function getJson<T>(url: string): Promise<T> {
   return (await response.json()) as T;
 }
 
-export interface RunSummary {
-  name: string;
-  executionArn: string;
-  status: string;
-  ref?: string;
-  commit?: string;
-  error?: string;
-  cause?: string;
-  redriveOf?: string;
-  approval?: { environment: string; approve: string; reject: string };
-}
+/** A run as `GET /api/runs` answers. */
+export type { RunSummary } from '#local/runs/read-model.ts';
 
 // ---- files ----
 

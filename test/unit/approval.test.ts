@@ -289,6 +289,16 @@ describe('approvalRequestNotification', () => {
     }
   });
 
+  it('carries the gate and both links as data too, as the text shows them', () => {
+    expect(notification.approval).toEqual({
+      executionArn: request.executionArn,
+      environment: 'prod',
+      approve: links.approve,
+      reject: links.reject,
+      expiresAt: '2025-01-14T10:00:00.000Z',
+    });
+  });
+
   it('says the links act for whoever holds them, and never holds the task token', () => {
     expect(notification.body).toContain('These links act for whoever holds them');
     expect(notification.body).not.toContain(request.taskToken);

@@ -1,0 +1,240 @@
+/**
+ * The read model of a run: what the local server answers about a run, what the CLI prints and what the
+ * console draws, declared once. Everything here is pure (no `node:` imports, no I/O), so the console's
+ * browser bundle imports its types, and the tests exercise its functions, without the runtime.
+ * local/runs/run-reader.ts builds them from the runtime and its store.
+ */
+import * as z from 'zod';
+import type { ApprovalRequested } from '#shared/ports.ts';
+import { PushSchema } from '#shared/push.ts';
+import { type HistoryEventLike, machineGraph, stateRuns } from '../console/model.ts';
+import type { ExecutionRecord, ExecutionStatus, OutboxMessage } from '../state/store.ts';
+
+/** The history event that records a build's state (local only: Step Functions keeps builds in CodeBuild). */
+export const BUILD_HISTORY_EVENT = 'BuildStateChanged';
+
+/**
+ * The stage a build is, as people read it: the last word of its CodeBuild project, capitalised, after
+ * the environment it works for. `stepline-dev-image` → `Image`; `stepline-dev-deploy` in dev →
+ * `dev: Deploy`.
+ */
+export function stageLabel(project: string, environment?: string): string {
+  const stage = project.split('-').at(-1) || project;
+  const name = stage.charAt(0).toUpperCase() + stage.slice(1);
+  return environment ? `${environment}: ${name}` : name;
+}
+
+/** One build of a run, as it is kept in the run's history and shown by the CLI and the console. */
+export const RunBuildSchema = z.object({
+  id: z.string().min(1),
+  project: z.string(),
+  /** `Image`, `dev: Deploy`: see {@link stageLabel}. */
+  stage: z.string(),
+  environment: z.string().optional(),
+  /** CodeBuild's build status: IN_PROGRESS, SUCCEEDED, FAILED, FAULT, TIMED_OUT, STOPPED. */
+  status: z.string(),
+  startTime: z.number(),
+  endTime: z.number().optional(),
+  logPath: z.string(),
+  logUrl: z.string(),
+  exportedVariables: z.array(z.object({ Name: z.string(), Value: z.string() })),
+  phases: z.array(
+    z.object({
+      PhaseType: z.string(),
+      PhaseStatus: z.string(),
+      StartTime: z.number(),
+      EndTime: z.number(),
+      DurationInSeconds: z.number(),
+      Contexts: z.array(z.object({ StatusCode: z.string(), Message: z.string() })).optional(),
+    }),
+  ),
+  /** Test reports (JUnit summaries) the build found when it ended. */
+  reports: z.array(
+    z.object({
+      name: z.string(),
+      fileFormat: z.string(),
+      files: z.array(z.string()),
+      status: z.enum(['SUCCEEDED', 'FAILED', 'INCOMPLETE']),
+      tests: z.number(),
+      failures: z.number(),
+      errors: z.number(),
+      skipped: z.number(),
+      message: z.string().optional(),
+    }),
+  ),
+});
+export type RunBuild = z.infer<typeof RunBuildSchema>;
+
+/**
+ * An approval waiting for a decision, with the signed approve and reject links its approval request
+ * (the email) carries: what the approval gate's notification holds as data.
+ */
+export type PendingApproval = ApprovalRequested;
+
+/**
+ * What a run's execution input says about where it comes from. Pipeline runs carry the push; a
+ * teardown run carries none. Stored runs may come from older versions, so every field is optional and
+ * fields this view does not show are ignored.
+ */
+const RunInputSchema = z.object({
+  push: PushSchema.pick({ refName: true, after: true, headCommitMessage: true, pusher: true })
+    .extend({ repository: PushSchema.shape.repository.pick({ fullName: true }).optional() })
+    .partial()
+    .optional(),
+});
+
+/** Where a run comes from: the pushed repository, ref and commit. */
+export interface RunOrigin {
+  /** `owner/name`. */
+  repository?: string;
+  /** The branch or tag name. */
+  ref?: string;
+  /** The pushed commit (full SHA). */
+  commit?: string;
+  /** The head commit's message. */
+  message?: string;
+  pusher?: string;
+}
+
+/** Reads where a run comes from out of its execution input (nothing, for an input without a push). */
+export function runOrigin(input: unknown): RunOrigin {
+  const parsed = RunInputSchema.safeParse(input);
+  const push = parsed.success ? parsed.data.push : undefined;
+  if (!push) return {};
+  return {
+    ...(push.repository ? { repository: push.repository.fullName } : {}),
+    ...(push.refName ? { ref: push.refName } : {}),
+    ...(push.after ? { commit: push.after } : {}),
+    ...(push.headCommitMessage !== undefined ? { message: push.headCommitMessage } : {}),
+    ...(push.pusher ? { pusher: push.pusher } : {}),
+  };
+}
+
+/** A run as the runs list, the CLI and `GET /api/runs` show it. */
+export interface RunSummary extends RunOrigin {
+  name: string;
+  executionArn: string;
+  /** The state machine's key, e.g. `pipeline`, `teardown`. */
+  stateMachine: string;
+  status: ExecutionStatus;
+  /** The stage the run is at, or ended at: `dev: Deploy`, `prod: Approval`. */
+  stage?: string;
+  /** ISO 8601. */
+  startDate: string;
+  /** ISO 8601, once the run ended. */
+  stopDate?: string;
+  error?: string;
+  cause?: string;
+  /** The run (ARN or name) this one restarts. */
+  redriveOf?: string;
+  /** True while the run's approval gate waits for a decision. */
+  waitsForApproval: boolean;
+  /** The pending approval, while the gate waits and its links are known. */
+  approval?: PendingApproval;
+  /** Where each environment's deployed service answers, by environment. */
+  deployments: Record<string, string>;
+}
+
+/** One event of a run's history, with the fields the console reads (see local/stepfunctions/engine.ts). */
+export type RunHistoryEvent = HistoryEventLike & { id: number };
+
+/** One run with everything the run page shows (`GET /api/runs/<run>`). */
+export interface RunDetail extends RunSummary {
+  input: unknown;
+  output?: unknown;
+  history: RunHistoryEvent[];
+  builds: RunBuild[];
+  /** The messages published for this run, oldest first as stored. */
+  notifications: OutboxMessage[];
+}
+
+/** What is known about a run besides its execution record, for {@link summarizeRun}. */
+export interface RunFacts {
+  history: readonly HistoryEventLike[];
+  builds: readonly RunBuild[];
+  /** The run's state machine definition (ASL), to tell its approval gates. */
+  definition: Record<string, unknown>;
+  /** The approval recorded for the run, if any; shown only while the gate waits. */
+  approval?: PendingApproval;
+}
+
+/** Builds a run's summary from its execution record and the facts around it. */
+export function summarizeRun(record: ExecutionRecord, facts: RunFacts): RunSummary {
+  const waits = gateWaits(record.status, facts.history, approvalGates(facts.definition));
+  // Links stand only while their gate waits: once decided, the run goes on and they no longer count.
+  const approval = waits ? facts.approval : undefined;
+  const stage = approval ? `${approval.environment}: Approval` : currentStage(facts.builds, facts.history);
+  return {
+    name: record.name,
+    executionArn: record.executionArn,
+    stateMachine: record.stateMachine,
+    status: record.status,
+    ...runOrigin(record.input),
+    ...(stage ? { stage } : {}),
+    startDate: record.startDate,
+    ...(record.stopDate ? { stopDate: record.stopDate } : {}),
+    ...(record.error ? { error: record.error } : {}),
+    ...(record.cause ? { cause: record.cause } : {}),
+    ...(record.redriveOf ? { redriveOf: record.redriveOf } : {}),
+    waitsForApproval: waits,
+    ...(approval ? { approval } : {}),
+    deployments: deploymentsOf(facts.builds),
+  };
+}
+
+/** The states of a definition that wait for a task token (`.waitForTaskToken`: the approval gates). */
+export function approvalGates(definition: Record<string, unknown>): Set<string> {
+  return new Set(
+    machineGraph(definition)
+      .nodes.filter((node) => node.waitsForToken && node.state)
+      .map((node) => node.state as string),
+  );
+}
+
+/** True while the run runs and one of its `gates` has been entered and not left. */
+export function gateWaits(
+  status: ExecutionStatus,
+  history: readonly HistoryEventLike[],
+  gates: ReadonlySet<string>,
+): boolean {
+  if (status !== 'RUNNING' || gates.size === 0) return false;
+  const states = stateRuns(history, { running: true, waitsForToken: (state) => gates.has(state) });
+  return [...states.values()].some((s) => s.status === 'waiting');
+}
+
+/** The stage a run is at (or ended at): its build that failed, else its latest build, else its latest state. */
+export function currentStage(
+  builds: readonly RunBuild[],
+  history: readonly HistoryEventLike[],
+): string | undefined {
+  const build = builds.find((b) => !['IN_PROGRESS', 'SUCCEEDED'].includes(b.status)) ?? builds.at(-1);
+  if (build) return build.stage;
+  return history.findLast((e) => e.type === 'StateEntered' && e.state !== undefined)?.state;
+}
+
+/**
+ * Where each environment's service answers: the `SERVICE_URL` its latest succeeded deploy build exported.
+ */
+export function deploymentsOf(builds: readonly RunBuild[]): Record<string, string> {
+  const deployments: Record<string, string> = {};
+  for (const build of builds) {
+    if (build.status !== 'SUCCEEDED' || !build.environment) continue;
+    const url = build.exportedVariables.find((v) => v.Name === 'SERVICE_URL')?.Value;
+    if (url) deployments[build.environment] = url;
+  }
+  return deployments;
+}
+
+/**
+ * The builds a run's history records, in the order they started, each at its latest state. Events that
+ * do not hold a readable build are skipped.
+ */
+export function buildsFromHistory(history: readonly { type: string; build?: unknown }[]): RunBuild[] {
+  const builds = new Map<string, RunBuild>();
+  for (const event of history) {
+    if (event.type !== BUILD_HISTORY_EVENT) continue;
+    const parsed = RunBuildSchema.safeParse(event.build);
+    if (parsed.success) builds.set(parsed.data.id, parsed.data);
+  }
+  return [...builds.values()];
+}

@@ -1,0 +1,59 @@
+import type { ExecutionRecord, HistoryEvent, OutboxMessage } from '../state/store.ts';
+import {
+  type PendingApproval,
+  type RunBuild,
+  type RunDetail,
+  type RunFacts,
+  type RunHistoryEvent,
+  type RunSummary,
+  summarizeRun,
+} from './read-model.ts';
+
+/**
+ * Where a run's read model comes from: the store's records and history, the state machines'
+ * definitions, and what the runtime's ledger knows (builds, pending approvals). The local runtime is one.
+ */
+export interface RunSources {
+  store: {
+    history(executionArn: string): HistoryEvent[];
+    outbox(): OutboxMessage[];
+  };
+  wiring: { machines: Record<string, { definition: Record<string, unknown> }> };
+  builds(executionArn: string): RunBuild[];
+  pendingApprovals(): PendingApproval[];
+}
+
+/** A stored run's summary, as `GET /api/runs` lists it. */
+export function readRunSummary(sources: RunSources, record: ExecutionRecord): RunSummary {
+  return summarizeRun(record, runFacts(sources, record, readHistory(sources, record)));
+}
+
+/** A stored run with its input, output, history, builds and notifications, as `GET /api/runs/<run>`. */
+export function readRunDetail(sources: RunSources, record: ExecutionRecord): RunDetail {
+  const history = readHistory(sources, record);
+  const facts = runFacts(sources, record, history);
+  return {
+    ...summarizeRun(record, facts),
+    input: record.input,
+    output: record.output,
+    history,
+    builds: [...facts.builds],
+    notifications: sources.store.outbox().filter((m) => m.executionArn === record.executionArn),
+  };
+}
+
+function readHistory(sources: RunSources, record: ExecutionRecord): RunHistoryEvent[] {
+  // Stored events are loosely typed until the store reads them with one history schema; the fields the
+  // read model uses (type, state, timestamp, error, cause, index, attempt) are written by the engine as such.
+  return sources.store.history(record.executionArn) as RunHistoryEvent[];
+}
+
+function runFacts(sources: RunSources, record: ExecutionRecord, history: RunHistoryEvent[]): RunFacts {
+  const approval = sources.pendingApprovals().find((a) => a.executionArn === record.executionArn);
+  return {
+    history,
+    builds: sources.builds(record.executionArn),
+    definition: sources.wiring.machines[record.stateMachine]?.definition ?? {},
+    ...(approval ? { approval } : {}),
+  };
+}

@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { terminalLine } from '#local/cli/terminal.ts';
+import type { CodeBuildBuild } from '#local/codebuild/service.ts';
+import { BUILD_HISTORY_EVENT } from '#local/runs/read-model.ts';
+import { type BuildStateEvent, type LedgerStore, RunLedger } from '#local/runs/run-ledger.ts';
+import type { HistoryEvent } from '#local/state/store.ts';
+import { aPush } from '../helpers/push.ts';
+
+const ARN = 'arn:aws:states:local:000000000000:execution:pipeline:main-2222222';
+
+/** The store's history, in memory, as a restart would find it. */
+class MemoryHistory implements LedgerStore {
+  readonly events = new Map<string, HistoryEvent[]>();
+  history(executionArn: string): HistoryEvent[] {
+    return [...(this.events.get(executionArn) ?? [])];
+  }
+  async appendHistory(executionArn: string, events: { type: string; timestamp: string }[]): Promise<void> {
+    const list = this.events.get(executionArn) ?? [];
+    for (const event of events) list.push({ ...event, id: list.length + 1 });
+    this.events.set(executionArn, list);
+  }
+  buildLogPath(buildId: string): string {
+    return `/state/builds/${buildId}.log`;
+  }
+}
+
+function aBuildEvent(
+  project: string,
+  status: string,
+  environment: Record<string, string> = {},
+  exported: { Name: string; Value: string }[] = [],
+): BuildStateEvent {
+  const build: CodeBuildBuild = {
+    Id: `${project}:1`,
+    Arn: `arn:aws:codebuild:local:000000000000:build/${project}:1`,
+    BuildNumber: 1,
+    BuildStatus: 'SUCCEEDED',
+    BuildComplete: status !== 'IN_PROGRESS',
+    CurrentPhase: 'COMPLETED',
+    ProjectName: project,
+    SourceVersion: '2222222',
+    ResolvedSourceVersion: '2222222',
+    StartTime: 1_000,
+    EndTime: 3_500,
+    Phases: [],
+    Environment: { EnvironmentVariables: [] },
+    ExportedEnvironmentVariables: exported,
+    Logs: { DeepLink: 'http://127.0.0.1:4700/api/builds/x/log', GroupName: 'g', StreamName: 's' },
+  };
+  return { kind: 'state', build, status, environment };
+}
+
+describe('RunLedger', () => {
+  it('keeps builds with their stage labels, in memory and in the history, and reads them back after a restart', async () => {
+    const store = new MemoryHistory();
+    const ledger = new RunLedger(store);
+    await ledger.recordBuild(ARN, aBuildEvent('stepline-local-image', 'IN_PROGRESS'));
+    await ledger.recordBuild(ARN, aBuildEvent('stepline-local-image', 'SUCCEEDED'));
+    await ledger.recordBuild(
+      ARN,
+      aBuildEvent('stepline-local-deploy', 'SUCCEEDED', { STEPLINE_ENVIRONMENT: 'dev' }, [
+        { Name: 'SERVICE_URL', Value: 'http://127.0.0.1:4801/' },
+      ]),
+    );
+    const expected = [
+      {
+        stage: 'Image',
+        status: 'SUCCEEDED',
+        endTime: 3_500,
+        logPath: '/state/builds/stepline-local-image:1.log',
+      },
+      { stage: 'dev: Deploy', environment: 'dev', status: 'SUCCEEDED' },
+    ].map((b) => expect.objectContaining(b));
+    expect(ledger.builds(ARN)).toEqual(expected);
+    expect(ledger.deployments(ARN)).toEqual({ dev: 'http://127.0.0.1:4801/' });
+    expect(store.history(ARN).map((e) => e.type)).toEqual(Array(3).fill(BUILD_HISTORY_EVENT));
+
+    const afterRestart = new RunLedger(store);
+    expect(afterRestart.builds(ARN)).toEqual(expected);
+    expect(afterRestart.deployments(ARN)).toEqual({ dev: 'http://127.0.0.1:4801/' });
+    expect(afterRestart.builds('arn:other')).toEqual([]);
+  });
+
+  it('lists pending approvals newest first and forgets a closed one', () => {
+    const ledger = new RunLedger(new MemoryHistory());
+    const approval = (executionArn: string) => ({
+      executionArn,
+      environment: 'prod',
+      approve: 'a',
+      reject: 'r',
+      expiresAt: '2026-01-02T10:00:00.000Z',
+    });
+    ledger.approvalRequested(approval('one'));
+    ledger.approvalRequested(approval('two'));
+    expect(ledger.pendingApprovals().map((a) => a.executionArn)).toEqual(['two', 'one']);
+    ledger.approvalClosed('two');
+    expect(ledger.pendingApprovals().map((a) => a.executionArn)).toEqual(['one']);
+    expect(ledger.pendingApproval('two')).toBeUndefined();
+    expect(ledger.pendingApproval('one')?.environment).toBe('prod');
+  });
+});
+
+describe('terminalLine', () => {
+  it('reads the run line from the execution input and labels builds by stage', () => {
+    const record = {
+      executionArn: ARN,
+      name: 'main-2222222',
+      stateMachine: 'pipeline',
+      status: 'RUNNING' as const,
+      input: { push: aPush() },
+      startDate: '2026-01-01T10:00:00.000Z',
+    };
+    expect(terminalLine({ kind: 'execution', record }, '/')).toBe(
+      '▶ main-2222222: acme/shop main @ 2222222 Fix the checkout',
+    );
+    const deploy = aBuildEvent('stepline-local-deploy', 'SUCCEEDED', { STEPLINE_ENVIRONMENT: 'dev' }, [
+      { Name: 'SERVICE_URL', Value: 'http://127.0.0.1:4801/' },
+    ]);
+    expect(terminalLine({ kind: 'build', event: deploy, executionArn: ARN, logPath: '/x.log' }, '/')).toBe(
+      '  ✔ dev: Deploy succeeded in 2.5s — answers at http://127.0.0.1:4801/',
+    );
+  });
+});
