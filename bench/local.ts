@@ -9,6 +9,7 @@ import { createLocalRemote } from '#local/git/remote.ts';
 import { startServer } from '#local/http/server.ts';
 import { LocalRuntime, type RuntimeEvent } from '#local/runtime.ts';
 import { readWiring, type Wiring } from '#local/wiring.ts';
+import { type FloorSample, Floors } from './floors.ts';
 import { type BenchSection, median } from './table.ts';
 
 /**
@@ -27,7 +28,8 @@ const CONCURRENT_PUSHES = 20;
 const RUN_DEADLINE_MS = 60_000;
 const CONCURRENT_DEADLINE_MS = 120_000;
 const RSS_SAMPLE_MS = 100;
-const AIMS = { firstCommandMs: 300, overheadPerStageMs: 150, concurrentRssMb: 300 };
+/** Aims as ratios to the floors measured in the same run (bench/floors.ts), and one in MB. */
+const AIMS = { pushToFirstOutput: 2, overheadPerStage: 1.5, concurrentRssMb: 300 };
 
 /** Every push starts a run; two environments, no approval, so a run goes to its end unattended. */
 const PARAMS = [
@@ -451,6 +453,7 @@ interface RunFigures {
     downloadSource: number;
     toFirstCommand: number;
     commandToOutput: number;
+    firstCommand: number;
     total: number;
     fromPost: number;
     fromPushReturned: number;
@@ -520,6 +523,7 @@ async function runFigures(
       downloadSource: image.source.end - image.source.start,
       toFirstCommand: firstCommand.at - image.source.end,
       commandToOutput: firstOutput.at - firstCommand.at,
+      firstCommand: firstCommand.at - pushedAt,
       total: firstOutput.at - pushedAt,
       fromPost: firstOutput.at - post.at,
       fromPushReturned: firstOutput.at - pushReturnedAt,
@@ -553,6 +557,7 @@ let sequential:
       startMs: number;
       printMs: number;
       load: number;
+      floors: FloorSample[];
     }>
   | undefined;
 
@@ -561,7 +566,10 @@ function sequentialRuns() {
   sequential ??= withRuntime(async (runtime, dir, spawnToReadyMs) => {
     const load = loadavg()[0] ?? 0;
     const clone = join(dir, 'clone');
-    await workingClone(clone, runtime.ready().remotePath);
+    const { remotePath } = runtime.ready();
+    await workingClone(clone, remotePath);
+    const { floors, hookRemote } = await Floors.start(dir);
+    await git(clone, ['remote', 'add', 'floor', hookRemote]);
     const runs: RunFigures[] = [];
     for (let index = 0; index < WARM_UP_RUNS + MEASURED_RUNS; index++) {
       if (index > 0) await git(clone, ['commit', '--quiet', '--allow-empty', '-m', `bench run ${index}`]);
@@ -572,7 +580,14 @@ function sequentialRuns() {
       const ended = await runtime.next('execution-ended', (p) => p.after === commit, RUN_DEADLINE_MS);
       if (ended.status !== 'SUCCEEDED') throw new Error(`The run of ${commit} ended ${ended.status}`);
       if (index >= WARM_UP_RUNS) runs.push(await runFigures(runtime, commit, pushedAt, pushReturnedAt));
+      // Sampled between the runs, so the floors see the load the runs saw.
+      await floors.sample(
+        () => git(clone, ['push', '--quiet', 'floor', 'HEAD:refs/heads/main']),
+        remotePath,
+        commit,
+      );
     }
+    await floors.close();
     const report = await runtime.stop();
     return {
       runs,
@@ -581,40 +596,84 @@ function sequentialRuns() {
       startMs: runtime.ready().startMs,
       printMs: (await benchWiring()).printMs,
       load,
+      floors: floors.samples.slice(WARM_UP_RUNS),
     };
   });
   return sequential;
 }
 
+/** The floors' medians, and the two composite floors the aims are set against. */
+function floorMedians(floors: FloorSample[]) {
+  const of = (pick: (sample: FloorSample) => number) => median(floors.map(pick));
+  return {
+    nodeStart: of((f) => f.nodeStart),
+    shell: of((f) => f.shell),
+    gitClone: of((f) => f.gitClone),
+    checkout: of((f) => f.checkout),
+    stage: of((f) => f.stage),
+    hook: of((f) => f.hook),
+    push: of((f) => f.hook + f.stage),
+  };
+}
+
+const ratio = (value: number, floor: number) => `${(value / floor).toFixed(2)}×`;
+
+/** What the machine takes for the steps a run cannot skip: the floors the figures are divided by. */
+export async function localFloors(): Promise<BenchSection> {
+  const { floors } = await sequentialRuns();
+  const row = (label: string, pick: (sample: FloorSample) => number) => [label, ...stats(floors.map(pick))];
+  return {
+    title: `Local mode: floors, sampled between the measured runs (${floors.length} samples)`,
+    columns: ['floor', 'median', 'min', 'max'],
+    rows: [
+      row('node -e 0 (the Node the hook starts)', (f) => f.nodeStart),
+      row('sh -c true (one shell)', (f) => f.shell),
+      row('git clone of the pushed repository', (f) => f.gitClone),
+      row('fresh checkout of the pushed commit', (f) => f.checkout),
+      row('stage floor: fresh checkout + one shell in it', (f) => f.stage),
+      row('hook floor: git push → POST read (server answers at once)', (f) => f.hook),
+      row('push floor: hook floor + stage floor', (f) => f.hook + f.stage),
+    ],
+    notes: [
+      'each floor is sampled once after each measured run, by the bench process, against the repository the runs are pushed to (the same commit), so it sees the load the runs saw',
+      "fresh checkout = what each build does (local/codebuild/checkout.ts: a new repository borrowing the source's objects, HEAD detached at the commit, its files written), into a new folder; git clone (with its working tree) for comparison",
+      "hook floor = a `git push` of the same new commit to a twin repository with stepline's post-receive hook, until a server that answers 202 at once has read the hook's POST (git push, receive-pack, the hook's Node and git commands, the POST)",
+    ],
+  };
+}
+
 /** The local mode from `git push` to the image build's first command, step by step. */
 export async function localFirstCommand(): Promise<BenchSection> {
-  const { runs, load } = await sequentialRuns();
-  const step = (label: string, pick: (push: RunFigures['push']) => number) => [
-    label,
-    ...stats(runs.map((run) => pick(run.push))),
-  ];
-  const total = median(runs.map((run) => run.push.total));
+  const { runs, load, floors } = await sequentialRuns();
+  const floor = floorMedians(floors);
+  const step = (label: string, pick: (push: RunFigures['push']) => number, floorMs?: number) => {
+    const values = runs.map((run) => pick(run.push));
+    return [label, ...stats(values), floorMs === undefined ? '' : ratio(median(values), floorMs)];
+  };
+  const toFirstCommand = median(runs.map((run) => run.push.firstCommand));
   return {
     title: `Local mode, trivial builds: git push → first command of the image build (${MEASURED_RUNS} pushes)`,
-    columns: ['step', 'median', 'min', 'max'],
+    columns: ['step', 'median', 'min', 'max', '÷ floor'],
     rows: [
-      step('git push started → webhook POST read by the server', (p) => p.toPost),
+      step('git push started → webhook POST read by the server', (p) => p.toPost, floor.hook),
       step('  delivery written to the store (fsync)', (p) => p.deliveryRecorded),
       step('  webhook handler: verify, normalize, filter', (p) => p.handler),
       step('  execution record and first history event (fsync)', (p) => p.executionRecorded),
       step('  state machine → image build started', (p) => p.toImageBuild),
-      step('  checkout: git clone + checkout + rev-parse', (p) => p.checkout),
+      step('  checkout of the commit', (p) => p.checkout, floor.checkout),
       step('  DOWNLOAD_SOURCE: buildspec, variables', (p) => p.downloadSource),
       step('  → first command (phases, shell spawned)', (p) => p.toFirstCommand),
       step('  first command → its first output line', (p) => p.commandToOutput),
-      step('git push started → first output line', (p) => p.total),
-      step('webhook POST read → first output line', (p) => p.fromPost),
+      step('git push started → first command', (p) => p.firstCommand, floor.push),
+      step('git push started → first output line', (p) => p.total, floor.push),
+      step('webhook POST read → first output line', (p) => p.fromPost, floor.stage),
       step('git push returned → first output line', (p) => p.fromPushReturned),
     ],
     notes: [
-      "latency = from the moment the bench spawns `git push` (a new commit on main of bench/fixtures/trivial-app) to the moment the first line of output of the image build's first command (`echo …`) is written to the build's log; the runtime runs in a child process, both clocks are the machine's wall clock (ms)",
+      "latency = from the moment the bench spawns `git push` (a new commit on main of bench/fixtures/trivial-app) to the moment the image build's first command (`echo …`) is logged as running, and its first line of output is written to the build's log; the runtime runs in a child process, both clocks are the machine's wall clock (ms)",
+      `÷ floor = the median divided by its floor's median (section "floors"): the hook floor ${ms(floor.hook)}, the checkout ${ms(floor.checkout)}, the push floor (hook + checkout + shell) ${ms(floor.push)}, the stage floor (checkout + shell) ${ms(floor.stage)}`,
       'the git hook posts the webhook before `git push` returns, so the run is under way when the push returns: "git push returned → …" is what is left after it (negative: the command ran before the push returned)',
-      `aim: first command within ${AIMS.firstCommandMs} ms of the push: ${total <= AIMS.firstCommandMs ? 'met' : 'missed'} (median ${ms(total)})`,
+      `aim: git push → first command ≤ ${AIMS.pushToFirstOutput}× the push floor: ${toFirstCommand <= AIMS.pushToFirstOutput * floor.push ? 'met' : 'missed'} (${ms(toFirstCommand)} ÷ ${ms(floor.push)} = ${ratio(toFirstCommand, floor.push)})`,
       `after ${WARM_UP_RUNS} warm-up push, each push once the previous run has ended; runtime in a child process, settings dev and prod without approval, triggers on every branch`,
       `times depend on the machine: ${availableParallelism()} CPUs, 1-minute load average ${load.toFixed(2)} when the runs started`,
     ],
@@ -623,23 +682,28 @@ export async function localFirstCommand(): Promise<BenchSection> {
 
 /** What the local mode costs per run around the build commands. */
 export async function localOverhead(): Promise<BenchSection> {
-  const { runs, stateEntered, spawnToReadyMs, startMs, printMs } = await sequentialRuns();
-  const row = (label: string, pick: (run: RunFigures['run']) => number) => [
-    label,
-    ...stats(runs.map((run) => pick(run.run))),
-  ];
+  const { runs, stateEntered, spawnToReadyMs, startMs, printMs, floors } = await sequentialRuns();
+  const floor = floorMedians(floors);
+  const row = (label: string, pick: (run: RunFigures['run']) => number, floorMs?: number) => {
+    const values = runs.map((run) => pick(run.run));
+    return [label, ...stats(values), floorMs === undefined ? '' : ratio(median(values), floorMs)];
+  };
   const stages = runs[0]?.run.stages ?? 0;
   const perStage = median(runs.map((run) => run.run.overhead / run.run.stages));
   return {
     title: `Local mode, trivial builds: orchestration overhead per run (${MEASURED_RUNS} runs, ${stages} stages each)`,
-    columns: ['figure', 'median', 'min', 'max'],
+    columns: ['figure', 'median', 'min', 'max', '÷ floor'],
     rows: [
       row('run wall time (execution start → end)', (r) => r.wall),
       row('inside build commands (from the logs)', (r) => r.commands),
-      row('overhead per run', (r) => r.overhead),
-      row('overhead per stage', (r) => r.overhead / r.stages),
-      row('  checkouts (all builds)', (r) => r.checkouts),
-      row('  build runner outside commands (all builds)', (r) => r.runnerOutsideCommands),
+      row('overhead per run', (r) => r.overhead, floor.stage * stages),
+      row('overhead per stage', (r) => r.overhead / r.stages, floor.stage),
+      row('  checkouts (all builds)', (r) => r.checkouts, floor.checkout * stages),
+      row(
+        '  build runner outside commands (all builds)',
+        (r) => r.runnerOutsideCommands,
+        floor.shell * stages,
+      ),
       row('  outside builds', (r) => r.outsideBuilds),
       row('    execution start → first build', (r) => r.toFirstBuild),
       row('    between builds (all gaps)', (r) => r.betweenBuilds),
@@ -648,7 +712,8 @@ export async function localOverhead(): Promise<BenchSection> {
     notes: [
       "wall time = the execution record's startDate → stopDate; inside build commands = for each `Running command` line of every build log, its timestamp → the next `[Container]` line's (this includes the runner's per-command round trip through the shell, so the overhead is if anything understated); overhead = wall − commands; per stage = overhead / builds in the run",
       'checkout = build started → DOWNLOAD_SOURCE start; runner outside commands = DOWNLOAD_SOURCE start → build ended, less its commands (buildspec, shell, phases, exported variables, log, clean-up); outside builds = wall − Σ build spans (state machine, in-process Lambda handlers, notifications, history writes)',
-      `aim: ≤ ${AIMS.overheadPerStageMs} ms overhead per stage: ${perStage <= AIMS.overheadPerStageMs ? 'met' : 'missed'} (median ${ms(perStage)})`,
+      `÷ floor = the median divided by its floor's median (section "floors"), times the ${stages} stages for a whole run: the stage floor (fresh checkout + one shell) ${ms(floor.stage)}, the checkout ${ms(floor.checkout)}, one shell ${ms(floor.shell)}`,
+      `aim: overhead per stage ≤ ${AIMS.overheadPerStage}× the stage floor: ${perStage <= AIMS.overheadPerStage * floor.stage ? 'met' : 'missed'} (${ms(perStage)} ÷ ${ms(floor.stage)} = ${ratio(perStage, floor.stage)})`,
       `start-up, once per start: serverless print ${ms(printMs)}; runtime process spawned → ready ${ms(spawnToReadyMs)} (LocalRuntime.start ${ms(startMs)} of it)`,
       `state transitions in the stored history (StateEntered): ${[...new Set(stateEntered)].join(', ')} per run (dev, prod without the approval state)`,
     ],
