@@ -1,5 +1,6 @@
 import { bundles } from './bundles.ts';
-import { localConcurrentPushes, localFirstCommand, localFloors, localOverhead } from './local.ts';
+import { localFirstCommand, localFloors, localOverhead } from './local.ts';
+import { localConcurrentPushes } from './local-concurrent.ts';
 import { type Bench, formatSection } from './table.ts';
 import { transitionsAndCost } from './transitions.ts';
 import { webhookThroughput } from './webhook.ts';
