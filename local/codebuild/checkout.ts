@@ -11,10 +11,10 @@ import { SteplineError } from '#shared/errors.ts';
  * the new repository borrows the source's objects through git's alternates (`objects/info/alternates`,
  * see gitrepository-layout), so its cost does not grow with the source's history, and one git process
  * (`checkout --detach`) writes the index and the files; a version other than a full commit id costs one
- * more, to resolve it in the source. What a build
- * writes (objects, refs, config, index) stays in its own repository; it never writes into the source's,
- * and builds of the same repository share no lock or file, so any number can check out at once.
- * From anywhere else (a URL) it is a `git clone`.
+ * more, to resolve it in the source. What a build writes (objects, refs, config, index) stays in its own
+ * repository, never in the source's, and builds of the same repository share no lock and no file, so any
+ * number can check out at once (a `git worktree` per build would share refs and take the source's
+ * worktree locks; a `git clone` copies or links every object). From anywhere else (a URL): `git clone`.
  */
 
 /** The version could not be checked out: CodeBuild's `CLIENT_ERROR` of DOWNLOAD_SOURCE. */
