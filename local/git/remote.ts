@@ -122,6 +122,8 @@ export async function createLocalRemote(options: LocalRemoteOptions): Promise<{ 
   await writeFileAtomically(join(hooksDir, HOOK_FILES.config), `${JSON.stringify(config, null, 2)}\n`, 0o644);
   await writeFileAtomically(join(hooksDir, HOOK_FILES.script), await readFile(HOOK_SOURCE, 'utf8'), 0o644);
   await writeFileAtomically(join(hooksDir, HOOK_FILES.hook), hookLauncher(), 0o755);
+  // The JavaScript hook that earlier versions wrote; the launcher no longer names it.
+  await rm(join(hooksDir, 'stepline-post-receive.mjs'), { force: true });
   return { remotePath };
 }
 
@@ -151,7 +153,8 @@ function shellQuote(text: string): string {
 /**
  * The hook git runs: a shell script that starts the hook with the Node that installed it (stepline's own
  * Node 22, which runs TypeScript by stripping its types), or with the `node` on the PATH when that one has
- * gone. It names the hook and its configuration by its own folder, so the repository can be moved.
+ * gone (which must then be Node 22.18 or later, as stepline requires). It names the hook and its
+ * configuration by its own folder, so the repository can be moved.
  */
 function hookLauncher(): string {
   return [
