@@ -150,7 +150,7 @@ export async function localConcurrentPushes(): Promise<BenchSection> {
       notes: [
         `all ${CONCURRENT_PUSHES} runs complete, none lost or doubled: ${complete ? 'yes' : 'NO'} (one delivery, one StartExecution and one SUCCEEDED execution per branch)${endedInTime ? '' : `; runs still going after ${CONCURRENT_DEADLINE_MS / 1000} s were stopped`}`,
         'each branch holds its own empty commit on the fixture app; the pushes are separate `git push` processes started together, each firing the post-receive hook; StartExecution calls counted where the webhook handler reaches the local engine',
-        `peak RSS: VmHWM from /proc/<pid>/status of the runtime's process (server, LocalRuntime, engine, handlers), read as it stops, fresh for this section; build shells and git clones are separate processes, summed in the second figure (sampled, so a lower bound)`,
+        `peak RSS: VmHWM from /proc/<pid>/status of the runtime's process (server, LocalRuntime, engine, handlers), read as it stops, fresh for this section; build shells and checkouts are separate processes, summed in the second figure (sampled, so a lower bound)`,
         `aim: ${CONCURRENT_PUSHES} concurrent runs within ${AIM_RSS_MB} MB: ${peakMb <= AIM_RSS_MB ? 'met' : 'missed'}`,
         `times depend on the machine: ${availableParallelism()} CPUs, 1-minute load average ${loadBefore.toFixed(2)} when the pushes started; CPU from the runtime process's own usage and its reaped children's (/proc/self/stat), from ready to stop`,
       ],
