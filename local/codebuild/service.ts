@@ -1,11 +1,8 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { type BuildPhase, type BuildResult, type ReportSummary, runBuild } from './build-runner.ts';
-
-const exec = promisify(execFile);
+import { checkOutCommit, removeCheckout } from './checkout.ts';
 
 /** What `codebuild:startBuild.sync` receives (the state's resolved Parameters). */
 export interface StartBuildInput {
@@ -167,7 +164,7 @@ export class LocalCodeBuild {
       log(`[Container] ${new Date().toISOString()} ${(error as Error).message}`);
       result = sourceFailure(id, start, (error as Error).message);
     } finally {
-      await rm(workDir, { recursive: true, force: true });
+      await removeCheckout(workDir);
     }
 
     const finished = completeBuild(build, result);
@@ -190,25 +187,13 @@ export class LocalCodeBuild {
   async #checkout(input: StartBuildInput, workDir: string, log: (line: string) => void) {
     const location = input.SourceLocationOverride;
     if (!location) throw new Error('DOWNLOAD_SOURCE: the build names no source location');
-    await mkdir(workDir, { recursive: true });
-    log(`[Container] ${new Date().toISOString()} Cloning ${location} at ${input.SourceVersion ?? 'HEAD'}`);
+    const version = input.SourceVersion ?? 'HEAD';
+    log(`[Container] ${new Date().toISOString()} Checking out ${location} at ${version}`);
     let commit: string;
     try {
-      // One process for the three git steps: each process the runtime spawns costs more than the step.
-      const { stdout } = await exec('sh', [
-        '-c',
-        'git clone --quiet --no-checkout -- "$1" "$2" && git -C "$2" -c advice.detachedHead=false checkout --quiet "$3" && git -C "$2" rev-parse HEAD',
-        'checkout',
-        location,
-        workDir,
-        input.SourceVersion ?? 'HEAD',
-      ]);
-      commit = stdout.trim();
+      ({ commit } = await checkOutCommit({ location, version, dir: workDir }));
     } catch (error) {
-      const detail = (error as { stderr?: string }).stderr?.trim() || (error as Error).message;
-      throw new Error(
-        `CLIENT_ERROR: could not check out ${input.SourceVersion ?? 'HEAD'} from ${location}: ${detail}`,
-      );
+      throw new Error(`CLIENT_ERROR: ${(error as Error).message}`);
     }
     const buildspecPath = input.BuildspecOverride ?? 'buildspec.yml';
     // CodeBuild takes BuildspecOverride as a path in the source, or as the buildspec itself when it is YAML.

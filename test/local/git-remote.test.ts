@@ -1,15 +1,15 @@
 import { execFile } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { GitCommandError } from '#local/git/command.ts';
 import {
   createLocalRemote,
-  GitCommandError,
   HOOK_FILES,
   pushSampleApp,
   webhookSecretPath,
@@ -481,6 +481,30 @@ describe('createLocalRemote', () => {
     await clone.push(['main'], { ...pusherEnv, GIT_CONFIG_GLOBAL: globalConfig });
 
     expect(server.requests).toHaveLength(1);
+  });
+
+  it('still runs its hook after the state folder has been moved', async () => {
+    const { remotePath } = await aRemote();
+    const moved = join(scratch, 'moved-state');
+    await rename(stateDir, moved);
+    const clone = await cloneOf(join(moved, 'git', 'shop.git'));
+    await clone.commit('One', { 'a.txt': 'a\n' });
+
+    const result = await clone.push(['main'], { ...pusherEnv, STEPLINE_WEBHOOK_SECRET: secret });
+
+    expect(result.stderr).toContain('remote: stepline: started run-1');
+    expect(server.payloads()).toMatchObject([{ ref: 'refs/heads/main', created: true }]);
+    expect(remotePath).not.toBe(join(moved, 'git', 'shop.git'));
+  });
+
+  it('installs the hook from its TypeScript source, unchanged', async () => {
+    const { remotePath } = await aRemote();
+
+    const installed = await readFile(join(remotePath, 'hooks', HOOK_FILES.script), 'utf8');
+
+    expect(installed).toBe(
+      await readFile(new URL('../../local/git/post-receive.ts', import.meta.url), 'utf8'),
+    );
   });
 
   it('can be created again, keeping the pushed history and pointing the hook at the new URL', async () => {
