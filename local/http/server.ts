@@ -46,6 +46,9 @@ export async function startServer(options: { host?: string; port: number }): Pro
       process.stderr.write(`stepline: ${req.method} ${req.url} failed: ${error.message}\n`);
     });
   });
+  // Longer than clients keep an idle connection (fetch: 4 s), so that the client, not the server, ends
+  // it: a request sent on a connection the server is closing at that moment fails with ECONNRESET.
+  server.keepAliveTimeout = 30_000;
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
