@@ -1,17 +1,25 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { serveConsole } from '#local/console/serve.ts';
-import { readRunDetail, readRunSummary } from '#local/runs/run-reader.ts';
 import { type LocalRuntime, lambdaContext } from '#local/runtime.ts';
 import { isClientError } from '#shared/errors.ts';
+import { WEBHOOK_PROVIDERS } from '#shared/push.ts';
+import { verifyWebhookSignature } from '#shared/signatures.ts';
+import { sendJson, serveApi } from './api.ts';
+import {
+  loopbackAuthorities,
+  type Refusal,
+  refuseCrossOrigin,
+  refuseForeignHost,
+  refuseMalformedPath,
+} from './guards.ts';
 
 /** The largest request body the local server reads (a bit over the webhook's own 5 MiB limit). */
 const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
 
 export interface LocalServer {
+  /** Where the server answers, e.g. `http://127.0.0.1:4700`: the URL to print and give the git hook. */
   url: string;
   server: Server;
   attach(runtime: LocalRuntime): void;
@@ -20,18 +28,27 @@ export interface LocalServer {
 
 /**
  * The local HTTP server: the HTTP API routes serverless.yml declares, served by the same handler
- * modules (as API Gateway HTTP API payload 2.0 events), and a small JSON API for the CLI and console.
- * It listens before the runtime is ready and answers 503 until then.
+ * modules (as API Gateway HTTP API payload 2.0 events), the console, and the JSON API (api.ts) for the
+ * CLI and console. It listens before the runtime is ready and answers 503 until then.
+ *
+ * Before routing, every request passes the guards of guards.ts: a loopback Host (421 otherwise), a
+ * decodable path (400), and for state-changing methods no foreign origin (403). Webhook deliveries are
+ * verified before they are recorded, and recorded before they are answered.
  */
 export async function startServer(options: { host?: string; port: number }): Promise<LocalServer> {
   let runtime: LocalRuntime | undefined;
+  let authorities: ReadonlySet<string> = new Set();
   const server = createServer((req, res) => {
-    handle(runtime, req, res).catch((error: Error) => {
+    handle(runtime, authorities, req, res).catch((error: Error) => {
       if (!res.headersSent)
-        send(res, 500, { error: 'InternalError', message: 'The local server failed on this request' });
+        sendJson(res, 500, { error: 'InternalError', message: 'The local server failed on this request' });
+      else res.destroy();
       process.stderr.write(`stepline: ${req.method} ${req.url} failed: ${error.message}\n`);
     });
   });
+  // Longer than clients keep an idle connection (fetch: 4 s), so that the client, not the server, ends
+  // it: a request sent on a connection the server is closing at that moment fails with ECONNRESET.
+  server.keepAliveTimeout = 30_000;
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -39,8 +56,9 @@ export async function startServer(options: { host?: string; port: number }): Pro
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
+  authorities = loopbackAuthorities(host, port);
   return {
-    url: `http://${host}:${port}`,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     server,
     attach: (r) => {
       runtime = r;
@@ -53,140 +71,114 @@ export async function startServer(options: { host?: string; port: number }): Pro
   };
 }
 
+/** The first guard that refuses the request, if any (see guards.ts). */
+function refusal(req: IncomingMessage, authorities: ReadonlySet<string>): Refusal | undefined {
+  const host = req.headers.host;
+  return (
+    refuseForeignHost(host, authorities) ??
+    refuseMalformedPath(req.url ?? '') ??
+    refuseCrossOrigin({
+      method: req.method ?? 'GET',
+      host: host ?? '',
+      origin: req.headers.origin,
+      fetchSite: header(req, 'sec-fetch-site'),
+    })
+  );
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(',') : value;
+}
+
 async function handle(
   runtime: LocalRuntime | undefined,
+  authorities: ReadonlySet<string>,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  const refused = refusal(req, authorities);
+  if (refused) {
+    // The body is not read: close the connection rather than leave it to be drained.
+    res.setHeader('connection', 'close');
+    return sendJson(res, refused.status, { error: 'Refused', message: refused.message });
+  }
+  // The guards passed: the Host is one of ours and the target a decodable path.
+  const url = new URL(`http://${req.headers.host}${req.url}`);
   if (await serveConsole(req, res, url)) return;
-  if (!runtime) return send(res, 503, { message: 'stepline is starting' });
-  if (url.pathname.startsWith('/api/')) return api(runtime, req, res, url);
+  if (!runtime) return sendJson(res, 503, { message: 'stepline is starting' });
+  if (url.pathname.startsWith('/api/')) return serveApi(runtime, req, res, url);
   const route = runtime.route(req.method ?? 'GET', url.pathname);
-  if (!route) return send(res, 404, { message: `No route for ${req.method} ${url.pathname}` });
+  if (!route) return sendJson(res, 404, { message: `No route for ${req.method} ${url.pathname}` });
 
   const body = await readBody(req);
   if (body === undefined)
-    return send(res, 413, { message: `The request body is over ${MAX_REQUEST_BYTES} bytes` });
+    return sendJson(res, 413, { message: `The request body is over ${MAX_REQUEST_BYTES} bytes` });
   const headers = Object.fromEntries(
     Object.entries(req.headers).flatMap(([k, v]) =>
       v === undefined ? [] : [[k, Array.isArray(v) ? v.join(',') : v]],
     ),
   );
+  const event = httpApiEvent(req, url, headers, body, route.params);
+  const invoke = async () =>
+    (await route.handler(event, lambdaContext(route.fn))) as APIGatewayProxyStructuredResultV2;
+  const result =
+    route.fn.key === 'webhook' && req.method === 'POST'
+      ? await deliver(runtime, { provider: route.params.provider, headers, body }, invoke)
+      : await invoke();
+  res.writeHead(result.statusCode ?? 200, result.headers as Record<string, string>);
+  res.end(result.isBase64Encoded ? Buffer.from(result.body ?? '', 'base64') : (result.body ?? ''));
+}
+
+/**
+ * A webhook delivery: its signature verified (a forged or unsigned one is answered 401 and never
+ * written), then recorded in the delivery journal, then handed to the webhook handler, whose answer is
+ * recorded before it is sent: a 2xx is never lost. A delivery for an unknown provider cannot be verified
+ * and starts nothing: the handler answers it (404) unrecorded.
+ */
+async function deliver(
+  runtime: LocalRuntime,
+  delivery: { provider: string | undefined; headers: Record<string, string>; body: Buffer },
+  invoke: () => Promise<APIGatewayProxyStructuredResultV2>,
+): Promise<APIGatewayProxyStructuredResultV2> {
+  const { headers, body } = delivery;
+  const provider = WEBHOOK_PROVIDERS.find((p) => p === delivery.provider);
+  if (!provider) return invoke();
+  try {
+    verifyWebhookSignature(provider, headers, body, runtime.webhookSecret);
+  } catch (error) {
+    if (!isClientError(error)) throw error;
+    return {
+      statusCode: error.status,
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+      body: JSON.stringify({ error: error.name, message: error.message }),
+    };
+  }
   // An empty header names no delivery (and would not be a valid record id).
   const deliveryId =
     headers['x-github-delivery'] ||
     headers['x-gitlab-event-uuid'] ||
     headers['x-request-uuid'] ||
     randomUUID();
-  // A webhook delivery is written to disk before anything answers it: a 2xx is never lost.
-  const isDelivery = route.fn.key === 'webhook' && req.method === 'POST';
-  if (isDelivery) {
-    await runtime.store.recordDelivery({
-      id: deliveryId,
-      receivedAt: new Date().toISOString(),
-      provider: route.params.provider ?? '',
-      headers,
-      body: body.toString('utf8'),
-    });
-  }
-  const event = httpApiEvent(req, url, headers, body, route.params);
-  const result = (await route.handler(event, lambdaContext(route.fn))) as APIGatewayProxyStructuredResultV2;
-  const status = result.statusCode ?? 200;
-  if (isDelivery) {
-    let responseBody: unknown = result.body;
-    try {
-      responseBody = JSON.parse(result.body ?? 'null');
-    } catch {
-      // Not JSON: keep the text.
-    }
-    await runtime.store.recordDeliveryResponse(deliveryId, { status, body: responseBody });
-  }
-  res.writeHead(status, result.headers as Record<string, string>);
-  res.end(result.isBase64Encoded ? Buffer.from(result.body ?? '', 'base64') : (result.body ?? ''));
-}
-
-async function api(
-  runtime: LocalRuntime,
-  req: IncomingMessage,
-  res: ServerResponse,
-  url: URL,
-): Promise<void> {
-  const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-  const [, resource, id, action] = parts;
-  const { store } = runtime;
-  if (req.method === 'GET' && resource === 'runs' && id === undefined) {
-    return send(
-      res,
-      200,
-      store.executions().map((r) => readRunSummary(runtime, r)),
-    );
-  }
-  if (resource === 'runs' && id !== undefined) {
-    const record = store.execution(id);
-    if (!record) return send(res, 404, { message: `No run named ${id}` });
-    if (req.method === 'POST' && action === 'restart') {
-      const restarted = await runtime.restart(record.name);
-      return send(res, 202, readRunSummary(runtime, restarted));
-    }
-    if (req.method === 'GET' && action === undefined) {
-      return send(res, 200, readRunDetail(runtime, record));
-    }
-  }
-  if (req.method === 'GET' && resource === 'statemachines' && id !== undefined) {
-    const machine = runtime.wiring.machines[id];
-    if (!machine) return send(res, 404, { message: `No state machine named ${id}` });
-    return send(res, 200, { key: id, name: machine.name, definition: machine.definition });
-  }
-  if (req.method === 'POST' && resource === 'teardown' && id !== undefined) {
-    try {
-      const record = await runtime.teardown(id);
-      return send(res, 202, { name: record.name, executionArn: record.executionArn });
-    } catch (error) {
-      if (isClientError(error)) return send(res, error.status, { message: error.message });
-      throw error;
-    }
-  }
-  if (req.method === 'GET' && resource === 'approvals') return send(res, 200, runtime.pendingApprovals());
-  if (req.method === 'GET' && resource === 'outbox') return send(res, 200, store.outbox());
-  if (req.method === 'GET' && resource === 'builds' && id !== undefined && action === 'log') {
-    return sendLog(res, store.buildLogPath(id), Number(url.searchParams.get('offset') ?? 0));
-  }
-  if (req.method === 'GET' && resource === 'events') return events(runtime, req, res);
-  return send(res, 404, { message: `No API route for ${req.method} ${url.pathname}` });
-}
-
-async function sendLog(res: ServerResponse, path: string, offset: number): Promise<void> {
-  const size = await stat(path).then(
-    (s) => s.size,
-    () => -1,
-  );
-  if (size < 0) return send(res, 404, { message: 'No log for this build (yet)' });
-  res.writeHead(200, {
-    'content-type': 'text/plain; charset=utf-8',
-    'x-log-size': String(size),
-    'cache-control': 'no-store',
+  await runtime.store.recordDelivery({
+    id: deliveryId,
+    receivedAt: new Date().toISOString(),
+    provider,
+    headers,
+    body: body.toString('utf8'),
   });
-  if (offset >= size) return void res.end();
-  createReadStream(path, { start: Math.max(0, offset) }).pipe(res);
-}
-
-function events(runtime: LocalRuntime, req: IncomingMessage, res: ServerResponse): void {
-  res.writeHead(200, {
-    'content-type': 'text/event-stream',
-    'cache-control': 'no-store',
-    connection: 'keep-alive',
+  const result = await invoke();
+  let responseBody: unknown = result.body;
+  try {
+    responseBody = JSON.parse(result.body ?? 'null');
+  } catch {
+    // Not JSON: keep the text.
+  }
+  await runtime.store.recordDeliveryResponse(deliveryId, {
+    status: result.statusCode ?? 200,
+    body: responseBody,
   });
-  res.write(': stepline\n\n');
-  const unsubscribe = runtime.store.subscribe((change) =>
-    res.write(`event: ${change.kind}\ndata: ${JSON.stringify(change)}\n\n`),
-  );
-  req.on('close', unsubscribe);
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
-  res.end(JSON.stringify(body));
+  return result;
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {

@@ -1,5 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -50,6 +51,14 @@ afterAll(async () => {
 });
 
 const runCount = () => local.runtime.store.executions().length;
+
+async function journalLines(): Promise<{ type: string; id: string; response?: { status: number } }[]> {
+  const text = await readFile(join(local.stateDir, 'deliveries.jsonl'), 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line));
+}
 
 function post(provider: string, body: string | Buffer, headers: Record<string, string>): Promise<Answer> {
   return send(`${local.url}/webhooks/${provider}`, {
@@ -225,17 +234,20 @@ describe('the webhook over HTTP', () => {
     });
     expect(results).toEqual(cases.map((c) => `${c.what}: ${c.expected}`));
     expect(started).toBe(0);
-    // Every delivery the handler answered is in the journal with its answer (over 6 MiB is refused unread).
-    const journal = (await readFile(join(local.stateDir, 'deliveries.jsonl'), 'utf8')).trim().split('\n');
-    const answered = journal
-      .map((line) => JSON.parse(line))
-      .filter((line) => line.type === 'DeliveryAnswered');
-    expect(answered.map((line) => line.response.status).sort()).toEqual(
-      cases
-        .filter((c) => !c.what.includes('6 MiB'))
-        .map((c) => c.expected)
-        .sort(),
+    // Every delivery whose signature verified is in the journal with its answer; the forged and unsigned
+    // ones (401), the unknown provider's (nothing to verify it with) and the one over 6 MiB (refused
+    // unread) are not written at all.
+    const journal = await journalLines();
+    const recorded = cases.filter(
+      (c) => c.expected !== 401 && c.provider !== 'gitea' && !c.what.includes('6 MiB'),
     );
+    expect(journal.filter((line) => line.type === 'DeliveryReceived')).toHaveLength(recorded.length);
+    expect(
+      journal
+        .filter((line) => line.type === 'DeliveryAnswered')
+        .map((line) => line.response?.status)
+        .sort(),
+    ).toEqual(recorded.map((c) => c.expected).sort());
   });
 
   it('answers generated bodies and refs over HTTP with 4xx or a valid run, never 5xx', async ({ task }) => {
@@ -330,5 +342,229 @@ describe('the approval links over HTTP', () => {
     expect(decided.status).toBe(200);
     expect(replays.map((r) => r.status)).toEqual([409, 409]);
     expect(outcome).toMatchObject({ status: 'FAILED' });
+  });
+});
+
+/**
+ * One request written byte for byte on a socket, so that the Host header and the request target go out
+ * exactly as generated (fetch and node:http rewrite or refuse some). Resolves with the status of the
+ * answer's first line, then closes the socket (the event stream at /api/events never ends).
+ */
+function rawRequest(request: {
+  method: string;
+  target: string;
+  host: string;
+  headers?: Record<string, string>;
+  body?: string;
+}): Promise<number> {
+  const body = Buffer.from(request.body ?? '', 'utf8');
+  const { port } = new URL(local.url);
+  const lines = [
+    `${request.method} ${request.target} HTTP/1.1`,
+    `Host: ${request.host}`,
+    ...Object.entries(request.headers ?? {}).map(([name, value]) => `${name}: ${value}`),
+    `Content-Length: ${body.length}`,
+    'Connection: close',
+  ];
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1');
+    let received = '';
+    socket.setTimeout(10_000, () => {
+      socket.destroy();
+      reject(
+        new Error(`No answer within 10 s to ${request.method} ${request.target} (Host ${request.host})`),
+      );
+    });
+    socket.on('data', (chunk) => {
+      received += chunk.toString('latin1');
+      const statusLine = /^HTTP\/1\.[01] (\d{3})/.exec(received);
+      if (statusLine || received.includes('\r\n')) {
+        socket.destroy();
+        if (statusLine) resolve(Number(statusLine[1]));
+        else reject(new Error(`Not an HTTP answer: ${JSON.stringify(received.slice(0, 200))}`));
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => reject(new Error(`Closed without an answer: ${JSON.stringify(received)}`)));
+    socket.write(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), body]));
+  });
+}
+
+describe('the guards of the local server over HTTP', () => {
+  const ownHost = () => new URL(local.url).host;
+  const ownOrigin = () => new URL(local.url).origin;
+
+  it('refuses requests under a rebound Host name (DNS rebinding) with 421, and they change nothing', async ({
+    task,
+  }) => {
+    const body = JSON.stringify(githubPushPayload({ repo, after: validCommit, ref: 'refs/heads/rebound' }));
+    const headers = githubHeaders(body, secret);
+    const runsBefore = runCount();
+    const journalBefore = (await journalLines()).length;
+    const statuses = [
+      await rawRequest({ method: 'GET', target: '/', host: 'evil.example' }),
+      await rawRequest({ method: 'GET', target: '/api/runs', host: 'evil.example' }),
+      await rawRequest({
+        method: 'GET',
+        target: '/api/approvals',
+        host: `evil.example:${new URL(local.url).port}`,
+      }),
+      // A signed push, under the rebound name: refused before it is read.
+      await rawRequest({ method: 'POST', target: '/webhooks/github', host: 'evil.example', headers, body }),
+    ];
+    const effects = runCount() - runsBefore + ((await journalLines()).length - journalBefore);
+    record(task, {
+      cases: { 'http: Host': statuses.length },
+      serverErrors: statuses.filter((s) => s >= 500).length,
+      invalidEffects: effects,
+    });
+    expect(statuses).toEqual([421, 421, 421, 421]);
+    expect(effects).toBe(0);
+  });
+
+  it('refuses state changes from another origin (CSRF) with 403, and lets the console decide', async ({
+    task,
+  }) => {
+    const answer = await pushTo(local.url, secret, { repo, after: validCommit, ref: 'refs/heads/csrf' });
+    expect(answer.status).toBe(202);
+    const [name] = (answer.json as { started: string[] }).started;
+    const approval = await local.until(
+      () => local.runtime.pendingApprovals().find((a) => a.executionArn.endsWith(`:${name}`)),
+      'the approval of the run',
+    );
+    const evil = { origin: 'http://evil.example' };
+    const crossSite = { 'sec-fetch-site': 'cross-site' };
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const body = JSON.stringify(githubPushPayload({ repo, after: validCommit, ref: 'refs/heads/forged' }));
+    const runsBefore = runCount();
+    const journalBefore = (await journalLines()).length;
+    const attempts: [string, RequestInit][] = [
+      [`${local.url}/api/runs/${name}/restart`, { method: 'POST', headers: evil }],
+      [`${local.url}/api/runs/${name}/restart`, { method: 'POST', headers: crossSite }],
+      [`${local.url}/api/runs/${name}/restart`, { method: 'POST', headers: { origin: 'null' } }],
+      [`${local.url}/api/teardown/dev`, { method: 'POST', headers: evil }],
+      [approval.approve, { method: 'POST', headers: { ...form, ...evil }, body: 'name=mallory' }],
+      [approval.reject, { method: 'POST', headers: { ...form, ...crossSite }, body: 'comment=no' }],
+      [
+        `${local.url}/webhooks/github`,
+        { method: 'POST', headers: { ...githubHeaders(body, secret), ...evil }, body },
+      ],
+    ];
+    const statuses: number[] = [];
+    for (const [url, init] of attempts) statuses.push((await send(url, init)).status);
+    const stillWaiting = local.runtime
+      .pendingApprovals()
+      .some((a) => a.executionArn === approval.executionArn);
+    const effects =
+      runCount() - runsBefore + ((await journalLines()).length - journalBefore) + (stillWaiting ? 0 : 1);
+
+    // The console's own page decides: Origin null (its no-referrer policy) with Sec-Fetch-Site same-origin.
+    const decided = await send(approval.reject, {
+      method: 'POST',
+      headers: { ...form, origin: 'null', 'sec-fetch-site': 'same-origin' },
+      body: 'comment=decided from the console',
+    });
+    record(task, {
+      cases: { 'http: Origin': attempts.length + 1 },
+      serverErrors: [...statuses, decided.status].filter((s) => s >= 500).length,
+      invalidEffects: effects,
+    });
+    expect(statuses).toEqual(attempts.map(() => 403));
+    expect(effects).toBe(0);
+    expect(decided.status).toBe(200);
+    expect(await local.runtime.engine.wait(approval.executionArn)).toMatchObject({ status: 'FAILED' });
+    expect(
+      await rawRequest({ method: 'GET', target: '/', host: ownHost(), headers: { origin: ownOrigin() } }),
+    ).toBe(200);
+  });
+
+  it('refuses malformed percent-encodings in paths with 400', async ({ task }) => {
+    const targets = ['/approvals/%E0%A4%A', '/webhooks/%E0%A4%A', '/api/runs/%E0%A4%A', '/api/builds/%/log'];
+    const statuses: number[] = [];
+    for (const target of targets) {
+      for (const method of ['GET', 'POST'])
+        statuses.push(await rawRequest({ method, target, host: ownHost() }));
+    }
+    record(task, {
+      cases: { 'http: path': statuses.length },
+      serverErrors: statuses.filter((s) => s >= 500).length,
+    });
+    expect(statuses).toEqual(statuses.map(() => 400));
+  });
+
+  it('answers generated paths, Host headers and origins with their 4xx or an answer, never 5xx', async ({
+    task,
+  }) => {
+    const { port } = new URL(local.url);
+    const loopback = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `LocalHost:${port}`];
+    const printable = fc.constantFrom(
+      ...Array.from({ length: 0x7e - 0x21 + 1 }, (_, i) => String.fromCharCode(0x21 + i)).filter(
+        (c) => c !== '?' && c !== '#',
+      ),
+    );
+    const segment = fc.oneof(
+      fc.constantFrom('api', 'runs', 'builds', 'log', 'approvals', 'webhooks', 'github', 'gitlab', 'restart'),
+      fc.constantFrom('statemachines', 'pipeline', 'outbox', 'console', 'app.js', '', '..', '.'),
+      fc.string({ unit: 'binary', maxLength: 12 }).map(encodeURIComponent),
+      fc.stringMatching(/^(%[0-9A-Fa-f]{0,2}|[a-z0-9])*$/, { size: 'small' }),
+      fc.string({ unit: printable, maxLength: 12 }),
+    );
+    const target = fc
+      .tuple(fc.array(segment, { maxLength: 5 }), fc.option(fc.string({ unit: printable, maxLength: 12 })))
+      .map(([parts, query]) => `/${parts.join('/')}${query === null ? '' : `?${query}`}`);
+    const host = fc.oneof(
+      { arbitrary: fc.constantFrom(...loopback), weight: 3 },
+      { arbitrary: fc.domain(), weight: 1 },
+      { arbitrary: fc.tuple(fc.domain(), fc.nat(65_535)).map(([d, p]) => `${d}:${p}`), weight: 1 },
+      { arbitrary: fc.ipV4().map((ip) => `${ip}:${port}`), weight: 1 },
+      { arbitrary: fc.string({ unit: printable, maxLength: 30 }), weight: 1 },
+    );
+    const origin = fc.option(
+      fc.oneof(
+        fc.constant(ownOrigin()),
+        fc.constant('null'),
+        fc.webUrl().map((u) => new URL(u).origin),
+      ),
+    );
+    // State changes always come from a foreign origin here, so that a generated path starts nothing.
+    const request = fc.oneof(
+      fc.record({ method: fc.constantFrom('GET', 'HEAD'), target, host, origin }),
+      fc.record({
+        method: fc.constantFrom('POST', 'PUT', 'DELETE'),
+        target,
+        host,
+        origin: fc.constant('http://evil.example'),
+      }),
+    );
+    let cases = 0;
+    let serverErrors = 0;
+    const runsBefore = runCount();
+    const journalBefore = (await journalLines()).length;
+    await fc.assert(
+      fc.asyncProperty(request, async ({ method, target, host, origin }) => {
+        const status = await rawRequest({
+          method,
+          target,
+          host,
+          headers: origin === null ? {} : { origin },
+        });
+        cases += 1;
+        if (status >= 500) serverErrors += 1;
+        const ours = loopback.some((name) => name.toLowerCase() === host.toLowerCase());
+        if (status >= 500) return false;
+        if (!ours) return status === 421 || status === 400;
+        if (method !== 'GET' && method !== 'HEAD') return status === 403 || status === 400;
+        return true;
+      }),
+      { seed: SEED, numRuns: 400 },
+    );
+    const effects = runCount() - runsBefore + ((await journalLines()).length - journalBefore);
+    record(task, {
+      cases: { 'http: path and Host': cases },
+      serverErrors,
+      invalidEffects: effects,
+    });
+    expect(serverErrors).toBe(0);
+    expect(effects).toBe(0);
   });
 });

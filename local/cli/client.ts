@@ -1,0 +1,139 @@
+import type { RunDetail, RunSummary } from '#local/runs/read-model.ts';
+import { SteplineError } from '#shared/errors.ts';
+
+/**
+ * The commands that talk to a running stepline (`npm start`) over its JSON API: runs, show, logs,
+ * approve, reject, restart, teardown. They send no Origin header, so the server's cross-origin guard lets
+ * them through (see local/http/guards.ts).
+ */
+
+/** How the client commands print and which stepline they talk to. */
+export interface Client {
+  /** The running stepline, e.g. `http://127.0.0.1:4700`. */
+  apiUrl: string;
+  print(line: string): void;
+}
+
+/** A running stepline answered with an error, or is not running. */
+export class ApiError extends SteplineError {}
+
+async function api<T>(client: Client, path: string, init?: RequestInit): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(`${client.apiUrl}${path}`, init);
+  } catch {
+    throw new ApiError(
+      `stepline is not running at ${client.apiUrl}: start it with npm start (or pass --port)`,
+    );
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError((body as { message?: string }).message ?? `HTTP ${response.status}`);
+  return body as T;
+}
+
+function plainText(html: string): string {
+  return html
+    .replace(/<style[\s\S]*?<\/style>/g, '')
+    .replace(/<[^>]+>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+/** Decides an approval the way a person does: open the link (GET), then confirm (POST). */
+export async function decide(
+  client: Pick<Client, 'print'>,
+  link: string,
+  decision: { name?: string | undefined; comment?: string | undefined },
+): Promise<void> {
+  const page = await fetch(link);
+  if (!page.ok)
+    throw new ApiError(
+      `the approval link answered ${page.status}: ${plainText(await page.text()).slice(0, 300)}`,
+    );
+  const form = new URLSearchParams();
+  if (decision.name) form.set('name', decision.name);
+  if (decision.comment) form.set('comment', decision.comment);
+  const answer = await fetch(link, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: form.toString(),
+  });
+  const text = plainText(await answer.text());
+  if (!answer.ok) throw new ApiError(`the decision was refused (${answer.status}): ${text.slice(0, 300)}`);
+  client.print(`  decided: ${text.slice(0, 160)}`);
+}
+
+const runPath = (run: string) => `/api/runs/${encodeURIComponent(run)}`;
+
+/** `stepline runs`: one line per run, newest first. */
+export async function listRuns(client: Client): Promise<void> {
+  const runs = await api<RunSummary[]>(client, '/api/runs');
+  if (runs.length === 0) client.print('No runs yet.');
+  for (const r of runs) {
+    client.print(
+      `${r.status.padEnd(11)} ${r.name}  ${r.repository ?? ''} ${r.ref ?? ''} ${r.commit?.slice(0, 7) ?? ''}  ${r.startDate}`,
+    );
+  }
+}
+
+/** `stepline show <run>`: status, error, pending approval, deployments and builds. */
+export async function showRun(client: Client, run: string): Promise<void> {
+  const r = await api<RunDetail>(client, runPath(run));
+  client.print(
+    `${r.name}: ${r.status}  ${r.repository ?? ''} ${r.ref ?? ''} @ ${r.commit?.slice(0, 7) ?? ''}`,
+  );
+  client.print(`  started ${r.startDate}${r.stopDate ? `, ended ${r.stopDate}` : ''}`);
+  if (r.error) client.print(`  ${r.error}: ${r.cause ?? ''}`);
+  if (r.approval) client.print(`  waiting for approval of ${r.approval.environment}: ${r.approval.approve}`);
+  for (const [environment, url] of Object.entries(r.deployments)) client.print(`  ${environment}: ${url}`);
+  for (const build of r.builds ?? [])
+    client.print(`  ${build.status.padEnd(11)} ${build.stage}  log: ${build.logPath}`);
+}
+
+/** `stepline approve|reject <run>`: decides the approval the run waits for. */
+export async function decideRun(
+  client: Client,
+  run: string,
+  decision: { approve: boolean; name?: string | undefined; comment?: string | undefined },
+): Promise<void> {
+  const r = await api<RunDetail>(client, runPath(run));
+  if (!r.approval) throw new ApiError(`${r.name} is not waiting for an approval (status ${r.status})`);
+  await decide(client, decision.approve ? r.approval.approve : r.approval.reject, decision);
+}
+
+/** `stepline restart <run>`: starts an interrupted or finished run again under a new name. */
+export async function restartRun(client: Client, run: string): Promise<void> {
+  const restarted = await api<RunSummary>(client, `${runPath(run)}/restart`, { method: 'POST' });
+  client.print(`started ${restarted.name}`);
+}
+
+/** `stepline teardown <env>`: starts the teardown state machine for one environment. */
+export async function teardown(client: Client, environment: string): Promise<void> {
+  const started = await api<{ name: string }>(client, `/api/teardown/${encodeURIComponent(environment)}`, {
+    method: 'POST',
+  });
+  client.print(`started ${started.name}`);
+}
+
+/** `stepline logs <run> [--follow]`: each build's log, and with `follow` what they add until the run ends. */
+export async function showLogs(client: Client, run: string, options: { follow: boolean }): Promise<void> {
+  const offsets = new Map<string, number>();
+  let current = await api<RunDetail>(client, runPath(run));
+  for (;;) {
+    for (const build of current.builds ?? []) {
+      const offset = offsets.get(build.id) ?? 0;
+      const response = await fetch(
+        `${client.apiUrl}/api/builds/${encodeURIComponent(build.id)}/log?offset=${offset}`,
+      );
+      if (!response.ok) continue;
+      const text = await response.text();
+      if (offset === 0) client.print(`── ${build.stage} (${build.id})`);
+      if (text) process.stdout.write(text);
+      offsets.set(build.id, offset + Buffer.byteLength(text));
+    }
+    if (!options.follow || current.status !== 'RUNNING') return;
+    // The API offers no log stream to wait on; poll it, as `tail -f` does a file.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    current = await api<RunDetail>(client, runPath(run));
+  }
+}

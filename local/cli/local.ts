@@ -1,0 +1,196 @@
+import { access, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
+import { startServer } from '#local/http/server.ts';
+import { runOrigin } from '#local/runs/read-model.ts';
+import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
+import { LocalRuntime } from '#local/runtime.ts';
+import { SteplineError } from '#shared/errors.ts';
+import { checkGit, checkParams, explainListenError } from './checks.ts';
+import { decide } from './client.ts';
+import { terminalLine } from './terminal.ts';
+
+/**
+ * The commands that run stepline itself on this machine: `start` (the server, the pipeline and the
+ * console, until Ctrl-C) and `run` (one push of the sample app, run to its end).
+ */
+
+/** What `start` and `run` are given: where the project is, the port, the state folder, the parameters. */
+export interface LocalOptions {
+  projectDir: string;
+  sampleApp: string;
+  port: number;
+  stateDir: string;
+  params: string[];
+}
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/**
+ * Checks what can be checked before anything starts (the parameters' form, git), then starts the server
+ * (which fails at once on a port in use) and the runtime (which checks the parameters' values and locks
+ * the state folder), and returns them with a function that stops everything. Nothing has said "running"
+ * yet: a failure here is the command's failure, printed as one line.
+ */
+async function boot(options: LocalOptions, report: (event: RuntimeEvent) => void) {
+  const params = checkParams(options.params);
+  await checkGit();
+  const server = await startServer({ port: options.port }).catch((error: NodeJS.ErrnoException) => {
+    throw explainListenError(error, options.port);
+  });
+  let runtime: LocalRuntime;
+  try {
+    await mkdir(options.stateDir, { recursive: true });
+    runtime = await LocalRuntime.start({
+      projectDir: options.projectDir,
+      stateDir: options.stateDir,
+      baseUrl: server.url,
+      report,
+      params,
+    });
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
+  server.attach(runtime);
+  for (const note of runtime.store.recoveryReport.notes) print(`stepline: ${note}`);
+  let stopping: Promise<void> | undefined;
+  const stop = (reason?: string) => {
+    stopping ??= (async () => {
+      await runtime.stop(reason);
+      await server.close();
+    })();
+    return stopping;
+  };
+  return { server, runtime, stop };
+}
+
+async function remoteFor(options: LocalOptions, serverUrl: string) {
+  const remote = await createLocalRemote({
+    stateDir: options.stateDir,
+    name: 'hello-service',
+    webhookUrl: `${serverUrl}/webhooks/github`,
+  });
+  const fresh = await access(join(remote.remotePath, 'refs', 'heads', 'main')).then(
+    () => false,
+    () => true,
+  );
+  return { ...remote, fresh };
+}
+
+/** `stepline start`: runs until SIGINT or SIGTERM, which stop the runs in flight and what they deployed. */
+export async function start(options: LocalOptions): Promise<void> {
+  const { server, runtime, stop } = await boot(options, (event) => {
+    const line = terminalLine(event, process.cwd());
+    if (line) print(line);
+    if (event.kind === 'execution' && event.record.status === 'SUCCEEDED') {
+      const answers = Object.entries(runtime.deployments(event.record.executionArn));
+      if (answers.length > 0)
+        print(`  now answering: ${answers.map(([env, url]) => `${env} ${url}`).join(' · ')}`);
+    }
+  });
+  const onSignal = () => {
+    print('\nstepline: stopping runs and the services they started…');
+    void stop('stepline was stopped (Ctrl-C) while this run was in flight').then(() => process.exit(0));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    print(`stepline is running at ${server.url} (state in ${options.stateDir})`);
+    const remote = await remoteFor(options, server.url);
+    print(`git remote of the sample app: ${remote.remotePath}`);
+    print(
+      `  git clone ${remote.remotePath} hello-service && cd hello-service && … && git push   # starts a run`,
+    );
+    if (remote.fresh) {
+      print('Pushing the sample application (examples/hello-service)…');
+      await pushSampleApp({
+        remotePath: remote.remotePath,
+        workDir: join(options.stateDir, 'checkout'),
+        sourceDir: options.sampleApp,
+      });
+    }
+    print(
+      `${runtime.store.executions().length} run(s) so far; Ctrl-C stops stepline and everything it started.`,
+    );
+  } catch (error) {
+    // Nothing is left running behind a failed start.
+    await stop('stepline failed to start');
+    throw error;
+  }
+}
+
+/**
+ * `stepline run [--approve]`: pushes the sample app, follows the run it starts to its end, stops; the exit
+ * code is 0 when the run succeeded, 1 otherwise.
+ */
+export async function runOnce(options: LocalOptions & { approve: boolean }): Promise<void> {
+  let commit: string | undefined;
+  let target: string | undefined;
+  const failedStages = new Map<string, string>();
+  const { promise: finished, resolve } = Promise.withResolvers<{ status: string; executionArn: string }>();
+  const { server, runtime, stop } = await boot(options, (event) => {
+    const line = terminalLine(event, process.cwd());
+    if (line) print(line);
+    if (event.kind === 'execution') {
+      const origin = runOrigin(event.record.input);
+      if (event.record.status === 'RUNNING' && origin.commit === commit) target = event.record.executionArn;
+      if (event.record.executionArn === target && event.record.status !== 'RUNNING') resolve(event.record);
+    }
+    if (
+      event.kind === 'build' &&
+      event.event.kind === 'state' &&
+      !['IN_PROGRESS', 'SUCCEEDED'].includes(event.event.status)
+    ) {
+      if (event.executionArn) failedStages.set(event.executionArn, terminalLine(event, process.cwd()) ?? '');
+    }
+    if (event.kind === 'approval' && event.approval.executionArn === target) {
+      if (options.approve)
+        void decide({ print }, event.approval.approve, {
+          name: 'stepline run --approve',
+          comment: 'Approved by stepline run --approve',
+        }).catch((error: Error) => {
+          // The run cannot end without its approval: stop it and what it deployed, and say why.
+          process.stderr.write(`stepline: ${error.message}\n`);
+          void stop('stepline run --approve could not approve this run').then(() => process.exit(1));
+        });
+      else
+        print('  (waiting: approve with `npx stepline approve <run>` in another terminal, or use --approve)');
+    }
+  });
+  // As `start` does: Ctrl-C stops the run and the services it deployed, rather than leaving them running.
+  const onSignal = (signal: NodeJS.Signals) => {
+    print(`\nstepline: ${signal}: stopping the run and the services it started…`);
+    void stop('stepline run was stopped (Ctrl-C) while this run was in flight').then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const remote = await remoteFor(options, server.url);
+    const pushed = await pushSampleApp({
+      remotePath: remote.remotePath,
+      workDir: join(options.stateDir, 'checkout'),
+      sourceDir: process.env.STEPLINE_SAMPLE_APP ?? options.sampleApp,
+      message: `stepline run at ${new Date().toISOString()}`,
+    });
+    commit = pushed.commit;
+    // The hook may have started the run before `commit` was known here.
+    target ??= runtime.store.executions().find((r) => runOrigin(r.input).commit === commit)?.executionArn;
+    if (!target) throw new SteplineError(`the push of ${commit} started no run: ${pushed.output}`);
+    const done = runtime.store.execution(target);
+    const result = done && done.status !== 'RUNNING' ? done : await finished;
+    const deployments = runtime.deployments(result.executionArn);
+    for (const [environment, url] of Object.entries(deployments))
+      print(`  ${environment} answered at ${url}`);
+    if (result.status !== 'SUCCEEDED') {
+      print(
+        `✖ run failed${failedStages.get(result.executionArn) ? `:\n${failedStages.get(result.executionArn)}` : ''}`,
+      );
+      process.exitCode = 1;
+    }
+  } finally {
+    await stop();
+  }
+}
