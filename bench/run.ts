@@ -1,5 +1,6 @@
 import { bundles } from './bundles.ts';
 import { localConcurrentPushes, localFirstCommand, localOverhead } from './local.ts';
+import { startup } from './startup.ts';
 import { type Bench, formatSection } from './table.ts';
 import { transitionsAndCost } from './transitions.ts';
 import { webhookThroughput } from './webhook.ts';
@@ -15,6 +16,7 @@ const BENCHES: Bench[] = [
   localFirstCommand,
   localOverhead,
   localConcurrentPushes,
+  startup,
 ];
 
 for (const bench of BENCHES) {
