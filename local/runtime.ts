@@ -497,7 +497,7 @@ export class LocalRuntime {
     };
     builds.set(b.Id, build);
     // Kept in the run's history too, so its builds and logs are still shown after a restart.
-    const record = { type: BUILD_HISTORY_EVENT, timestamp: new Date().toISOString(), build };
+    const record = { type: BUILD_HISTORY_EVENT, timestamp: new Date().toISOString(), build } as const;
     this.store.appendHistory(executionArn, [record]).catch((error: Error) => {
       process.stderr.write(`stepline: could not record build ${b.Id}: ${error.message}\n`);
     });
