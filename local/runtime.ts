@@ -119,7 +119,9 @@ export class LocalRuntime {
 
   static async start(options: RuntimeOptions): Promise<LocalRuntime> {
     const stateDir = resolve(options.stateDir);
-    const wiring = options.wiring ?? (await readWiring(options.projectDir, { params: options.params ?? [] }));
+    const wiring =
+      options.wiring ??
+      (await readWiring(options.projectDir, { params: options.params ?? [], cacheDir: stateDir }));
     const store = await LocalStore.open(stateDir);
     const runtime: { current?: LocalRuntime } = {};
     const self = () => {
