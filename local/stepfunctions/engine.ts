@@ -313,7 +313,10 @@ export class LocalStepFunctions {
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
-      await logging.catch(() => undefined);
+      // A history that could not be written (disk full, an event the schema refuses) is said, not lost silently.
+      await logging.catch((error: Error) => {
+        process.stderr.write(`stepline: the history of ${record.name} is incomplete: ${error.message}\n`);
+      });
       this.tokens.endExecution(record.executionArn);
       this.#running.delete(record.executionArn);
     }

@@ -336,6 +336,41 @@ describe('LocalStore torn writes', () => {
     expect((await readFile(`${recordPath}.corrupt`, 'utf8')).length).toBe(40);
   });
 
+  it('reads a history holding an event type it does not know, and appends after it', async () => {
+    const store = await openStore();
+    const record = execution('newer-history');
+    await store.createExecution(record);
+    await store.appendHistory(record.name, [started(record)]);
+    await store.finishExecution(record.name, { status: 'SUCCEEDED' });
+    await store.close();
+    const historyPath = join(dir, 'executions', 'newer-history', 'history.jsonl');
+    await appendFile(
+      historyPath,
+      `${JSON.stringify({ id: 2, type: 'FromANewerVersion', timestamp: 't', x: 1 })}\n`,
+    );
+
+    const reopened = await openStore();
+    await reopened.appendHistory(record.name, [entered('Late')]);
+
+    expect(reopened.history(record.name).map((event) => [event.id, event.type])).toEqual([
+      [1, 'ExecutionStarted'],
+      [2, 'Unrecognized'],
+      [3, 'StateEntered'],
+    ]);
+    expect(reopened.history(record.name)[1]).toMatchObject({ recordedType: 'FromANewerVersion', x: 1 });
+    expect(reopened.recoveryReport.skippedLines).toBe(0);
+  });
+
+  it('refuses to append an event the history schema does not know', async () => {
+    const store = await openStore();
+    await store.createExecution(execution('strict'));
+
+    const appended = store.appendHistory('strict', [{ type: 'Made-up', timestamp: 't' } as never]);
+
+    await expect(appended).rejects.toThrow(/Not a history event/);
+    expect(store.history('strict')).toEqual([]);
+  });
+
   it('removes an execution folder whose creation never completed', async () => {
     const folder = join(dir, 'executions', 'half-created');
     await mkdir(folder, { recursive: true });
