@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod';
 import {
@@ -28,9 +29,6 @@ import {
   parseHistoryEvent,
 } from '#local/stepfunctions/history.ts';
 import { ConflictError, InvalidInputError, NotFoundError } from '#shared/errors.ts';
-
-/** Runs' records read at once when the store opens (a folder with thousands of runs opens in batches). */
-const OPEN_BATCH = 64;
 
 interface ExecutionState {
   record: ExecutionRecord;
@@ -229,25 +227,23 @@ export class Executions {
       .filter((entry) => entry.isDirectory())
       .map((entry) => entry.name);
     const unsettled: ExecutionState[] = [];
-    for (let start = 0; start < names.length; start += OPEN_BATCH) {
-      const batch = names.slice(start, start + OPEN_BATCH);
-      const texts = await Promise.all(batch.map((name) => this.#readRecordText(name)));
-      for (const [index, name] of batch.entries()) {
-        const text = texts[index];
-        const record = text === undefined ? undefined : parseRecord(text, name);
-        if (record && record.status !== 'RUNNING') this.#register(name, record);
-        else {
-          const state = await this.#recover(name, text, record);
-          if (state) unsettled.push(state);
-        }
+    for (const name of names) {
+      // Read one after another, synchronously: for thousands of small files this is several times faster
+      // than as many concurrent reads through the thread pool, and nothing else runs while the store opens.
+      const text = this.#readRecordText(name);
+      const record = text === undefined ? undefined : parseRecord(text, name);
+      if (record && record.status !== 'RUNNING') this.#register(name, record);
+      else {
+        const state = await this.#recover(name, text, record);
+        if (state) unsettled.push(state);
       }
     }
     for (const state of unsettled) await this.#settleRunning(state);
   }
 
-  async #readRecordText(name: string): Promise<string | undefined> {
+  #readRecordText(name: string): string | undefined {
     try {
-      return await readFile(join(this.#root, name, 'execution.json'), 'utf8');
+      return readFileSync(join(this.#root, name, 'execution.json'), 'utf8');
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;

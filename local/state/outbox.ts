@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod';
-import { removeTemporaryFiles, TEMPORARY_SUFFIX, writeFileAtomic } from '#local/state/atomic-file.ts';
+import { TEMPORARY_SUFFIX, writeFileAtomic } from '#local/state/atomic-file.ts';
 import type { StoreContext } from '#local/state/context.ts';
 import { renderEmail } from '#local/state/email.ts';
 import { parseJson } from '#local/state/records.ts';
@@ -29,16 +28,16 @@ const OutboxMessageSchema = z.object({
 });
 
 /**
- * `outbox/<createdAt>-<id>.json` (+ `.eml` for email topics): each published message. Opening lists the
- * folder and reads only its latest message (for the clock); the messages stored before are read when
- * first asked for, so opening does not grow with the messages kept.
+ * `outbox/<createdAt>-<id>.json` (+ `.eml` for email topics): each published message. Nothing is read at
+ * open: the folder is listed when a message is first published or asked for, so opening does not grow
+ * with the messages kept.
  */
 export class Outbox {
   readonly #context: StoreContext;
   readonly #folder: string;
   #lastTime = 0;
-  /** The files stored before this open, in name (= time) order. */
-  #storedFiles: string[] = [];
+  /** The files stored before this open, in name (= time) order, once listed. */
+  #storedFiles: string[] | undefined;
   /** Every message, once the stored ones were read. */
   #all: OutboxMessage[] | undefined;
   /** The messages published since this open, in order. */
@@ -49,15 +48,21 @@ export class Outbox {
     this.#folder = join(context.dir, 'outbox');
   }
 
-  async load(): Promise<void> {
-    const entries = await readdir(this.#folder);
-    await removeTemporaryFiles(this.#folder, entries);
-    this.#storedFiles = entries
-      .filter((entry) => entry.endsWith('.json') && !entry.endsWith(TEMPORARY_SUFFIX))
-      .sort();
+  /**
+   * The messages stored before this open, listed once (leftover temporary files removed); the latest is
+   * read so that a new message is never dated before it.
+   */
+  #listStored(): string[] {
+    if (this.#storedFiles) return this.#storedFiles;
+    const entries = readdirSync(this.#folder);
+    for (const entry of entries) {
+      if (entry.endsWith(TEMPORARY_SUFFIX)) rmSync(join(this.#folder, entry), { force: true });
+    }
+    this.#storedFiles = entries.filter((entry) => entry.endsWith('.json')).sort();
     const latest = this.#storedFiles.at(-1);
     const message = latest === undefined ? undefined : this.#read(latest);
-    if (message) this.#lastTime = Date.parse(message.createdAt) || 0;
+    if (message) this.#lastTime = Math.max(this.#lastTime, Date.parse(message.createdAt) || 0);
+    return this.#storedFiles;
   }
 
   /**
@@ -68,6 +73,7 @@ export class Outbox {
     message: Omit<OutboxMessage, 'id' | 'createdAt'>,
     options: { email?: boolean } = {},
   ): Promise<OutboxMessage> {
+    this.#listStored();
     const time = Math.max(this.#context.clock().getTime(), this.#lastTime + 1);
     this.#lastTime = time;
     const parsed = OutboxMessageSchema.safeParse({
@@ -89,7 +95,7 @@ export class Outbox {
   /** The published messages, newest first. */
   list(): OutboxMessage[] {
     if (!this.#all) {
-      const stored = this.#storedFiles.flatMap((file) => {
+      const stored = this.#listStored().flatMap((file) => {
         const message = this.#read(file);
         return message ? [message] : [];
       });

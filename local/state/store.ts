@@ -118,7 +118,6 @@ export class LocalStore {
     try {
       await store.#deliveries.load();
       await store.#executions.load();
-      await store.#outbox.load();
     } catch (error) {
       await releaseLock(absolute);
       throw error;
