@@ -1,6 +1,7 @@
 import { bundles } from './bundles.ts';
 import { localFirstCommand, localFloors, localOverhead } from './local.ts';
 import { localConcurrentPushes } from './local-concurrent.ts';
+import { startup } from './startup.ts';
 import { type Bench, formatSection } from './table.ts';
 import { transitionsAndCost } from './transitions.ts';
 import { webhookThroughput } from './webhook.ts';
@@ -17,6 +18,7 @@ const BENCHES: Bench[] = [
   localFirstCommand,
   localOverhead,
   localConcurrentPushes,
+  startup,
 ];
 
 const words = process.argv.slice(2).map((word) => word.toLowerCase());

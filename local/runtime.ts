@@ -76,7 +76,9 @@ export class LocalRuntime {
 
   static async start(options: RuntimeOptions): Promise<LocalRuntime> {
     const stateDir = resolve(options.stateDir);
-    const wiring = options.wiring ?? (await readWiring(options.projectDir, { params: options.params ?? [] }));
+    const wiring =
+      options.wiring ??
+      (await readWiring(options.projectDir, { params: options.params ?? [], cacheDir: stateDir }));
     // Checked before anything starts, so a bad --param or an unknown function stops start-up in one line.
     const configuration = functionConfiguration(wiring.functions);
     registeredFunctions(wiring.functions);

@@ -43,9 +43,8 @@ export function readRunDetail(sources: RunSources, record: ExecutionRecord): Run
 }
 
 function readHistory(sources: RunSources, record: ExecutionRecord): RunHistoryEvent[] {
-  // Stored events are loosely typed until the store reads them with one history schema; the fields the
-  // read model uses (type, state, timestamp, error, cause, index, attempt) are written by the engine as such.
-  return sources.store.history(record.executionArn) as RunHistoryEvent[];
+  // The store reads every event through the one history schema (local/stepfunctions/history.ts).
+  return sources.store.history(record.executionArn);
 }
 
 function runFacts(sources: RunSources, record: ExecutionRecord, history: RunHistoryEvent[]): RunFacts {

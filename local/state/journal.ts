@@ -1,13 +1,10 @@
-import { appendFile, open, readFile, rename, truncate, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { appendFile, open, readFile, truncate } from 'node:fs/promises';
+import { isNotFound } from '#local/state/atomic-file.ts';
 
 /**
- * The durable file primitives of the local mode's state: append-only JSON Lines journals with group
- * commit, torn-tail repair when a journal is read back, and atomic whole-file replacement.
- *
- * Why by hand rather than write-file-atomic (already installed, ISC, small): it fsyncs the temporary file
- * but not the directory after the rename, so a power loss can forget the rename itself; the directory
- * fsync is the one step the local state needs from it, and the rest is a dozen lines of node:fs/promises.
+ * The append-only files of the local mode's state: JSON Lines journals with group commit, and torn-tail
+ * repair when a journal is read back. Whole files are replaced with `atomic-file.ts`.
  */
 
 /** One entry waiting for its journal's next flush. */
@@ -151,6 +148,39 @@ export async function readJournal(path: string): Promise<JournalContents> {
   return contents;
 }
 
+/**
+ * Reads a journal without changing it, for a look at a run that may not be written again (a finished
+ * run's history, read on demand). A last line without its newline is kept when it parses and counted as
+ * skipped otherwise; {@link readJournal} is the reader that repairs, before a journal is appended to.
+ * `length`: read only the first bytes.
+ */
+export function readJournalSync(path: string, length?: number): Omit<JournalContents, 'repaired'> {
+  let content: Buffer;
+  try {
+    content = readFileSync(path);
+    // A prefix known to be whole (the size at open): what was appended since is held in memory.
+    if (length !== undefined) content = content.subarray(0, length);
+  } catch (error) {
+    if (isNotFound(error)) return { records: [], skipped: [] };
+    throw error;
+  }
+  const contents: Omit<JournalContents, 'repaired'> = { records: [], skipped: [] };
+  let start = 0;
+  let line = 0;
+  while (start < content.length) {
+    const end = content.indexOf(0x0a, start);
+    line += 1;
+    const text = content.toString('utf8', start, end === -1 ? content.length : end);
+    const record = parseObject(text);
+    if (record !== undefined) contents.records.push(record);
+    else if (end === -1) contents.torn = text;
+    else if (text.trim() !== '') contents.skipped.push({ line, text });
+    if (end === -1) break;
+    start = end + 1;
+  }
+  return contents;
+}
+
 function parseObject(text: string): object | undefined {
   try {
     const value: unknown = JSON.parse(text);
@@ -165,46 +195,6 @@ async function cutDurably(path: string, length: number): Promise<void> {
   const handle = await open(path, 'r+');
   try {
     await handle.datasync();
-  } finally {
-    await handle.close();
-  }
-}
-
-let temporaryCounter = 0;
-
-/** The suffix of the temporary files {@link writeFileAtomic} writes; leftovers from a crash match it. */
-export const TEMPORARY_SUFFIX = '.tmp';
-
-/**
- * Replaces a file's content atomically and durably: a reader (or a crash) sees the old content or the new,
- * never a mix. Writes a temporary file beside it, fsyncs it, renames it over the file, fsyncs the folder.
- */
-export async function writeFileAtomic(path: string, data: string): Promise<void> {
-  temporaryCounter += 1;
-  const temporary = `${path}.${process.pid}-${temporaryCounter}${TEMPORARY_SUFFIX}`;
-  try {
-    const handle = await open(temporary, 'w');
-    try {
-      await handle.writeFile(data, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw error;
-  }
-  await syncDirectory(dirname(path));
-}
-
-/** Makes a folder's entries (files created, renamed or removed in it) durable. */
-export async function syncDirectory(path: string): Promise<void> {
-  // Windows cannot open a folder for fsync; its file system journals metadata itself.
-  if (process.platform === 'win32') return;
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
   } finally {
     await handle.close();
   }
@@ -227,8 +217,4 @@ export class KeyedSerializer {
     });
     return result;
   }
-}
-
-export function isNotFound(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }

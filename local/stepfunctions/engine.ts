@@ -4,13 +4,14 @@ import {
   ExecutionError,
   StateMachine,
 } from 'aws-local-stepfunctions';
-import type { ExecutionRecord, HistoryEvent, LocalStore } from '#local/state/store.ts';
+import type { ExecutionRecord, LocalStore } from '#local/state/store.ts';
 import {
   adaptToLocalEngine,
   listStates,
   localContextObject,
   type StateMachineDefinition,
 } from '#local/stepfunctions/definition.ts';
+import type { NewHistoryEvent } from '#local/stepfunctions/history.ts';
 import { TaskNoLongerWaitingError } from '#shared/errors.ts';
 import type { TaskDecider } from '#shared/ports.ts';
 
@@ -43,7 +44,7 @@ export interface LocalStepFunctionsOptions {
   /** Told when an execution starts and ends (the "Execution Status Change" events). */
   onStatusChange: (record: ExecutionRecord) => void;
   /** Told of every history event as it is written. */
-  onHistory?: (record: ExecutionRecord, event: Omit<HistoryEvent, 'id'>) => void;
+  onHistory?: (record: ExecutionRecord, event: NewHistoryEvent) => void;
 }
 
 type Waiter = {
@@ -199,8 +200,16 @@ export class LocalStepFunctions {
       ...(redriveOf ? { redriveOf } : {}),
     };
     await store.createExecution(record);
+    // Everything a lost execution.json is rebuilt with (local/state/recovery.ts).
     await this.#history(record, [
-      { type: 'ExecutionStarted', timestamp: record.startDate, input: redact(input) },
+      {
+        type: 'ExecutionStarted',
+        timestamp: record.startDate,
+        stateMachine: key,
+        executionArn: record.executionArn,
+        input: redact(input),
+        ...(redriveOf ? { redriveOf } : {}),
+      },
     ]);
     this.#options.onStatusChange(record);
     const abort = new AbortController();
@@ -271,7 +280,9 @@ export class LocalStepFunctions {
 
     const logging = (async () => {
       for await (const event of execution.eventLogs) {
-        if (event.type === 'ExecutionStarted') continue;
+        // The run's own start and end are written by start() and #finish(), which know what the engine's
+        // events do not: the state machine, the input, and that an abort is stepline stopping.
+        if (event.type.startsWith('Execution')) continue;
         if ('state' in event && event.type === 'StateEntered' && typeof event.index === 'number') {
           mapIndex.set(event.state.name, event.index);
         }
@@ -302,7 +313,10 @@ export class LocalStepFunctions {
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
-      await logging.catch(() => undefined);
+      // A history that could not be written (disk full, an event the schema refuses) is said, not lost silently.
+      await logging.catch((error: Error) => {
+        process.stderr.write(`stepline: the history of ${record.name} is incomplete: ${error.message}\n`);
+      });
       this.tokens.endExecution(record.executionArn);
       this.#running.delete(record.executionArn);
     }
@@ -314,27 +328,28 @@ export class LocalStepFunctions {
     patch: Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause'>,
   ): Promise<ExecutionRecord> {
     const stopDate = new Date().toISOString();
-    const type =
+    const failure = {
+      ...(patch.error === undefined ? {} : { error: patch.error }),
+      ...(patch.cause === undefined ? {} : { cause: patch.cause }),
+    };
+    const end: NewHistoryEvent =
       patch.status === 'SUCCEEDED'
-        ? 'ExecutionSucceeded'
+        ? {
+            type: 'ExecutionSucceeded',
+            timestamp: stopDate,
+            ...(patch.output === undefined ? {} : { output: redact(patch.output) }),
+          }
         : patch.status === 'FAILED'
-          ? 'ExecutionFailed'
-          : 'ExecutionInterrupted';
-    await this.#history(record, [
-      {
-        type,
-        timestamp: stopDate,
-        ...(patch.output === undefined ? {} : { output: redact(patch.output) }),
-        ...(patch.error ? { error: patch.error, cause: patch.cause } : {}),
-      },
-    ]);
+          ? { type: 'ExecutionFailed', timestamp: stopDate, ...failure }
+          : { type: 'ExecutionInterrupted', timestamp: stopDate, ...failure };
+    await this.#history(record, [end]);
     await this.#options.store.finishExecution(record.executionArn, { ...patch, stopDate });
     const finished = this.#options.store.execution(record.executionArn) ?? { ...record, ...patch, stopDate };
     this.#options.onStatusChange(finished);
     return finished;
   }
 
-  async #history(record: ExecutionRecord, events: Omit<HistoryEvent, 'id'>[]): Promise<void> {
+  async #history(record: ExecutionRecord, events: NewHistoryEvent[]): Promise<void> {
     await this.#options.store.appendHistory(record.executionArn, events);
     for (const event of events) this.#options.onHistory?.(record, event);
   }
@@ -346,8 +361,11 @@ export class LocalStepFunctions {
   }
 }
 
-/** One aws-local-stepfunctions log event as a stored history event, without task tokens. */
-function historyEvent(event: object): Omit<HistoryEvent, 'id'> {
+/**
+ * One aws-local-stepfunctions log event (a state's, a Map iteration's or a Parallel branch's) as a stored
+ * history event, without task tokens. Checked against the history schema when the store writes it.
+ */
+function historyEvent(event: object): NewHistoryEvent {
   const e = event as { type: string; timestamp: number } & Record<string, unknown>;
   const state = e.state as { name: string; type: string; input?: unknown; output?: unknown } | undefined;
   const parent = e.parentState as { name: string } | undefined;
@@ -362,5 +380,5 @@ function historyEvent(event: object): Omit<HistoryEvent, 'id'> {
       ? { error: e.Error, cause: typeof e.Cause === 'string' ? e.Cause : JSON.stringify(e.Cause) }
       : {}),
     ...(e.retry ? { attempt: (e.retry as { attempt: number }).attempt } : {}),
-  };
+  } as NewHistoryEvent;
 }

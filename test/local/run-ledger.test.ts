@@ -16,7 +16,7 @@ class MemoryHistory implements LedgerStore {
   }
   async appendHistory(executionArn: string, events: { type: string; timestamp: string }[]): Promise<void> {
     const list = this.events.get(executionArn) ?? [];
-    for (const event of events) list.push({ ...event, id: list.length + 1 });
+    for (const event of events) list.push({ ...event, id: list.length + 1 } as HistoryEvent);
     this.events.set(executionArn, list);
   }
   buildLogPath(buildId: string): string {

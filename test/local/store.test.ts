@@ -17,8 +17,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ExecutionAlreadyExistsError,
   type ExecutionRecord,
-  type HistoryEvent,
   LocalStore,
+  type NewHistoryEvent,
   type StoreChange,
   StoreInUseError,
 } from '#local/state/store.ts';
@@ -47,8 +47,6 @@ async function reopen(store: LocalStore): Promise<LocalStore> {
   return openStore();
 }
 
-const STATE_MACHINE_ARN = 'arn:aws:states:local:000000000000:stateMachine:pipeline';
-
 function execution(name: string, overrides: Partial<ExecutionRecord> = {}): ExecutionRecord {
   return {
     executionArn: `arn:aws:states:local:000000000000:execution:pipeline:${name}`,
@@ -67,21 +65,22 @@ function execution(name: string, overrides: Partial<ExecutionRecord> = {}): Exec
   };
 }
 
-function started(record: ExecutionRecord): Omit<HistoryEvent, 'id'> {
+function started(record: ExecutionRecord): NewHistoryEvent {
   return {
     type: 'ExecutionStarted',
     timestamp: record.startDate,
+    stateMachine: record.stateMachine,
+    executionArn: record.executionArn,
     input: record.input,
-    executionStartedEventDetails: { stateMachineArn: STATE_MACHINE_ARN },
   };
 }
 
-function entered(state: string, timestamp = '2026-05-01T10:00:01.000Z'): Omit<HistoryEvent, 'id'> {
-  return { type: 'StateEntered', timestamp, state: { name: state } };
+function entered(state: string, timestamp = '2026-05-01T10:00:01.000Z'): NewHistoryEvent {
+  return { type: 'StateEntered', timestamp, state, stateType: 'Task' };
 }
 
-function exited(state: string, timestamp = '2026-05-01T10:00:02.000Z'): Omit<HistoryEvent, 'id'> {
-  return { type: 'StateExited', timestamp, state: { name: state } };
+function exited(state: string, timestamp = '2026-05-01T10:00:02.000Z'): NewHistoryEvent {
+  return { type: 'StateExited', timestamp, state, stateType: 'Task' };
 }
 
 function delivery(id: string) {
@@ -241,7 +240,7 @@ describe('LocalStore torn writes', () => {
     await reopened.appendHistory(record.name, [entered('Deploy')]);
 
     expect(reopened.history(record.name).map((event) => event.id)).toEqual([1, 2, 3, 4]);
-    expect(reopened.history(record.name).at(-1)?.state).toEqual({ name: 'Deploy' });
+    expect(reopened.history(record.name).at(-1)?.state).toBe('Deploy');
     expect(reopened.recoveryReport.skippedLines).toBe(1);
     expect(reopened.recoveryReport.repaired).toContain('executions/torn-history/history.jsonl');
     const onDisk = lines(await readFile(historyPath, 'utf8')).map((line) => JSON.parse(line));
@@ -337,6 +336,41 @@ describe('LocalStore torn writes', () => {
     expect((await readFile(`${recordPath}.corrupt`, 'utf8')).length).toBe(40);
   });
 
+  it('reads a history holding an event type it does not know, and appends after it', async () => {
+    const store = await openStore();
+    const record = execution('newer-history');
+    await store.createExecution(record);
+    await store.appendHistory(record.name, [started(record)]);
+    await store.finishExecution(record.name, { status: 'SUCCEEDED' });
+    await store.close();
+    const historyPath = join(dir, 'executions', 'newer-history', 'history.jsonl');
+    await appendFile(
+      historyPath,
+      `${JSON.stringify({ id: 2, type: 'FromANewerVersion', timestamp: 't', x: 1 })}\n`,
+    );
+
+    const reopened = await openStore();
+    await reopened.appendHistory(record.name, [entered('Late')]);
+
+    expect(reopened.history(record.name).map((event) => [event.id, event.type])).toEqual([
+      [1, 'ExecutionStarted'],
+      [2, 'Unrecognized'],
+      [3, 'StateEntered'],
+    ]);
+    expect(reopened.history(record.name)[1]).toMatchObject({ recordedType: 'FromANewerVersion', x: 1 });
+    expect(reopened.recoveryReport.skippedLines).toBe(0);
+  });
+
+  it('refuses to append an event the history schema does not know', async () => {
+    const store = await openStore();
+    await store.createExecution(execution('strict'));
+
+    const appended = store.appendHistory('strict', [{ type: 'Made-up', timestamp: 't' } as never]);
+
+    await expect(appended).rejects.toThrow(/Not a history event/);
+    expect(store.history('strict')).toEqual([]);
+  });
+
   it('removes an execution folder whose creation never completed', async () => {
     const folder = join(dir, 'executions', 'half-created');
     await mkdir(folder, { recursive: true });
@@ -376,7 +410,8 @@ describe('LocalStore crash recovery', () => {
     expect(last).toMatchObject({
       id: 5,
       type: 'ExecutionInterrupted',
-      executionInterruptedEventDetails: { cause: 'stepline stopped while this run was in flight (at Image)' },
+      error: 'Stepline.Interrupted',
+      cause: 'stepline stopped while this run was in flight (at Image)',
     });
     expect(reopened.recoveryReport.interrupted).toEqual(['in-flight']);
   });
@@ -594,7 +629,13 @@ describe('LocalStore concurrency and files', () => {
       records.flatMap((record) =>
         Array.from({ length: 100 }, (_, n) =>
           store.appendHistory(record.executionArn, [
-            { type: 'TaskStateEntered', timestamp: new Date().toISOString(), n, payload: 'y'.repeat(n * 40) },
+            {
+              type: 'StateEntered',
+              timestamp: new Date().toISOString(),
+              state: `S${n}`,
+              stateType: 'Task',
+              payload: 'y'.repeat(n * 40),
+            } as NewHistoryEvent,
           ]),
         ),
       ),
@@ -603,7 +644,9 @@ describe('LocalStore concurrency and files', () => {
     const expectedIds = Array.from({ length: 100 }, (_, index) => index + 1);
     for (const record of records) {
       expect(store.history(record.name).map((event) => event.id)).toEqual(expectedIds);
-      expect(store.history(record.name).map((event) => (event.n as number) + 1)).toEqual(expectedIds);
+      expect(store.history(record.name).map((event) => Number(event.state?.slice(1)) + 1)).toEqual(
+        expectedIds,
+      );
       const fileLines = lines(await readFile(join(dir, 'executions', record.name, 'history.jsonl'), 'utf8'));
       expect(fileLines.map((line) => JSON.parse(line).id)).toEqual(expectedIds);
     }

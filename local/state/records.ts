@@ -1,0 +1,111 @@
+import * as z from 'zod';
+import { ConflictError, InvalidInputError } from '#shared/errors.ts';
+
+/**
+ * A run's record (`executions/<name>/execution.json`): its schema, its name rules and its file format.
+ * Pure (zod only), so any reader of the state can share it.
+ */
+
+export const EXECUTION_STATUSES = [
+  'RUNNING',
+  'SUCCEEDED',
+  'FAILED',
+  'TIMED_OUT',
+  'ABORTED',
+  'INTERRUPTED',
+] as const;
+
+export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
+
+export const ExecutionRecordSchema = z.looseObject({
+  executionArn: z.string().min(1),
+  name: z.string().min(1),
+  stateMachine: z.string(),
+  status: z.enum(EXECUTION_STATUSES),
+  input: z.unknown(),
+  output: z.unknown().optional(),
+  error: z.string().optional(),
+  cause: z.string().optional(),
+  startDate: z.string(),
+  stopDate: z.string().optional(),
+  redriveOf: z.string().optional(),
+});
+
+/** One pipeline run. */
+export interface ExecutionRecord {
+  executionArn: string;
+  name: string;
+  /** The state machine's key in serverless.yml, e.g. `pipeline`. */
+  stateMachine: string;
+  status: ExecutionStatus;
+  input: unknown;
+  output?: unknown;
+  error?: string;
+  cause?: string;
+  /** ISO 8601. */
+  startDate: string;
+  /** ISO 8601. */
+  stopDate?: string;
+  /** The interrupted execution (ARN or name) this one restarts. */
+  redriveOf?: string;
+}
+
+/** The `error` of a run that was in flight when stepline stopped. */
+export const INTERRUPTED_ERROR = 'Stepline.Interrupted';
+
+/** Step Functions' execution name limit, kept so that a local name is also a valid cloud name. */
+export const NAME_MAX_LENGTH = 80;
+
+/**
+ * A run with that name (or ARN) already exists. Its `name` is Step Functions' own `ExecutionAlreadyExists`,
+ * so the code that starts runs treats the local and the cloud refusal alike: "already started".
+ */
+export class ExecutionAlreadyExistsError extends ConflictError {
+  override readonly name = 'ExecutionAlreadyExists';
+  readonly executionName: string;
+
+  constructor(executionName: string) {
+    super(`An execution named ${executionName} already exists`);
+    this.executionName = executionName;
+  }
+}
+
+/** Throws {@link InvalidInputError} for a name that cannot be both a folder and a Step Functions name. */
+export function validateExecutionName(name: unknown): void {
+  const forbidden = /[\s<>{}[\]?*"#%\\^|~`$&,;:/]/u;
+  const valid =
+    typeof name === 'string' &&
+    name.length >= 1 &&
+    name.length <= NAME_MAX_LENGTH &&
+    name !== '.' &&
+    name !== '..' &&
+    !forbidden.test(name) &&
+    ![...name].some((character) => isControl(character.codePointAt(0) ?? 0));
+  if (!valid) {
+    throw new InvalidInputError(
+      `Execution name ${JSON.stringify(name)} is not valid: 1 to 80 characters, no whitespace, brackets, wildcards or any of " # % \\ ^ | ~ \` $ & , ; : /`,
+    );
+  }
+}
+
+function isControl(code: number): boolean {
+  return code <= 0x1f || (code >= 0x7f && code <= 0x9f);
+}
+
+export function formatRecord(record: ExecutionRecord): string {
+  return `${JSON.stringify(record, null, 2)}\n`;
+}
+
+/** An execution.json's record, or undefined when it does not parse or names another run. */
+export function parseRecord(text: string, name: string): ExecutionRecord | undefined {
+  const parsed = ExecutionRecordSchema.safeParse(parseJson(text));
+  return parsed.success && parsed.data.name === name ? (parsed.data as ExecutionRecord) : undefined;
+}
+
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
