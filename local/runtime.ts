@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context } from 'aws-lambda';
@@ -18,6 +18,7 @@ import type {
 import { TriggersSchema } from '#shared/triggers.ts';
 import { stageLabel } from './cli/terminal.ts';
 import type { ReportSummary } from './codebuild/build-runner.ts';
+import { stopDeployedServices } from './codebuild/deployed-services.ts';
 import {
   type BuildEvent,
   type CodeBuildBuild,
@@ -575,36 +576,6 @@ async function readParameters(stateDir: string): Promise<Record<string, string>>
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new Error(`.stepline/parameters.json is not valid JSON: ${(error as Error).message}`);
   }
-}
-
-/**
- * Services a local deploy starts record their pid in `$STEPLINE_STATE_DIR/environments/<env>/service.pid`;
- * stepline stops them when it stops, so nothing it started outlives it.
- */
-export async function stopDeployedServices(stateDir: string): Promise<number[]> {
-  const stopped: number[] = [];
-  let environments: string[] = [];
-  try {
-    environments = await readdir(join(stateDir, 'environments'));
-  } catch {
-    return stopped;
-  }
-  for (const environment of environments) {
-    const pidFile = join(stateDir, 'environments', environment, 'service.pid');
-    const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    for (const target of [-pid, pid]) {
-      try {
-        process.kill(target, 'SIGTERM');
-        stopped.push(pid);
-        break;
-      } catch {
-        // Not a group leader, or already gone.
-      }
-    }
-    await rm(pidFile, { force: true });
-  }
-  return stopped;
 }
 
 function eventEnvelope(
