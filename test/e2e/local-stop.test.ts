@@ -70,7 +70,9 @@ async function startWithDeploysInFlight(
       env: { STEPLINE_DEPLOY_PORT_BASE: String(base) },
     },
   );
-  const { match } = await stepline.waitForLine(/^git remote of the sample app: (\S+)$/, { timeoutMs: 45_000 });
+  const { match } = await stepline.waitForLine(/^git remote of the sample app: (\S+)$/, {
+    timeoutMs: 45_000,
+  });
   const remote = match[1] ?? '';
   // `start` pushes the sample app to main itself (its run starts then); the branches start from that commit.
   await stepline.waitForLine(/^\d+ run\(s\) so far/);
