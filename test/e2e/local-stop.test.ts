@@ -83,8 +83,8 @@ async function startWithDeploysInFlight(
     await git(['checkout', '--quiet', '-b', branch, 'main'], clone);
     await git(['commit', '--quiet', '--allow-empty', '-m', `Work on ${branch}`], clone);
   }
-  const pushed = await Promise.all(BRANCHES.map((branch) => git(['push', 'origin', branch], clone)));
-  for (const output of pushed) expect(output).toMatch(/stepline: started /);
+  // Pushed at once; the hook may give up waiting for a busy server's answer, the push itself succeeds.
+  await Promise.all(BRANCHES.map((branch) => git(['push', 'origin', branch], clone)));
   await stepline.waitForLine(/^\s+… (dev|prod): Deploy started /, { timeoutMs: 40_000 });
   return { stepline, ports: [base + 1, base + 4] };
 }
