@@ -62,7 +62,7 @@ async function processesUnder(root: string): Promise<string[]> {
  */
 async function startWithDeploysInFlight(
   scope: LocalTestScope,
-): Promise<{ stepline: LocalProcess; ports: number[] }> {
+): Promise<{ stepline: LocalProcess; ports: number[]; pushes: Promise<unknown> }> {
   const base = await freeDeployPortBase();
   const stepline = scope.cli(
     ['start', '--port', '0', '--state-dir', scope.stateDir, '--param', ALL_BRANCHES],
@@ -83,10 +83,11 @@ async function startWithDeploysInFlight(
     await git(['checkout', '--quiet', '-b', branch, 'main'], clone);
     await git(['commit', '--quiet', '--allow-empty', '-m', `Work on ${branch}`], clone);
   }
-  // Pushed at once; the hook may give up waiting for a busy server's answer, the push itself succeeds.
-  await Promise.all(BRANCHES.map((branch) => git(['push', 'origin', branch], clone)));
-  await stepline.waitForLine(/^\s+… (dev|prod): Deploy started /, { timeoutMs: 40_000 });
-  return { stepline, ports: [base + 1, base + 4] };
+  // Pushed at once, as 20 people would; each hook waits for the server's answer, so the pushes end as their
+  // runs start. Stopping does not wait for them: a deploy in flight is what this is about.
+  const pushes = Promise.allSettled(BRANCHES.map((branch) => git(['push', 'origin', branch], clone)));
+  await stepline.waitForLine(/^\s+… (dev|prod): Deploy started /, { timeoutMs: 60_000 });
+  return { stepline, ports: [base + 1, base + 4], pushes };
 }
 
 async function expectNothingLeft(scope: LocalTestScope, ports: number[]): Promise<void> {
@@ -99,20 +100,22 @@ describe('stopping stepline while 21 runs deploy', () => {
     onTestFinished,
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-stop-', onTestFinished);
-    const { stepline, ports } = await startWithDeploysInFlight(scope);
+    const { stepline, ports, pushes } = await startWithDeploysInFlight(scope);
 
-    expect(await stepline.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(await stepline.stop('SIGTERM', 30_000)).toEqual({ code: 0, signal: null });
+    await pushes;
     // Nothing to wait for: stepline has ended what it started before it exits.
     await expectNothingLeft(scope, ports);
-  }, 120_000);
+  }, 150_000);
 
   it('SIGKILL of the runtime: its watchdog ends every build and deployed service', async ({
     onTestFinished,
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-kill-', onTestFinished);
-    const { stepline, ports } = await startWithDeploysInFlight(scope);
+    const { stepline, ports, pushes } = await startWithDeploysInFlight(scope);
 
     expect(await stepline.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    await pushes;
     // The watchdog acts once the runtime has gone: wait for it, against a deadline.
     await pollUntil(
       'the processes of the killed runtime to end',
@@ -120,5 +123,5 @@ describe('stopping stepline while 21 runs deploy', () => {
       10_000,
     );
     await expectNothingLeft(scope, ports);
-  }, 120_000);
+  }, 150_000);
 });
