@@ -6,7 +6,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
  * else stops it or what it runs: a `sleep 60` would outlive stepline. The watchdog, in a group of its own
  * (a terminal's Ctrl-C does not reach it), waits on a pipe whose only writer is this process; the pipe
  * closes when this process exits, and the watchdog then kills the group. {@link ShellSession.kill} kills
- * the watchdog with the group.
+ * the watchdog with the group. What a build starts outside its group on purpose (a deployed service, in a
+ * session of its own) outlives the build, so this watchdog cannot own it: the runtime's reaper does
+ * (deployed-services.ts).
  */
 export function startWatchdog(pgid: number): ChildProcess | undefined {
   try {
