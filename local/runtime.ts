@@ -1,9 +1,10 @@
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
+import { stopDeployedServices } from './codebuild/deployed-services.ts';
 import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
 import { LocalEventBus } from './eventbridge/bus.ts';
 import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
@@ -358,34 +359,4 @@ async function readParameters(stateDir: string): Promise<Record<string, string>>
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new Error(`.stepline/parameters.json is not valid JSON: ${(error as Error).message}`);
   }
-}
-
-/**
- * Services a local deploy starts record their pid in `$STEPLINE_STATE_DIR/environments/<env>/service.pid`;
- * stepline stops them when it stops, so nothing it started outlives it.
- */
-export async function stopDeployedServices(stateDir: string): Promise<number[]> {
-  const stopped: number[] = [];
-  let environments: string[] = [];
-  try {
-    environments = await readdir(join(stateDir, 'environments'));
-  } catch {
-    return stopped;
-  }
-  for (const environment of environments) {
-    const pidFile = join(stateDir, 'environments', environment, 'service.pid');
-    const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    for (const target of [-pid, pid]) {
-      try {
-        process.kill(target, 'SIGTERM');
-        stopped.push(pid);
-        break;
-      } catch {
-        // Not a group leader, or already gone.
-      }
-    }
-    await rm(pidFile, { force: true });
-  }
-  return stopped;
 }

@@ -230,7 +230,7 @@ export function refName(ref: string): string {
 }
 
 /** How long until a moment, in words: `1 day 2 hours`, `23 hours 59 minutes`, `5 minutes`. */
-export function formatDuration(milliseconds: number): string {
+export function formatTimeLeft(milliseconds: number): string {
   const minutes = Math.floor(milliseconds / 60_000);
   if (minutes < 1) return 'less than a minute';
   const days = Math.floor(minutes / 1440);
@@ -245,7 +245,7 @@ export function formatDuration(milliseconds: number): string {
 /** A deadline for people: `Tue, 14 Jan 2025 10:00:00 GMT (in 23 hours 59 minutes)`. */
 export function formatDeadline(deadline: Date, now: Date): string {
   const left = deadline.getTime() - now.getTime();
-  return `${deadline.toUTCString()} (${left > 0 ? `in ${formatDuration(left)}` : 'passed'})`;
+  return `${deadline.toUTCString()} (${left > 0 ? `in ${formatTimeLeft(left)}` : 'passed'})`;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { BuildReport, ExecutionReport } from './events.ts';
 import type { ApprovalDecision, NotifyRequest } from './pipeline.ts';
 import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
 import type { Push } from './push.ts';
-import { oneLine, shortSha } from './text.ts';
+import { formatDuration, oneLine, shortSha } from './text.ts';
 
 /**
  * The words of every notification stepline sends: subjects and bodies for the pipeline's outcome (the
@@ -127,7 +127,9 @@ export function buildNotification(report: BuildReport): Notification {
       `Status: ${report.status}`,
       ...(report.environment ? [`Environment: ${report.environment}`] : []),
       `Commit: ${report.commit ?? 'not named in the event'}`,
-      ...(report.durationSeconds !== null ? [`Duration: ${formatDuration(report.durationSeconds)}`] : []),
+      ...(report.durationSeconds !== null
+        ? [`Duration: ${formatDuration(report.durationSeconds * 1000)}`]
+        : []),
       ...(report.failedPhase
         ? phaseLines(report.failedPhase.type, report.failedPhase.status, report.failedPhase.context)
         : []),
@@ -158,7 +160,9 @@ export function executionNotification(report: ExecutionReport, region: string): 
     `Status: ${report.status}`,
     ...(report.startedAt ? [`Started: ${report.startedAt}`] : []),
     ...(report.stoppedAt ? [`Stopped: ${report.stoppedAt}`] : []),
-    ...(report.durationSeconds !== null ? [`Duration: ${formatDuration(report.durationSeconds)}`] : []),
+    ...(report.durationSeconds !== null
+      ? [`Duration: ${formatDuration(report.durationSeconds * 1000)}`]
+      : []),
   ];
   const failure = [
     ...(report.error ? [`Error: ${oneLine(report.error, 200)}`] : []),
@@ -331,14 +335,6 @@ function isSha(text: string): boolean {
 function buildName(buildId: string): string {
   const at = buildId.indexOf(':build/');
   return at >= 0 ? buildId.slice(at + ':build/'.length) : buildId;
-}
-
-/** `45s`, `3m 5s`, `1h 2m`. */
-export function formatDuration(seconds: number): string {
-  const total = Math.max(0, Math.round(seconds));
-  if (total < 60) return `${total}s`;
-  if (total < 3600) return `${Math.floor(total / 60)}m ${total % 60}s`;
-  return `${Math.floor(total / 3600)}h ${Math.floor((total % 3600) / 60)}m`;
 }
 
 function notification(subject: string, lines: readonly string[]): Notification {

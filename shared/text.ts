@@ -29,3 +29,22 @@ export function shortSha(version: string | null | undefined): string {
   if (!version) return '(no commit)';
   return /^[0-9a-f]{40}$/i.test(version) ? version.slice(0, 7) : version;
 }
+
+/**
+ * A duration as the terminal, the console and notifications show it: `45s`, `3m 5s`, `1h 2m`; with
+ * `tenths`, durations under a minute keep one decimal (`3.3s`), as a build's stages are often that short.
+ *
+ * @example
+ * ```ts
+ * formatDuration(185_000); // '3m 5s'
+ * formatDuration(3_340, { tenths: true }); // '3.3s'
+ * ```
+ */
+export function formatDuration(milliseconds: number, options: { tenths?: boolean } = {}): string {
+  const ms = Math.max(0, Number.isFinite(milliseconds) ? milliseconds : 0);
+  if (options.tenths && ms < 59_950) return `${(ms / 1000).toFixed(1)}s`;
+  const total = Math.round(ms / 1000);
+  if (total < 60) return `${total}s`;
+  if (total < 3600) return `${Math.floor(total / 60)}m ${total % 60}s`;
+  return `${Math.floor(total / 3600)}h ${Math.floor((total % 3600) / 60)}m`;
+}

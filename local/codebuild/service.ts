@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BuildPhase, type BuildResult, type ReportSummary, runBuild } from './build-runner.ts';
 import { checkOutCommit, removeCheckout } from './checkout.ts';
+import { ProcessOwnership, registerOwnership } from './deployed-services.ts';
 
 /** What `codebuild:startBuild.sync` receives (the state's resolved Parameters). */
 export interface StartBuildInput {
@@ -82,12 +83,23 @@ const FAILED = 'States.TaskFailed';
 export class LocalCodeBuild {
   readonly #options: LocalCodeBuildOptions;
   readonly #numbers = new Map<string, number>();
+  readonly #ownership = new ProcessOwnership();
 
   constructor(options: LocalCodeBuildOptions) {
     this.#options = options;
+    registerOwnership(options.stateDir, this.#ownership);
   }
 
+  /**
+   * Runs one build to its end. It and everything it starts (a deployed service too) belong to the runtime
+   * from the start: `stopDeployedServices` on the state folder stops and ends them, and should the runtime
+   * die without stopping, its reaper does.
+   */
   async startBuildSync(input: StartBuildInput, signal?: AbortSignal): Promise<{ Build: CodeBuildBuild }> {
+    return this.#ownership.run(signal, (owned) => this.#startBuildSync(input, owned));
+  }
+
+  async #startBuildSync(input: StartBuildInput, signal: AbortSignal): Promise<{ Build: CodeBuildBuild }> {
     const o = this.#options;
     const project = input.ProjectName;
     const number = (this.#numbers.get(project) ?? 0) + 1;
@@ -150,6 +162,7 @@ export class LocalCodeBuild {
           AWS_REGION: o.region,
           AWS_DEFAULT_REGION: o.region,
           ...environment,
+          ...this.#ownership.environment,
         },
         parameters: await o.parameters(),
         timeoutSeconds: (o.timeouts[project] ?? 60) * 60,
@@ -157,7 +170,7 @@ export class LocalCodeBuild {
         onPhaseChange: (phase) => o.onEvent({ kind: 'phase', build, phase, environment }),
         artifactsDir: join(o.stateDir, 'artifacts', uuid),
         hostEnv: o.hostEnv,
-        ...(signal ? { signal } : {}),
+        signal,
       });
       build.ResolvedSourceVersion = source.commit;
     } catch (error) {

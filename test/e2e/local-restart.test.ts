@@ -106,9 +106,13 @@ describe('stepline killed and started again on the same state folder', () => {
 
     expect(await first.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
 
-    // The build's shell and what it ran die with the runtime.
+    // The build's shell and what it ran die with the runtime, and so do the services its deploys started.
     await stopped(killedBuild.sleep);
     await stopped(killedBuild.shell);
+    await pollUntil("the killed runtime's services to stop", async () =>
+      (await processesOf(stateDir)).length === 0 ? true : undefined,
+    );
+    expect(await isPortOpen(base + 1)).toBe(false);
 
     const second = scope.cli(args, { env });
     const secondUrl = (await second.waitForLine(/^stepline is running at (http:\/\/\S+) /)).match[1] ?? '';
@@ -168,8 +172,7 @@ describe('stepline killed and started again on the same state folder', () => {
     if (!restartedBuild) throw new Error('no second slow build');
     scope.killAtCleanup(restartedBuild.sleep, 'sleep 60');
 
-    // SIGTERM stops the restarted run and its build, and the services the finished run deployed.
-    expect(await isPortOpen(base + 1)).toBe(true);
+    // SIGTERM stops the restarted run and its build.
     expect(await second.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     const record = JSON.parse(
       await readFile(join(stateDir, 'executions', restartedName, 'execution.json'), 'utf8'),

@@ -2,13 +2,9 @@ import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  type BuildPhase,
-  type RunBuildOptions,
-  runBuild,
-  summariseJUnitXml,
-} from '#local/codebuild/build-runner.ts';
+import { type BuildPhase, type RunBuildOptions, runBuild } from '#local/codebuild/build-runner.ts';
 import { parseBuildspec } from '#local/codebuild/buildspec.ts';
+import { summariseJUnitXml } from '#local/codebuild/reports.ts';
 
 let workDir: string;
 

@@ -8,7 +8,7 @@ import {
   decideApproval,
   decisionFormProblem,
   formatDeadline,
-  formatDuration,
+  formatTimeLeft,
   mintApprovalLinks,
   openApprovalLink,
   parseApprovalRequest,
@@ -402,7 +402,7 @@ describe('formatting', () => {
     [24 * 3600_000, '1 day'],
     [(50 * 60 + 10) * 60_000, '2 days 2 hours'],
   ])('writes %i ms as "%s"', (ms, words) => {
-    expect(formatDuration(ms)).toBe(words);
+    expect(formatTimeLeft(ms)).toBe(words);
   });
 
   it('says when a deadline has passed', () => {

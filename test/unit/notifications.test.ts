@@ -4,12 +4,12 @@ import {
   buildNotification,
   executionLink,
   executionNotification,
-  formatDuration,
   pipelineNotification,
   readableCause,
   SUBJECT_MAX_LENGTH,
 } from '#shared/notifications.ts';
 import type { ApprovalDecision, NotifyRequest } from '#shared/pipeline.ts';
+import { formatDuration } from '#shared/text.ts';
 import { aPush, aPushTo } from '../helpers/push.ts';
 
 const REGION = 'eu-west-1';
@@ -364,16 +364,20 @@ describe('executionNotification', () => {
   });
 });
 
-describe('executionLink and formatDuration', () => {
+describe('executionLink and formatDuration (shared/text.ts)', () => {
   it('links to the execution in the Step Functions console of its region', () => {
     expect(executionLink(REGION, EXECUTION_ARN)).toBe(CONSOLE_LINK);
   });
 
   it('formats seconds, minutes and hours', () => {
-    expect([formatDuration(45), formatDuration(185), formatDuration(3720)]).toEqual([
+    expect([formatDuration(45_000), formatDuration(185_000), formatDuration(3_720_000)]).toEqual([
       '45s',
       '3m 5s',
       '1h 2m',
+    ]);
+    expect([formatDuration(3_340, { tenths: true }), formatDuration(65_000, { tenths: true })]).toEqual([
+      '3.3s',
+      '1m 5s',
     ]);
   });
 });
