@@ -1,9 +1,10 @@
 import { relative } from 'node:path';
 import { runOrigin, stageLabel } from '#local/runs/read-model.ts';
 import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
+import { formatDuration } from '#shared/text.ts';
 
 function seconds(from: number, to: number): string {
-  return `${((to - from) / 1000).toFixed(1)}s`;
+  return formatDuration(to - from, { tenths: true });
 }
 
 /**

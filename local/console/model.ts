@@ -3,6 +3,7 @@
  * ASL, and what happened to each state in one run from the run's stored history events. The browser
  * bundle and the tests both import it.
  */
+import { formatDuration as formatText } from '#shared/text.ts';
 
 /** What happened to a state in a run, as the graph colours it. */
 export type StateStatus =
@@ -406,11 +407,7 @@ function readPath(value: unknown, path: string): unknown {
     .reduce<unknown>((at, key) => (isObject(at) ? at[key] : undefined), value);
 }
 
-/** `1.4 s`, `2 min 5 s`, `1 h 3 min`. */
+/** A duration as the console shows it, one decimal under a minute: `1.4s`, `2m 5s`, `1h 3m`. */
 export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '';
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const seconds = Math.round(ms / 1000);
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
-  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+  return Number.isFinite(ms) && ms >= 0 ? formatText(ms, { tenths: true }) : '';
 }

@@ -1,6 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { shellQuote } from '#local/codebuild/shell-quote.ts';
+import { writeFileAtomic } from '#local/state/atomic-file.ts';
 import { SteplineError } from '#shared/errors.ts';
 import { git, gitSucceeds } from './command.ts';
 import type { HookConfig } from './post-receive.ts';
@@ -23,14 +24,6 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Writes a file through a temporary name, so a concurrent reader (a push's hook) never sees half of it. */
-async function writeFileAtomically(path: string, content: string, mode: number): Promise<void> {
-  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(temporary, content, { mode });
-  await chmod(temporary, mode);
-  await rename(temporary, path);
-}
-
 /** Where the local mode keeps the webhook secret that the push hook signs with. */
 export function webhookSecretPath(stateDir: string): string {
   return join(resolve(stateDir), 'webhook-secret');
@@ -44,7 +37,7 @@ export async function writeWebhookSecret(stateDir: string, secret: string): Prom
   if (secret === '') throw new SteplineError('The webhook secret is empty');
   const path = webhookSecretPath(stateDir);
   await mkdir(dirname(path), { recursive: true });
-  await writeFileAtomically(path, secret, 0o600);
+  await writeFileAtomic(path, secret, { mode: 0o600 });
   return path;
 }
 
@@ -119,9 +112,13 @@ export async function createLocalRemote(options: LocalRemoteOptions): Promise<{ 
     fullName: `local/${options.name}`,
     cloneUrl: remotePath,
   };
-  await writeFileAtomically(join(hooksDir, HOOK_FILES.config), `${JSON.stringify(config, null, 2)}\n`, 0o644);
-  await writeFileAtomically(join(hooksDir, HOOK_FILES.script), await readFile(HOOK_SOURCE, 'utf8'), 0o644);
-  await writeFileAtomically(join(hooksDir, HOOK_FILES.hook), hookLauncher(), 0o755);
+  await writeFileAtomic(join(hooksDir, HOOK_FILES.config), `${JSON.stringify(config, null, 2)}\n`, {
+    mode: 0o644,
+  });
+  await writeFileAtomic(join(hooksDir, HOOK_FILES.script), await readFile(HOOK_SOURCE, 'utf8'), {
+    mode: 0o644,
+  });
+  await writeFileAtomic(join(hooksDir, HOOK_FILES.hook), hookLauncher(), { mode: 0o755 });
   // The JavaScript hook that earlier versions wrote; the launcher no longer names it.
   await rm(join(hooksDir, 'stepline-post-receive.mjs'), { force: true });
   return { remotePath };
@@ -144,10 +141,6 @@ async function initBareRepository(remotePath: string): Promise<void> {
   await git(['init', '--quiet', '--bare', remotePath]);
   // Set explicitly rather than with --initial-branch (git 2.28+) or the user's init.defaultBranch.
   await git(['--git-dir', remotePath, 'symbolic-ref', 'HEAD', 'refs/heads/main']);
-}
-
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 /**
