@@ -3,6 +3,7 @@
  * ASL, and what happened to each state in one run from the run's stored history events. The browser
  * bundle and the tests both import it.
  */
+import type { HistoryEventFields } from '#local/stepfunctions/history.ts';
 import { formatDuration as formatText } from '#shared/text.ts';
 
 /** What happened to a state in a run, as the graph colours it. */
@@ -199,17 +200,10 @@ export function describeRule(rule: Json): string {
 }
 
 /** One stored history event (what local/stepfunctions/engine.ts writes). */
-export interface HistoryEventLike {
+export interface HistoryEventLike extends HistoryEventFields {
   id?: number;
   type: string;
   timestamp: string;
-  state?: string;
-  stateType?: string;
-  parentState?: string;
-  index?: number;
-  error?: string;
-  cause?: string;
-  attempt?: number;
 }
 
 /** What happened to one state (or one Map iteration of it). */
