@@ -13,7 +13,7 @@ import {
   visit,
 } from 'yaml';
 import * as z from 'zod';
-import { SteplineError } from '../../shared/errors.ts';
+import { SteplineError } from '#shared/errors.ts';
 
 /**
  * The CodeBuild buildspec (version 0.2) as a typed model: parsed from YAML, validated, and given

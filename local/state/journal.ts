@@ -121,29 +121,15 @@ export async function readJournal(path: string): Promise<JournalContents> {
     if (isNotFound(error)) return { records: [], skipped: [], repaired: false };
     throw error;
   }
-  const contents: JournalContents = { records: [], skipped: [], repaired: false };
-  let start = 0;
-  let line = 0;
-  while (start < content.length) {
-    const end = content.indexOf(0x0a, start);
-    line += 1;
-    const text = content.toString('utf8', start, end === -1 ? content.length : end);
-    const record = parseObject(text);
-    if (end === -1) {
-      if (record === undefined) {
-        await appendFile(`${path}.torn`, `${text}\n`);
-        await cutDurably(path, start);
-        contents.torn = text;
-      } else {
-        contents.records.push(record);
-        await appendDurably(path, '\n');
-      }
-      contents.repaired = true;
-      break;
-    }
-    if (record !== undefined) contents.records.push(record);
-    else if (text.trim() !== '') contents.skipped.push({ line, text });
-    start = end + 1;
+  const { records, skipped, tail } = parseJournal(content);
+  const contents: JournalContents = { records, skipped, repaired: tail !== undefined };
+  if (tail?.record !== undefined) {
+    records.push(tail.record);
+    await appendDurably(path, '\n');
+  } else if (tail) {
+    await appendFile(`${path}.torn`, `${tail.text}\n`);
+    await cutDurably(path, tail.start);
+    contents.torn = tail.text;
   }
   return contents;
 }
@@ -164,7 +150,24 @@ export function readJournalSync(path: string, length?: number): Omit<JournalCont
     if (isNotFound(error)) return { records: [], skipped: [] };
     throw error;
   }
-  const contents: Omit<JournalContents, 'repaired'> = { records: [], skipped: [] };
+  const { records, skipped, tail } = parseJournal(content);
+  const contents: Omit<JournalContents, 'repaired'> = { records, skipped };
+  if (tail?.record !== undefined) records.push(tail.record);
+  else if (tail) contents.torn = tail.text;
+  return contents;
+}
+
+/**
+ * A journal's lines: the records, the complete lines that do not parse, and a last line without its
+ * newline (a write cut short, or a whole record whose newline was not written yet) with where it starts.
+ */
+function parseJournal(content: Buffer): {
+  records: unknown[];
+  skipped: { line: number; text: string }[];
+  tail?: { text: string; start: number; record?: object };
+} {
+  const records: unknown[] = [];
+  const skipped: { line: number; text: string }[] = [];
   let start = 0;
   let line = 0;
   while (start < content.length) {
@@ -172,13 +175,14 @@ export function readJournalSync(path: string, length?: number): Omit<JournalCont
     line += 1;
     const text = content.toString('utf8', start, end === -1 ? content.length : end);
     const record = parseObject(text);
-    if (record !== undefined) contents.records.push(record);
-    else if (end === -1) contents.torn = text;
-    else if (text.trim() !== '') contents.skipped.push({ line, text });
-    if (end === -1) break;
+    if (end === -1) {
+      return { records, skipped, tail: record === undefined ? { text, start } : { text, start, record } };
+    }
+    if (record !== undefined) records.push(record);
+    else if (text.trim() !== '') skipped.push({ line, text });
     start = end + 1;
   }
-  return contents;
+  return { records, skipped };
 }
 
 function parseObject(text: string): object | undefined {
