@@ -3,8 +3,8 @@ import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LocalRuntime } from '#local/runtime.ts';
-import { readWiring, type Wiring } from '#local/wiring.ts';
+import { enableCompileCache, flushCompileCache } from '#local/cli/compile-cache.ts';
+import type { Wiring } from '#local/wiring.ts';
 import { type BenchSection, median } from './table.ts';
 
 /**
@@ -193,6 +193,7 @@ export async function startup(): Promise<BenchSection> {
     await mkdir(join(stored, 'outbox'), { recursive: true });
     for (let index = 0; index < STORED_RUNS; index += 1) await writeStoredRun(stored, index);
     const wiringFile = join(dir, 'wiring.json');
+    const { readWiring } = await import('#local/wiring.ts');
     await writeFile(wiringFile, JSON.stringify(await readWiring(ROOT)));
     const given = join(dir, 'given');
     await timeStart(given, wiringFile);
@@ -230,6 +231,9 @@ export async function startup(): Promise<BenchSection> {
 
 /** The child process: start a runtime over the state folder, say "ready", stay until killed. */
 async function runtimeProcess(stateDir: string, wiringFile: string | undefined): Promise<void> {
+  // As `stepline start` does (local/cli/main.ts): the caches first, then the runtime's modules.
+  enableCompileCache();
+  const { LocalRuntime } = await import('#local/runtime.ts');
   await mkdir(stateDir, { recursive: true });
   const wiring = wiringFile ? (JSON.parse(await readFile(wiringFile, 'utf8')) as Wiring) : undefined;
   await LocalRuntime.start({
@@ -239,6 +243,7 @@ async function runtimeProcess(stateDir: string, wiringFile: string | undefined):
     ...(wiring ? { wiring } : {}),
   });
   process.stdout.write('ready\n');
+  flushCompileCache();
   setInterval(() => undefined, 60_000);
 }
 

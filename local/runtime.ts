@@ -18,6 +18,7 @@ import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
+import { validateMachines } from './stepfunctions/validation.ts';
 import { readWiring, resolveReferences, type Wiring } from './wiring.ts';
 
 export { matchRoute } from './lambda/routes.ts';
@@ -84,6 +85,15 @@ export class LocalRuntime {
     const configuration = functionConfiguration(wiring.functions);
     registeredFunctions(wiring.functions);
     const store = await LocalStore.open(stateDir);
+    // Once the state folder is ours (locked), two independent steps in it: the machines' validation
+    // (remembered there by their hash) and the secrets.
+    const [, secrets] = await Promise.all([
+      validateMachines(
+        Object.values(wiring.machines).map((machine) => machine.definition),
+        stateDir,
+      ),
+      loadSecrets(stateDir),
+    ]);
     const runtime: { current?: LocalRuntime } = {};
     const self = () => {
       if (!runtime.current) throw new Error('The local runtime is not started yet');
@@ -141,7 +151,6 @@ export class LocalRuntime {
         eventBridge: fn.eventBridge.map((pattern) => resolveReferences(pattern, refs) as typeof pattern),
       })),
     };
-    const secrets = await loadSecrets(stateDir);
     const instance = new LocalRuntime({
       options: { ...options, stateDir },
       store,

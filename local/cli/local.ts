@@ -8,6 +8,7 @@ import { LocalRuntime } from '#local/runtime.ts';
 import { SteplineError } from '#shared/errors.ts';
 import { checkGit, checkParams, explainListenError } from './checks.ts';
 import { decide } from './client.ts';
+import { flushCompileCache } from './compile-cache.ts';
 import { terminalLine } from './terminal.ts';
 
 /**
@@ -99,6 +100,7 @@ export async function start(options: LocalOptions): Promise<void> {
   process.once('SIGTERM', onSignal);
   try {
     print(`stepline is running at ${server.url} (state in ${options.stateDir})`);
+    flushCompileCache();
     const remote = await remoteFor(options, server.url);
     print(`git remote of the sample app: ${remote.remotePath}`);
     print(

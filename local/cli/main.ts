@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, type CommanderError, Option } from 'commander';
 import { describeFailure, parsePort } from './checks.ts';
 import type { Client } from './client.ts';
+import { enableCompileCache } from './compile-cache.ts';
 import type { LocalOptions } from './local.ts';
 
 /**
@@ -11,6 +12,8 @@ import type { LocalOptions } from './local.ts';
  * help are declared with commander; a mistake on the command line, or a failure a person can act on, is
  * one line on stderr starting `stepline:` and a non-zero exit (2 for the command line, 1 otherwise).
  */
+
+enableCompileCache();
 
 // The commands' modules load when a command runs: help and command-line mistakes answer without loading
 // the runtime (the AWS SDK, the state machine engine), in a fraction of the time.

@@ -11,7 +11,8 @@ import type {
   RunBuildOptions,
 } from './build-result.ts';
 import { SecretMask } from './build-variables.ts';
-import { BUILDSPEC_PHASES, type Buildspec, type BuildspecPhaseName, type Phase } from './buildspec.ts';
+import type { Buildspec, Phase } from './buildspec.ts';
+import { BUILDSPEC_PHASES, type BuildspecPhaseName } from './buildspec-phases.ts';
 import { shellQuote } from './shell-quote.ts';
 import { missingTool, type ShellKind, ShellSession } from './shell-session.ts';
 

@@ -11,7 +11,7 @@ import type {
   RunBuildOptions,
 } from './build-result.ts';
 import { readFinalValues, resolveVariables } from './build-variables.ts';
-import { type Buildspec, BuildspecError, parseBuildspec } from './buildspec.ts';
+import type { Buildspec } from './buildspec.ts';
 import { summariseReports } from './reports.ts';
 import { shellKind } from './shell-session.ts';
 
@@ -142,6 +142,8 @@ class LocalBuild extends PhasedBuild {
 
     if (this.options.buildspecSource !== undefined)
       this.logContainer(`YAML location is ${this.options.buildspecSource}`);
+    // The parser (and the yaml library under it) loads with the first build, not with stepline's start.
+    const { BuildspecError, parseBuildspec } = await import('./buildspec.ts');
     let spec: Buildspec;
     try {
       spec =

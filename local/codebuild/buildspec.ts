@@ -14,6 +14,7 @@ import {
 } from 'yaml';
 import * as z from 'zod';
 import { SteplineError } from '#shared/errors.ts';
+import { BUILDSPEC_PHASES, type BuildspecPhaseName } from './buildspec-phases.ts';
 
 /**
  * The CodeBuild buildspec (version 0.2) as a typed model: parsed from YAML, validated, and given
@@ -144,9 +145,7 @@ function phaseSchema(commandsRequired: boolean) {
     }));
 }
 
-/** The buildspec's own phases, in the order CodeBuild runs them. */
-export const BUILDSPEC_PHASES = ['install', 'pre_build', 'build', 'post_build'] as const;
-export type BuildspecPhaseName = (typeof BUILDSPEC_PHASES)[number];
+export { BUILDSPEC_PHASES, type BuildspecPhaseName };
 
 const PhasesSchema = z.strictObject(
   {

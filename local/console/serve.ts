@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 
 const DIR = fileURLToPath(new URL('.', import.meta.url));
 
@@ -24,17 +23,22 @@ let bundle: Promise<string> | undefined;
  * esbuild once per server, in memory. Nothing is fetched from another origin.
  */
 export function consoleScript(): Promise<string> {
-  bundle ??= build({
-    entryPoints: [`${DIR}app.ts`],
-    bundle: true,
-    write: false,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    minify: true,
-    legalComments: 'eof',
-    logLevel: 'silent',
-  }).then((result) => result.outputFiles[0]?.text ?? '');
+  // esbuild loads on the first request for the script, not with the server: a start does not wait for it.
+  bundle ??= import('esbuild')
+    .then(({ build }) =>
+      build({
+        entryPoints: [`${DIR}app.ts`],
+        bundle: true,
+        write: false,
+        format: 'esm',
+        platform: 'browser',
+        target: 'es2022',
+        minify: true,
+        legalComments: 'eof',
+        logLevel: 'silent',
+      }),
+    )
+    .then((result) => result.outputFiles[0]?.text ?? '');
   bundle.catch(() => {
     bundle = undefined;
   });

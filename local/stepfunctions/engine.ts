@@ -1,9 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import {
-  type StateMachineDefinition as EngineDefinition,
-  ExecutionError,
-  StateMachine,
-} from 'aws-local-stepfunctions';
+import type { StateMachineDefinition as EngineDefinition } from 'aws-local-stepfunctions';
 import type { ExecutionRecord, LocalStore } from '#local/state/store.ts';
 import {
   adaptToLocalEngine,
@@ -164,14 +160,9 @@ export class LocalStepFunctions {
   readonly #running = new Map<string, { abort: AbortController; done: Promise<ExecutionRecord> }>();
 
   constructor(options: LocalStepFunctionsOptions) {
+    // The definitions are validated once, at start-up (validateMachines), so each run skips the validator
+    // (asl-validator on ajv: ~100 ms of blocked event loop per execution otherwise).
     this.#options = options;
-    // Validate every machine once, here, so a bad definition fails at start-up; each run then skips the
-    // validator (asl-validator on ajv: ~100 ms of blocked event loop per execution otherwise).
-    for (const machine of Object.values(options.machines)) {
-      new StateMachine(
-        structuredClone(adaptToLocalEngine(machine.definition)) as unknown as EngineDefinition,
-      );
-    }
   }
 
   stateMachineArn(key: string): string {
@@ -237,6 +228,8 @@ export class LocalStepFunctions {
   }
 
   async #run(key: string, record: ExecutionRecord, signal: AbortSignal): Promise<ExecutionRecord> {
+    // Loaded at the first run rather than at start-up: it is a quarter of a start's module loading.
+    const { StateMachine, ExecutionError } = await import('aws-local-stepfunctions');
     const definition = adaptToLocalEngine(this.#machine(key).definition);
     const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
     const mapIndex = new Map<string, number>();
@@ -277,6 +270,8 @@ export class LocalStepFunctions {
     });
     const onAbort = () => execution.abort();
     signal.addEventListener('abort', onAbort, { once: true });
+    // Stopped while the engine module was loading: the listener came too late to hear it.
+    if (signal.aborted) onAbort();
 
     const logging = (async () => {
       for await (const event of execution.eventLogs) {
