@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { shellQuote } from './shell-quote.ts';
-import { startWatchdog } from './watchdog.ts';
+import { watchProcessGroup } from './watchdog.ts';
 
 /** How much of a command's output is kept for messages and retry patterns. */
 export const OUTPUT_TAIL = 64 * 1024;
@@ -39,7 +39,8 @@ export class ShellSession {
   alive = true;
   spawnError: Error | undefined;
   private readonly child: ChildProcess;
-  private readonly watchdog: ChildProcess | undefined;
+  /** Ends the watchdog's watch of this shell's group (which the watchdog kills should the runtime die). */
+  private readonly unwatch: () => void;
   private readonly kind: ShellKind;
   private readonly stateDir: string;
   private readonly onLine: (line: string) => void;
@@ -73,7 +74,7 @@ export class ShellSession {
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    this.watchdog = this.child.pid === undefined ? undefined : startWatchdog(this.child.pid);
+    this.unwatch = this.child.pid === undefined ? () => undefined : watchProcessGroup(this.child.pid);
     const { stdin, stdout, stderr } = this.child as ChildProcess & {
       stdin: NodeJS.WritableStream;
       stdout: NodeJS.ReadableStream;
@@ -157,7 +158,7 @@ export class ShellSession {
     } catch {
       // Already gone.
     }
-    this.watchdog?.kill('SIGKILL');
+    this.unwatch();
   }
 
   private receive(chunk: string): void {
