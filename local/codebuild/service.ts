@@ -144,6 +144,9 @@ export class LocalCodeBuild {
 
     const workDir = join(o.stateDir, 'work', uuid);
     let result: BuildResult;
+    // Read while the checkout runs; a failure to read still fails the build where it is awaited.
+    const parameters = o.parameters();
+    parameters.catch(() => undefined);
     try {
       const source = await this.#checkout(input, workDir, log);
       result = await runBuild({
@@ -164,7 +167,7 @@ export class LocalCodeBuild {
           ...environment,
           ...this.#ownership.environment,
         },
-        parameters: await o.parameters(),
+        parameters: await parameters,
         timeoutSeconds: (o.timeouts[project] ?? 60) * 60,
         log,
         onPhaseChange: (phase) => o.onEvent({ kind: 'phase', build, phase, environment }),

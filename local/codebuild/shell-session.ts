@@ -126,7 +126,8 @@ export class ShellSession {
     if (!this.alive) return { exitCode: this.exitStatus, shellAlive: false, output: '' };
     this.sequence += 1;
     const id = this.sequence;
-    const file = path.join(this.stateDir, `step-${id}.sh`);
+    // One file for every command: each is sourced to its end before the next is written.
+    const file = path.join(this.stateDir, 'step.sh');
     await writeFile(file, `${script}\n`, { mode: 0o600 });
     const vars = shellQuote(path.join(this.stateDir, 'vars.sh'));
     const cwd = shellQuote(path.join(this.stateDir, 'cwd'));
