@@ -180,7 +180,9 @@ export class LocalCodeBuild {
       log(`[Container] ${new Date().toISOString()} ${(error as Error).message}`);
       result = sourceFailure(id, start, (error as Error).message);
     } finally {
-      await removeCheckout(workDir);
+      // The build has ended (its shells and their groups killed): the checkout goes while the state
+      // machine moves on, as CodeBuild tears a container down after the build's status is known.
+      this.#ownership.cleanUpAfter(() => removeCheckout(workDir));
     }
 
     const finished = completeBuild(build, result);

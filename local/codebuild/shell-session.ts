@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { shellQuote } from './shell-quote.ts';
@@ -128,7 +128,9 @@ export class ShellSession {
     const id = this.sequence;
     // One file for every command: each is sourced to its end before the next is written.
     const file = path.join(this.stateDir, 'step.sh');
-    await writeFile(file, `${script}\n`, { mode: 0o600 });
+    // Written in place, not through the thread pool, where it would queue behind the store's fsyncs:
+    // a command is a few bytes, and it waits on this file.
+    writeFileSync(file, `${script}\n`, { mode: 0o600 });
     const vars = shellQuote(path.join(this.stateDir, 'vars.sh'));
     const cwd = shellQuote(path.join(this.stateDir, 'cwd'));
     const snapshot = this.kind.bash ? '{ declare -p; declare -f; set +o; }' : '{ export -p; set +o; }';
