@@ -1,4 +1,5 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { uploadArtifacts } from './artifacts.ts';
@@ -63,7 +64,9 @@ class LocalBuild extends PhasedBuild {
     let artifacts: ArtifactResult[] = [];
     let reports: ReportSummary[] = [];
     try {
-      this.stateDir = await mkdtemp(path.join(tmpdir(), 'stepline-build-'));
+      // The runner's own few small files (see ShellSession): made and removed in place, not through the
+      // thread pool, where they would queue behind the store's fsyncs.
+      this.stateDir = mkdtempSync(path.join(tmpdir(), 'stepline-build-'));
       const ready = await this.downloadSource();
       if (ready && !this.stopReason) {
         const reachesUpload = await this.runBuildspecPhases();
@@ -95,7 +98,7 @@ class LocalBuild extends PhasedBuild {
     }
     const finalizing = new Date();
     this.finishPhase('FINALIZING', finalizing, { status: 'SUCCEEDED' });
-    if (this.stateDir !== undefined) await rm(this.stateDir, { recursive: true, force: true });
+    if (this.stateDir !== undefined) rmSync(this.stateDir, { recursive: true, force: true });
 
     const status = this.buildStatus();
     this.logContainer(`Build ${status === 'SUCCEEDED' ? 'succeeded' : `ended with status ${status}`}`);

@@ -132,11 +132,11 @@ export async function readFinalValues(options: {
   if (!(await options.runQuietly(script))) return { exportedVariables: [], artifactNames: [] };
 
   const read = (file: string) => readFile(path.join(stateDir, file), 'utf8').catch(() => undefined);
-  const exportedVariables: { name: string; value: string }[] = [];
-  for (const name of names) {
-    const value = await read(`export.${name}`);
-    if (value !== undefined) exportedVariables.push({ name, value });
-  }
+  const values = await Promise.all(names.map((name) => read(`export.${name}`)));
+  const exportedVariables = names.flatMap((name, index) => {
+    const value = values[index];
+    return value === undefined ? [] : [{ name, value }];
+  });
   const artifactNames = await Promise.all(
     artifacts.map(async ({ spec: artifact }, index) => {
       if (artifact.name === undefined) return undefined;

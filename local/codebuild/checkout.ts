@@ -95,13 +95,20 @@ async function checkOutFromLocalRepository(
   const target = FULL_OBJECT_ID.test(version) ? version : await resolveCommit(source, version);
 
   // The layout `git init` makes, less its sample hooks and description (which cost more than the rest).
+  // The folders and files are independent of each other: made at once, not one after another.
   const gitDir = join(dir, '.git');
-  await mkdir(join(gitDir, 'objects', 'info'), { recursive: true });
-  await mkdir(join(gitDir, 'refs', 'heads'), { recursive: true });
-  await mkdir(join(gitDir, 'refs', 'tags'));
-  await writeFile(join(gitDir, 'objects', 'info', 'alternates'), `${source.objectsDir}\n`);
-  await writeFile(join(gitDir, 'HEAD'), 'ref: refs/heads/main\n');
-  await writeFile(join(gitDir, 'config'), repositoryConfig(source.gitDir));
+  await Promise.all([
+    mkdir(join(gitDir, 'objects', 'info'), { recursive: true }).then(() =>
+      writeFile(join(gitDir, 'objects', 'info', 'alternates'), `${source.objectsDir}\n`),
+    ),
+    mkdir(join(gitDir, 'refs', 'heads'), { recursive: true }).then(() =>
+      Promise.all([
+        mkdir(join(gitDir, 'refs', 'tags')),
+        writeFile(join(gitDir, 'HEAD'), 'ref: refs/heads/main\n'),
+        writeFile(join(gitDir, 'config'), repositoryConfig(source.gitDir)),
+      ]),
+    ),
+  ]);
   // checkout --detach peels a tag to its commit, refuses a tree or a blob, and leaves HEAD holding the
   // commit's id: one process does the check, the index and the files.
   await git(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', target, '--'], dir);

@@ -45,19 +45,35 @@ export class ProcessOwnership {
   }
 
   /**
+   * Runs `cleanUp` (a build's checkout removed) after its build has answered, so that the next stage
+   * need not wait for it; the owner's stop waits for it as for a build.
+   */
+  cleanUpAfter(cleanUp: () => Promise<unknown>): void {
+    const running = cleanUp().catch((error: Error) => {
+      process.stderr.write(`stepline: could not clean up after a build: ${error.message}\n`);
+    });
+    this.#builds.add(running);
+    void running.finally(() => this.#builds.delete(running));
+  }
+
+  /**
    * Stops every build in flight, waits for them to end, then ends every process they started (SIGTERM,
    * then SIGKILL) and the reaper. Returns the pids it ended.
    */
   async stop(): Promise<number[]> {
     this.#stopping.abort(new Error('stepline is stopping'));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...this.#builds]),
-      new Promise((done) => {
-        timer = setTimeout(done, BUILDS_END_WITHIN_MS);
-      }),
-    ]);
-    clearTimeout(timer);
+    // A build that ends adds its clean-up: wait until none is left, or the time is up.
+    const deadline = Date.now() + BUILDS_END_WITHIN_MS;
+    while (this.#builds.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.#builds]),
+        new Promise((done) => {
+          timer = setTimeout(done, deadline - Date.now());
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     const ended = await endOwnedProcesses(this.ownerId, SERVICES_END_WITHIN_MS);
     this.#reaper?.kill('SIGKILL');
     this.#reaper = undefined;

@@ -144,6 +144,9 @@ export class LocalCodeBuild {
 
     const workDir = join(o.stateDir, 'work', uuid);
     let result: BuildResult;
+    // Read while the checkout runs; a failure to read still fails the build where it is awaited.
+    const parameters = o.parameters();
+    parameters.catch(() => undefined);
     try {
       const source = await this.#checkout(input, workDir, log);
       result = await runBuild({
@@ -164,7 +167,7 @@ export class LocalCodeBuild {
           ...environment,
           ...this.#ownership.environment,
         },
-        parameters: await o.parameters(),
+        parameters: await parameters,
         timeoutSeconds: (o.timeouts[project] ?? 60) * 60,
         log,
         onPhaseChange: (phase) => o.onEvent({ kind: 'phase', build, phase, environment }),
@@ -177,7 +180,9 @@ export class LocalCodeBuild {
       log(`[Container] ${new Date().toISOString()} ${(error as Error).message}`);
       result = sourceFailure(id, start, (error as Error).message);
     } finally {
-      await removeCheckout(workDir);
+      // The build has ended (its shells and their groups killed): the checkout goes while the state
+      // machine moves on, as CodeBuild tears a container down after the build's status is known.
+      this.#ownership.cleanUpAfter(() => removeCheckout(workDir));
     }
 
     const finished = completeBuild(build, result);

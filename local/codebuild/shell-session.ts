@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { shellQuote } from './shell-quote.ts';
-import { startWatchdog } from './watchdog.ts';
+import { watchProcessGroup } from './watchdog.ts';
 
 /** How much of a command's output is kept for messages and retry patterns. */
 export const OUTPUT_TAIL = 64 * 1024;
@@ -39,7 +39,8 @@ export class ShellSession {
   alive = true;
   spawnError: Error | undefined;
   private readonly child: ChildProcess;
-  private readonly watchdog: ChildProcess | undefined;
+  /** Ends the watchdog's watch of this shell's group (which the watchdog kills should the runtime die). */
+  private readonly unwatch: () => void;
   private readonly kind: ShellKind;
   private readonly stateDir: string;
   private readonly onLine: (line: string) => void;
@@ -73,7 +74,7 @@ export class ShellSession {
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    this.watchdog = this.child.pid === undefined ? undefined : startWatchdog(this.child.pid);
+    this.unwatch = this.child.pid === undefined ? () => undefined : watchProcessGroup(this.child.pid);
     const { stdin, stdout, stderr } = this.child as ChildProcess & {
       stdin: NodeJS.WritableStream;
       stdout: NodeJS.ReadableStream;
@@ -125,8 +126,11 @@ export class ShellSession {
     if (!this.alive) return { exitCode: this.exitStatus, shellAlive: false, output: '' };
     this.sequence += 1;
     const id = this.sequence;
-    const file = path.join(this.stateDir, `step-${id}.sh`);
-    await writeFile(file, `${script}\n`, { mode: 0o600 });
+    // One file for every command: each is sourced to its end before the next is written.
+    const file = path.join(this.stateDir, 'step.sh');
+    // Written in place, not through the thread pool, where it would queue behind the store's fsyncs:
+    // a command is a few bytes, and it waits on this file.
+    writeFileSync(file, `${script}\n`, { mode: 0o600 });
     const vars = shellQuote(path.join(this.stateDir, 'vars.sh'));
     const cwd = shellQuote(path.join(this.stateDir, 'cwd'));
     const snapshot = this.kind.bash ? '{ declare -p; declare -f; set +o; }' : '{ export -p; set +o; }';
@@ -157,7 +161,7 @@ export class ShellSession {
     } catch {
       // Already gone.
     }
-    this.watchdog?.kill('SIGKILL');
+    this.unwatch();
   }
 
   private receive(chunk: string): void {

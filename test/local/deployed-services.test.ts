@@ -58,6 +58,28 @@ describe('ProcessOwnership', () => {
     expect(await isRunning(other)).toBe(true);
   });
 
+  it('has a stop wait for the clean-up a build left running', async () => {
+    const owner = new ProcessOwnership();
+    const { promise: removed, resolve: remove } = Promise.withResolvers<void>();
+    const events: string[] = [];
+    await owner.run(undefined, async () => {
+      owner.cleanUpAfter(async () => {
+        await removed;
+        events.push('cleaned up');
+      });
+    });
+    expect(events).toEqual([]);
+
+    const stopped = owner.stop().then(() => events.push('stopped'));
+    // A stop that did not wait would be done after its one scan for owned processes: scan twice.
+    await findOwnedProcesses(owner.ownerId);
+    await findOwnedProcesses(owner.ownerId);
+    remove();
+    await stopped;
+
+    expect(events).toEqual(['cleaned up', 'stopped']);
+  });
+
   it('has its reaper end what the builds started when the runtime is killed (SIGKILL)', async () => {
     // A runtime of its own: it starts a "service" through an owned build, prints its pid and waits.
     const script = join(PROJECT_DIR, 'test', 'fixtures', 'owning-runtime.ts');
@@ -74,5 +96,25 @@ describe('ProcessOwnership', () => {
       async () => ((await isRunning(service)) ? undefined : true),
       10_000,
     );
+  });
+});
+
+describe('the watchdog of build process groups', () => {
+  it('kills the groups still watched when the runtime is killed (SIGKILL), not the released ones', async () => {
+    const script = join(PROJECT_DIR, 'test', 'fixtures', 'watching-runtime.ts');
+    const runtime = new LocalProcess([script]);
+    const released = Number((await runtime.waitForLine(/^released (\d+)$/)).match[1]);
+    const watched = Number((await runtime.waitForLine(/^watched (\d+)$/)).match[1]);
+    strays.push(released, watched);
+    expect(await isRunning(watched)).toBe(true);
+
+    expect(await runtime.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+
+    await pollUntil(
+      `the watchdog to kill group ${watched}`,
+      async () => ((await isRunning(watched)) ? undefined : true),
+      10_000,
+    );
+    expect(await isRunning(released)).toBe(true);
   });
 });
