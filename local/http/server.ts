@@ -15,7 +15,7 @@ import {
   refuseMalformedPath,
 } from './guards.ts';
 
-/** The largest request body the local server reads (a bit over the webhook's own 5 MiB limit). */
+/** The largest request body the local server reads (over the webhook's own 4 MiB limit, which the handler names in its 413). */
 const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
 
 export interface LocalServer {

@@ -15,8 +15,13 @@ import { normalizeWebhook } from '#shared/providers/index.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
 import { verifyWebhookSignature } from '#shared/signatures.ts';
 
-/** Bodies over 5 MiB are refused: Lambda takes at most 6 MB per invocation, and no push payload needs more. */
-export const MAX_BODY_BYTES = 5 * 1024 * 1024;
+/**
+ * Bodies over 4 MiB are refused. A synchronous Lambda invocation takes at most 6 MB
+ * (https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html), and API Gateway's HTTP API hands the
+ * function a body that is not text base64-encoded (`isBase64Encoded`), a third larger: 4 MiB becomes
+ * ~5.6 MB, which fits with the event's headers; 5 MiB (~7 MB) would not, and never reach this 413.
+ */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /** What the webhook route needs: the start path, and the secret the providers sign deliveries with. */
 export interface WebhookDeps extends IngestDeps {

@@ -163,6 +163,16 @@ describe('POST /webhooks/github', () => {
     expect(body.message).toBe('Unknown provider "gitea": use github, gitlab, bitbucket');
   });
 
+  it('takes a push padded to the 4 MiB limit, which base64-encoded still fits a Lambda invocation (6 MB)', async () => {
+    const push = JSON.parse(githubPush) as Record<string, unknown>;
+    const padding = maxBodyBytes - Buffer.byteLength(JSON.stringify({ ...push, padding: '' }));
+    const body = JSON.stringify({ ...push, padding: 'x'.repeat(padding) });
+    expect(Buffer.byteLength(body)).toBe(4 * 1024 * 1024);
+    expect(Buffer.from(body).toString('base64').length).toBeLessThan(6_000_000);
+    const { status } = await post(githubDelivery(body));
+    expect(status).toBe(202);
+  });
+
   it('answers a body over the limit with 413 naming the limit', async () => {
     const { status, body } = await post(githubDelivery('x'.repeat(maxBodyBytes + 1)));
     expect(status).toBe(413);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_BODY_BYTES } from '#shared/handlers/webhook.ts';
 import { record } from './figures.ts';
 import {
   ANY_REF_TRIGGERS,
@@ -83,7 +84,7 @@ describe('the webhook over HTTP', () => {
       ...extra,
     });
     const over6MiB = `{"x":"${'a'.repeat(6 * 1024 * 1024)}"}`;
-    const over5MiB = `{"x":"${'a'.repeat(5 * 1024 * 1024 + 10)}"}`;
+    const overLimit = `{"x":"${'a'.repeat(MAX_BODY_BYTES + 10)}"}`;
     const changed = valid.replace('"Change"', '"Chang3"');
     const cases: {
       what: string;
@@ -198,10 +199,10 @@ describe('the webhook over HTTP', () => {
       },
       { what: 'unknown provider', provider: 'gitea', body: valid, headers: github(valid), expected: 404 },
       {
-        what: 'body over 5 MiB',
+        what: 'body over 4 MiB',
         provider: 'github',
-        body: over5MiB,
-        headers: github(over5MiB),
+        body: overLimit,
+        headers: github(overLimit),
         expected: 413,
       },
       {

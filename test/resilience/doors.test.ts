@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { LocalTaskTokens } from '#local/stepfunctions/engine.ts';
 import { mintApprovalLinks } from '#shared/approval.ts';
 import { isClientError } from '#shared/errors.ts';
+import { MAX_BODY_BYTES } from '#shared/handlers/webhook.ts';
 import { createLogger } from '#shared/logger.ts';
 import { type ApprovalRequest, ExecutionInputSchema, PipelineSettingsSchema } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, TaskDecider } from '#shared/ports.ts';
@@ -26,7 +27,6 @@ const SEED = 20_261_123;
 const SECRET = 'resilience-webhook-secret-0123456789';
 const KEY = 'resilience-approval-key-0123456789abcdef';
 const BASE_URL = 'https://api.example.com/approvals';
-const MAX_BODY_BYTES = 5 * 1024 * 1024;
 
 type HttpHandler = (event: unknown, context: unknown) => Promise<APIGatewayProxyStructuredResultV2>;
 type EventHandler = (event: unknown, context: unknown) => Promise<unknown>;
@@ -432,7 +432,7 @@ describe('the webhook door', () => {
     expect(door.invalidEffects).toBe(0);
   });
 
-  it('refuses bodies over 5 MiB with 413, plain or base64, before verifying or parsing them', async ({
+  it('refuses bodies over 4 MiB with 413, plain or base64, before verifying or parsing them', async ({
     task,
   }) => {
     const { deliver } = webhookDoor();
