@@ -9,7 +9,7 @@ import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebui
 import { LocalEventBus } from './eventbridge/bus.ts';
 import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
 import { type FunctionConfiguration, functionConfiguration } from './lambda/configuration.ts';
-import { LOCAL_ACCOUNT, lambdaContext } from './lambda/context.ts';
+import { LOCAL_ACCOUNT } from './lambda/context.ts';
 import { LocalLambda, lambdaInvokeResult, type RouteMatch } from './lambda/host.ts';
 import { composeHandlers, type LocalPorts, registeredFunctions } from './lambda/registry.ts';
 import { type LocalSecrets, loadSecrets } from './lambda/secrets.ts';
@@ -20,9 +20,6 @@ import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
 import { validateMachines } from './stepfunctions/validation.ts';
 import { readWiring, resolveReferences, type Wiring } from './wiring.ts';
-
-export { matchRoute } from './lambda/routes.ts';
-export { LOCAL_ACCOUNT, lambdaContext };
 
 export interface RuntimeOptions {
   projectDir: string;

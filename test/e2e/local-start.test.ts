@@ -1,20 +1,17 @@
-import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { PendingApproval, RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import {
   freeDeployPortBase,
   getJson,
+  git,
   isPortOpen,
   LocalTestScope,
   pollUntil,
   processesOf,
 } from '../helpers/local-process.ts';
 import { isRunning } from '../helpers/sample-app.ts';
-
-const execFileAsync = promisify(execFile);
 
 interface OutboxMessage {
   topic: string;
@@ -30,23 +27,6 @@ async function readOutbox(stateDir: string): Promise<OutboxMessage[]> {
 
 async function servicePid(stateDir: string, environment: string): Promise<number> {
   return Number((await readFile(join(stateDir, 'environments', environment, 'service.pid'), 'utf8')).trim());
-}
-
-async function git(args: string[], cwd?: string): Promise<string> {
-  const { stdout, stderr } = await execFileAsync(
-    'git',
-    [
-      '-c',
-      'user.name=Grace Hopper',
-      '-c',
-      'user.email=grace@example.com',
-      '-c',
-      'commit.gpgSign=false',
-      ...args,
-    ],
-    cwd === undefined ? {} : { cwd },
-  );
-  return `${stderr}${stdout}`;
 }
 
 describe('npm start (node local/cli/main.ts start), the real process', () => {

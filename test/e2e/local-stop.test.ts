@@ -1,10 +1,9 @@
-import { execFile } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
   freeDeployPortBase,
+  git,
   isPortOpen,
   type LocalProcess,
   LocalTestScope,
@@ -12,27 +11,8 @@ import {
 } from '../helpers/local-process.ts';
 import { isRunning } from '../helpers/sample-app.ts';
 
-const execFileAsync = promisify(execFile);
-
 const ALL_BRANCHES = 'triggers={"push":[{"branches":{"includes":["**"]}}]}';
 const BRANCHES = Array.from({ length: 20 }, (_, index) => `feature-${index + 1}`);
-
-async function git(args: string[], cwd?: string): Promise<string> {
-  const { stdout, stderr } = await execFileAsync(
-    'git',
-    [
-      '-c',
-      'user.name=Grace Hopper',
-      '-c',
-      'user.email=grace@example.com',
-      '-c',
-      'commit.gpgSign=false',
-      ...args,
-    ],
-    cwd === undefined ? {} : { cwd },
-  );
-  return `${stderr}${stdout}`;
-}
 
 /**
  * Live processes that belong to the test's folder `root`: started with it as working directory (or in it),

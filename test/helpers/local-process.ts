@@ -354,3 +354,21 @@ export async function getJson<T>(url: string): Promise<T> {
   if (!response.ok) throw new Error(`GET ${url} answered ${response.status}: ${await response.text()}`);
   return (await response.json()) as T;
 }
+
+/** Runs git with a fixed author and no signing, whatever the machine's configuration; stderr then stdout. */
+export async function git(args: string[], cwd?: string): Promise<string> {
+  const { stdout, stderr } = await promisify(execFile)(
+    'git',
+    [
+      '-c',
+      'user.name=Grace Hopper',
+      '-c',
+      'user.email=grace@example.com',
+      '-c',
+      'commit.gpgSign=false',
+      ...args,
+    ],
+    cwd === undefined ? {} : { cwd },
+  );
+  return `${stderr}${stdout}`;
+}
