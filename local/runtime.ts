@@ -4,6 +4,7 @@ import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
+import { forTerminal } from '#shared/text.ts';
 import { stopDeployedServices } from './codebuild/deployed-services.ts';
 import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
 import { LocalEventBus } from './eventbridge/bus.ts';
@@ -330,7 +331,9 @@ export class LocalRuntime {
     if (executionArn && event.kind === 'state') {
       // Kept in the run's history too, so its builds and logs are still shown after a restart.
       this.#runs.recordBuild(executionArn, event).catch((error: Error) => {
-        process.stderr.write(`stepline: could not record build ${event.build.Id}: ${error.message}\n`);
+        process.stderr.write(
+          forTerminal(`stepline: could not record build ${event.build.Id}: ${error.message}\n`),
+        );
       });
     }
     this.options.report?.({

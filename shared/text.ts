@@ -48,3 +48,30 @@ export function formatDuration(milliseconds: number, options: { tenths?: boolean
   if (total < 3600) return `${Math.floor(total / 60)}m ${total % 60}s`;
   return `${Math.floor(total / 3600)}h ${Math.floor((total % 3600) / 60)}m`;
 }
+
+/**
+ * Escape sequences a terminal acts on: CSI (`ESC [ … final`, and its one-byte form 0x9B), OSC
+ * (`ESC ] … BEL` or `ESC \`, hyperlinks and window titles among them), the string commands DCS, SOS, PM
+ * and APC, and two-character escapes.
+ */
+const ESCAPE_SEQUENCE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+  /\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?|[ -~]?)|\x9b[0-?]*[ -/]*[@-~]?/g;
+
+/** C0 controls but tab and line feed, DEL, and C1 controls. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+const CONTROL_CHARACTER = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/**
+ * `text` made safe to print to a terminal: escape sequences and control characters removed, line feeds
+ * and tabs kept. A commit message, a branch name or a build's output is the pusher's text: printed raw it
+ * could clear the screen, retitle the window, rewrite the line above (`\r`) or plant a hyperlink.
+ *
+ * @example
+ * ```ts
+ * forTerminal('fix\x1b]8;;https://evil.example\x07 login\x1b[2J\r'); // 'fix login'
+ * ```
+ */
+export function forTerminal(text: string): string {
+  return text.replace(ESCAPE_SEQUENCE, '').replace(CONTROL_CHARACTER, '');
+}

@@ -1,5 +1,6 @@
 import type { RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import { SteplineError } from '#shared/errors.ts';
+import { forTerminal } from '#shared/text.ts';
 
 /**
  * The commands that talk to a running stepline (`npm start`) over its JSON API: runs, show, logs,
@@ -128,7 +129,8 @@ export async function showLogs(client: Client, run: string, options: { follow: b
       if (!response.ok) continue;
       const text = await response.text();
       if (offset === 0) client.print(`── ${build.stage} (${build.id})`);
-      if (text) process.stdout.write(text);
+      // A build's output is the pushed code's: printed raw, it could drive the terminal.
+      if (text) process.stdout.write(forTerminal(text));
       offsets.set(build.id, offset + Buffer.byteLength(text));
     }
     if (!options.follow || current.status !== 'RUNNING') return;

@@ -6,6 +6,7 @@ import { runOrigin } from '#local/runs/read-model.ts';
 import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
 import { LocalRuntime } from '#local/runtime.ts';
 import { SteplineError } from '#shared/errors.ts';
+import { forTerminal } from '#shared/text.ts';
 import { checkGit, checkParams, explainListenError } from './checks.ts';
 import { decide } from './client.ts';
 import { flushCompileCache } from './compile-cache.ts';
@@ -26,7 +27,7 @@ export interface LocalOptions {
 }
 
 function print(line: string): void {
-  process.stdout.write(`${line}\n`);
+  process.stdout.write(`${forTerminal(line)}\n`);
 }
 
 /**
@@ -155,7 +156,7 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
           comment: 'Approved by stepline run --approve',
         }).catch((error: Error) => {
           // The run cannot end without its approval: stop it and what it deployed, and say why.
-          process.stderr.write(`stepline: ${error.message}\n`);
+          process.stderr.write(`stepline: ${forTerminal(error.message)}\n`);
           void stop('stepline run --approve could not approve this run').then(() => process.exit(1));
         });
       else

@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, type CommanderError, Option } from 'commander';
+import { forTerminal } from '#shared/text.ts';
 import { describeFailure, parsePort } from './checks.ts';
 import type { Client } from './client.ts';
 import { enableCompileCache } from './compile-cache.ts';
@@ -89,7 +90,7 @@ function localOptions(options: { port: number; stateDir: string; param?: string[
 function client(options: { port: number }): Client {
   return {
     apiUrl: `http://127.0.0.1:${options.port}`,
-    print: (line) => process.stdout.write(`${line}\n`),
+    print: (line) => process.stdout.write(`${forTerminal(line)}\n`),
   };
 }
 
@@ -165,11 +166,11 @@ try {
   if ((error as Partial<CommanderError>).exitCode === 0 && (error as Error).name === 'CommanderError')
     process.exit(0);
   if (error instanceof CommandLineError) {
-    process.stderr.write(`stepline: ${error.message}\n`);
+    process.stderr.write(`stepline: ${forTerminal(error.message)}\n`);
     process.exit(2);
   }
   const failure = describeFailure(error);
-  process.stderr.write(`${failure.text}\n`);
+  process.stderr.write(`${forTerminal(failure.text)}\n`);
   // Exit now: a runtime that failed half-way through its start may hold timers or files open.
   process.exit(failure.exitCode);
 }

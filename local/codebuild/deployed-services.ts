@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { forTerminal } from '#shared/text.ts';
 import { endOwnedProcesses, OWNER_VARIABLE } from './owned-processes.ts';
 
 /** How long a stop waits for aborted builds to end (their shells are killed at once; this bounds the rest). */
@@ -50,7 +51,7 @@ export class ProcessOwnership {
    */
   cleanUpAfter(cleanUp: () => Promise<unknown>): void {
     const running = cleanUp().catch((error: Error) => {
-      process.stderr.write(`stepline: could not clean up after a build: ${error.message}\n`);
+      process.stderr.write(forTerminal(`stepline: could not clean up after a build: ${error.message}\n`));
     });
     this.#builds.add(running);
     void running.finally(() => this.#builds.delete(running));

@@ -1,3 +1,4 @@
+import { forTerminal } from '#shared/text.ts';
 import type { LocalFunction } from '../wiring.ts';
 import { matchesPattern } from './event-pattern.ts';
 
@@ -48,5 +49,7 @@ export class LocalEventBus {
 }
 
 function reportToStderr(fn: LocalFunction, event: Record<string, unknown>, error: Error): void {
-  process.stderr.write(`stepline: ${fn.key} failed on ${String(event['detail-type'])}: ${error.message}\n`);
+  process.stderr.write(
+    forTerminal(`stepline: ${fn.key} failed on ${String(event['detail-type'])}: ${error.message}\n`),
+  );
 }

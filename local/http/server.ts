@@ -7,6 +7,7 @@ import type { LocalRuntime } from '#local/runtime.ts';
 import { isClientError } from '#shared/errors.ts';
 import { WEBHOOK_PROVIDERS } from '#shared/push.ts';
 import { verifyWebhookSignature } from '#shared/signatures.ts';
+import { forTerminal } from '#shared/text.ts';
 import { sendJson, serveApi } from './api.ts';
 import {
   loopbackAuthorities,
@@ -44,7 +45,7 @@ export async function startServer(options: { host?: string; port: number }): Pro
       if (!res.headersSent)
         sendJson(res, 500, { error: 'InternalError', message: 'The local server failed on this request' });
       else res.destroy();
-      process.stderr.write(`stepline: ${req.method} ${req.url} failed: ${error.message}\n`);
+      process.stderr.write(forTerminal(`stepline: ${req.method} ${req.url} failed: ${error.message}\n`));
     });
   });
   // Longer than clients keep an idle connection (fetch: 4 s), so that the client, not the server, ends

@@ -10,6 +10,7 @@ import {
 import type { NewHistoryEvent } from '#local/stepfunctions/history.ts';
 import { TaskNoLongerWaitingError } from '#shared/errors.ts';
 import type { TaskDecider } from '#shared/ports.ts';
+import { forTerminal } from '#shared/text.ts';
 
 /** What a Task's local binding receives besides its resolved Parameters. */
 export interface TaskContext {
@@ -310,7 +311,9 @@ export class LocalStepFunctions {
       signal.removeEventListener('abort', onAbort);
       // A history that could not be written (disk full, an event the schema refuses) is said, not lost silently.
       await logging.catch((error: Error) => {
-        process.stderr.write(`stepline: the history of ${record.name} is incomplete: ${error.message}\n`);
+        process.stderr.write(
+          forTerminal(`stepline: the history of ${record.name} is incomplete: ${error.message}\n`),
+        );
       });
       this.tokens.endExecution(record.executionArn);
       this.#running.delete(record.executionArn);
