@@ -405,3 +405,19 @@ function readPath(value: unknown, path: string): unknown {
 export function formatDuration(ms: number): string {
   return Number.isFinite(ms) && ms >= 0 ? formatText(ms, { tenths: true }) : '';
 }
+
+/**
+ * The address to link, when `text` is an `http:` or `https:` URL; undefined for anything else. Deployed
+ * services' URLs are exported by the pushed buildspec: a `javascript:` or `data:` URL must stay text.
+ *
+ * @example
+ * ```ts
+ * webLink('http://127.0.0.1:4811/'); // 'http://127.0.0.1:4811/'
+ * webLink(' javascript:alert(1)'); // undefined
+ * ```
+ */
+export function webLink(text: string): string | undefined {
+  if (!URL.canParse(text)) return undefined;
+  const url = new URL(text);
+  return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : undefined;
+}

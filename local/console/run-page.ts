@@ -17,7 +17,14 @@ import {
   time,
 } from './dom.ts';
 import { drawGraph, legend } from './graph-view.ts';
-import { iterationNames, type MachineGraph, machineGraph, type StateRun, stateRuns } from './model.ts';
+import {
+  iterationNames,
+  type MachineGraph,
+  machineGraph,
+  type StateRun,
+  stateRuns,
+  webLink,
+} from './model.ts';
 import {
   failureSection,
   historyTable,
@@ -174,8 +181,10 @@ export class RunPage {
         'Restart of',
         h('a', { href: `#/runs/${encodeURIComponent(run.redriveOf)}` }, run.redriveOf),
       ]);
-    for (const [environment, url] of Object.entries(run.deployments))
-      facts.push([`${environment} answers at`, h('a', { href: url }, url)]);
+    for (const [environment, url] of Object.entries(run.deployments)) {
+      const link = webLink(url);
+      facts.push([`${environment} answers at`, link ? h('a', { href: link }, url) : h('code', {}, url)]);
+    }
     rerender(
       this.#title,
       h(

@@ -8,6 +8,7 @@ import {
   iterationNames,
   machineGraph,
   stateRuns,
+  webLink,
 } from '#local/console/model.ts';
 import { serveConsole } from '#local/console/serve.ts';
 
@@ -267,5 +268,24 @@ describe('serveConsole', () => {
   it('leaves every other path to the rest of the server', async () => {
     expect((await fetch(`${base}/api/runs`)).status).toBe(418);
     expect((await fetch(`${base}/`, { method: 'POST' })).status).toBe(418);
+  });
+});
+
+describe('webLink', () => {
+  it.each(['http://127.0.0.1:4811/', 'https://dev.acme.example/health?x=1'])('links %s', (url) => {
+    expect(webLink(url)).toBe(new URL(url).href);
+  });
+
+  it.each([
+    'javascript:alert(1)',
+    ' JAVASCRIPT:alert(1)',
+    '\tjava\nscript:alert(1)',
+    'data:text/html,<script>alert(1)</script>',
+    'vbscript:msgbox(1)',
+    'file:///etc/passwd',
+    '//evil.example/',
+    'not a url',
+  ])('leaves %j as text', (text) => {
+    expect(webLink(text)).toBeUndefined();
   });
 });
