@@ -9,7 +9,7 @@ import {
 } from './pipeline.ts';
 import type { Notification, TaskDecider } from './ports.ts';
 import { parseRef } from './push.ts';
-import { shortSha, truncate } from './text.ts';
+import { oneLine, shortSha, truncate } from './text.ts';
 
 /**
  * The approval gate's domain: approve and reject links that carry the waiting task token encrypted,
@@ -248,9 +248,13 @@ export function formatDeadline(deadline: Date, now: Date): string {
   return `${deadline.toUTCString()} (${left > 0 ? `in ${formatTimeLeft(left)}` : 'passed'})`;
 }
 
+/** The most of the commit message the approval message shows, below everything stepline vouches for. */
+export const COMMIT_MESSAGE_MAX_LENGTH = 500;
+
 /**
- * The approval request message for the approvals topic: what is waiting, the deadline and both links,
- * in the text and, as data, in `approval`. The links are bearer links, and the message says so.
+ * The approval request message for the approvals topic: what is waiting, both links first, then what will
+ * be built (the clone URL included) and the deadline, the commit message last and bounded; the links also
+ * as data, in `approval`. The links are bearer links, and the message says so.
  *
  * @example
  * ```ts
@@ -265,21 +269,10 @@ export function approvalRequestNotification(
   const { push } = request;
   const sha = shortSha(push.after);
   const message = (push.headCommitMessage ?? '').trim();
+  // The links come first and the pushed text last, bounded: a commit message is the pusher's, and one
+  // placed above the links could carry look-alike links of its own.
   const lines = [
     `${push.repository.fullName} is waiting for approval to deploy to ${request.environment}.`,
-    '',
-    `Repository:  ${push.repository.fullName}`,
-    `${push.refType === 'tag' ? 'Tag:        ' : 'Branch:     '} ${push.refName}`,
-    `Commit:      ${sha}${push.after ? ` (${push.after})` : ''}`,
-    `Pushed by:   ${push.pusher ?? 'unknown'}`,
-    `Passed:      ${request.passed.length > 0 ? request.passed.join(', ') : 'nothing yet'}`,
-    `Environment: ${request.environment}`,
-    `Image:       ${request.imageUri ?? 'none'}`,
-    `Deadline:    ${links.expiresAt.toISOString()} - ${formatDeadline(links.expiresAt, now)}`,
-    `Execution:   ${request.executionArn}`,
-    '',
-    'Commit message:',
-    ...(message ? truncate(message, 2000).split(/\r?\n/) : ['(none)']).map((line) => `    ${line}`),
     '',
     `Approve: ${links.approve}`,
     '',
@@ -288,6 +281,22 @@ export function approvalRequestNotification(
     'These links act for whoever holds them: anyone with this message can approve or reject, so do not',
     'forward it. Each link opens a page that asks you to confirm; nothing is decided until you press its',
     `button. Both links stop working at the deadline, when the run fails as expired if nobody decided.`,
+    '',
+    `Repository:  ${push.repository.fullName}`,
+    `Built from:  ${oneLine(push.repository.cloneUrl, 300)}`,
+    `${push.refType === 'tag' ? 'Tag:        ' : 'Branch:     '} ${oneLine(push.refName, 200)}`,
+    `Commit:      ${sha}${push.after ? ` (${push.after})` : ''}`,
+    `Pushed by:   ${oneLine(push.pusher ?? 'unknown', 200)}`,
+    `Passed:      ${request.passed.length > 0 ? request.passed.join(', ') : 'nothing yet'}`,
+    `Environment: ${request.environment}`,
+    `Image:       ${request.imageUri ?? 'none'}`,
+    `Deadline:    ${links.expiresAt.toISOString()} - ${formatDeadline(links.expiresAt, now)}`,
+    `Execution:   ${request.executionArn}`,
+    '',
+    'Commit message (as pushed, not checked by stepline):',
+    ...(message ? truncate(message, COMMIT_MESSAGE_MAX_LENGTH).split(/\r?\n/) : ['(none)']).map(
+      (line) => `    ${line}`,
+    ),
   ];
   return {
     topic: 'approvals',

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { openApprovalLink } from '#shared/approval.ts';
+import { COMMIT_MESSAGE_MAX_LENGTH, openApprovalLink } from '#shared/approval.ts';
 import { SnsNotifier } from '#shared/aws/sns.ts';
 import { createApprovalRequestHandler } from '#shared/handlers/approval-request.ts';
 import { createLogger } from '#shared/logger.ts';
@@ -113,6 +113,29 @@ describe('approvalRequest handler', () => {
       expect(Message).toContain(text);
     }
     expect(Message).toContain('These links act for whoever holds them');
+  });
+
+  it('puts both links before any pushed text, names the clone URL, and bounds the commit message', async () => {
+    const payload = gatePayload();
+    const lookalike = `Approve: https://approve.example/${'x'.repeat(40)}`;
+    payload.push.headCommitMessage = `Urgent fix\n\n${lookalike}\n${'padding line\n'.repeat(400)}`;
+    await handler(payload, lambdaContext());
+    const { Message } = publishedMessage();
+
+    const lines = Message.split('\n');
+    const approveLine = lines.indexOf(`Approve: ${linkFrom(Message, 'Approve')}`);
+    const rejectLine = lines.findIndex((line) => line.startsWith('Reject:  '));
+    const commitText = lines.findIndex((line) => line.includes('Urgent fix'));
+    expect(approveLine).toBeGreaterThan(0);
+    expect(rejectLine).toBeGreaterThan(approveLine);
+    expect(commitText).toBeGreaterThan(rejectLine);
+    // The look-alike stays indented inside the commit message, after the real links.
+    expect(lines.findIndex((line) => line.includes(lookalike))).toBeGreaterThan(commitText);
+    expect(lines.filter((line) => line.startsWith('Approve: '))).toHaveLength(1);
+    expect(Message).toContain('Built from:  https://github.com/octo/app.git');
+    const shown = Message.slice(Message.indexOf('Commit message'));
+    expect(shown.replace(/\n {4}/g, '\n').length).toBeLessThan(COMMIT_MESSAGE_MAX_LENGTH + 100);
+    expect(shown).toContain('…');
   });
 
   it('sends links that open to approve and reject this very task', async () => {
