@@ -1,6 +1,6 @@
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { SnsNotifier } from '#shared/aws/sns.ts';
+import { SnsNotifier, SnsSubscriberCounter } from '#shared/aws/sns.ts';
 import { SsmSecretReader } from '#shared/aws/ssm.ts';
 import { requireEnv } from '#shared/config.ts';
 import { type ApprovalRequestDeps, createApprovalRequestHandler } from '#shared/handlers/approval-request.ts';
@@ -9,9 +9,11 @@ import { secretFor } from '#shared/secrets.ts';
 
 function awsDeps(): ApprovalRequestDeps {
   const topicArn = requireEnv('APPROVALS_TOPIC_ARN');
+  const sns = new SNSClient({});
   return {
     // This function publishes approval requests only; a notification would fail on the empty ARN.
-    notifier: new SnsNotifier(new SNSClient({}), { approvals: topicArn, notifications: '' }),
+    notifier: new SnsNotifier(sns, { approvals: topicArn, notifications: '' }),
+    subscribers: new SnsSubscriberCounter(sns, topicArn),
     approvalKey: secretFor('approvalKey', process.env, () => new SsmSecretReader(new SSMClient({}))),
     baseUrl: requireEnv('APPROVAL_BASE_URL'),
     logger: createLogger('approvalRequest'),

@@ -67,6 +67,17 @@ export interface Notifier {
   publish(notification: Notification): Promise<void>;
 }
 
+/** How many of a topic's subscribers receive its messages (confirmed), and how many still have to click. */
+export interface Subscribers {
+  confirmed: number;
+  pending: number;
+}
+
+/** Counts the approvals topic's subscribers: an email subscription delivers nothing until it is confirmed. */
+export interface SubscriberCounter {
+  count(): Promise<Subscribers>;
+}
+
 /** A milestone put on stepline's custom EventBridge bus for integrators (source `stepline`). */
 export interface Milestone {
   detailType: string;

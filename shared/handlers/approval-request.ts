@@ -2,7 +2,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { approvalRequestNotification, mintApprovalLinks, parseApprovalRequest } from '#shared/approval.ts';
 import type { Logger } from '#shared/logger.ts';
-import type { Notifier } from '#shared/ports.ts';
+import type { Notifier, SubscriberCounter } from '#shared/ports.ts';
 
 /** What the approval gate's Lambda needs. */
 export interface ApprovalRequestDeps {
@@ -13,7 +13,15 @@ export interface ApprovalRequestDeps {
   baseUrl: string;
   logger: Logger;
   now: () => Date;
+  /**
+   * Counts the approvals topic's confirmed subscribers (AWS); absent where messages need no confirmation
+   * (the local mode's outbox).
+   */
+  subscribers?: SubscriberCounter;
 }
+
+/** How long a count of the topic's subscribers is trusted before it is asked again. */
+export const SUBSCRIBER_CHECK_INTERVAL_MS = 5 * 60_000;
 
 /**
  * The approval gate (`lambda:invoke.waitForTaskToken`): validates the request, mints the approve and
@@ -21,6 +29,39 @@ export interface ApprovalRequestDeps {
  * execution waits for the decision the links send. A bad payload throws, for the state machine's Catch.
  */
 export function createApprovalRequestHandler(deps: ApprovalRequestDeps) {
+  let checkedAt = Number.NEGATIVE_INFINITY;
+  let unconfirmed = false;
+  /**
+   * SNS delivers nothing to an email subscription until its address clicks the confirmation link: with
+   * none confirmed, the request reaches nobody and the gate expires. Counted at most once per interval per
+   * container; a count that fails never fails the request.
+   */
+  const warnWhenNobodyListens = async (environment: string): Promise<void> => {
+    const subscribers = deps.subscribers;
+    if (subscribers === undefined) return;
+    if (deps.now().getTime() - checkedAt >= SUBSCRIBER_CHECK_INTERVAL_MS) {
+      try {
+        const counts = await subscribers.count();
+        unconfirmed = counts.confirmed === 0;
+        checkedAt = deps.now().getTime();
+        if (unconfirmed) {
+          deps.logger.warn(
+            'The approvals topic has no confirmed subscriber: nobody receives this request, and the gate expires unless someone decides. Confirm the subscription email SNS sent to each address in approvalEmails, or subscribe one (README, "Approvals").',
+            { environment, pendingSubscriptions: counts.pending },
+          );
+        }
+      } catch (error) {
+        deps.logger.warn('Could not count the approvals topic subscribers', {
+          error: (error as Error).name,
+        });
+      }
+    } else if (unconfirmed) {
+      deps.logger.warn('The approvals topic still had no confirmed subscriber at the last count', {
+        environment,
+      });
+    }
+  };
+
   const run = async (event: unknown): Promise<void> => {
     const request = parseApprovalRequest(event);
     const links = mintApprovalLinks(request, await deps.approvalKey(), deps.baseUrl);
@@ -31,6 +72,7 @@ export function createApprovalRequestHandler(deps: ApprovalRequestDeps) {
       commit: request.push.after,
       expiresAt: links.expiresAt.toISOString(),
     });
+    await warnWhenNobodyListens(request.environment);
   };
   // The event holds the task token: never log it, whatever POWERTOOLS_LOGGER_LOG_EVENT says.
   return middy(run).use(injectLambdaContext(deps.logger, { logEvent: false }));

@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { ListSubscriptionsByTopicCommand, PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { COMMIT_MESSAGE_MAX_LENGTH, openApprovalLink } from '#shared/approval.ts';
-import { SnsNotifier } from '#shared/aws/sns.ts';
-import { createApprovalRequestHandler } from '#shared/handlers/approval-request.ts';
+import { SnsNotifier, SnsSubscriberCounter } from '#shared/aws/sns.ts';
+import {
+  createApprovalRequestHandler,
+  SUBSCRIBER_CHECK_INTERVAL_MS,
+} from '#shared/handlers/approval-request.ts';
 import { createLogger } from '#shared/logger.ts';
 import type { ApprovalRequest } from '#shared/pipeline.ts';
 import { lambdaContext } from '../helpers/lambda.ts';
@@ -182,5 +185,73 @@ describe('approvalRequest handler', () => {
   it('lets a failed publish fail the task', async () => {
     sns.on(PublishCommand).rejects(new Error('Topic does not exist'));
     await expect(handler(gatePayload(), lambdaContext())).rejects.toThrow('Topic does not exist');
+  });
+});
+
+describe('approvalRequest handler: nobody confirmed the approvals subscription', () => {
+  let clock: number;
+  function handlerCountingSubscribers(): Handler {
+    const client = new SNSClient({});
+    return createApprovalRequestHandler({
+      notifier: new SnsNotifier(client, { approvals: TOPIC_ARN, notifications: '' }),
+      subscribers: new SnsSubscriberCounter(client, TOPIC_ARN),
+      approvalKey: async () => KEY,
+      baseUrl: BASE_URL,
+      logger: createLogger('approvalRequest'),
+      now: () => new Date(clock),
+    }) as unknown as Handler;
+  }
+  const subscription = (arn: string) => ({ SubscriptionArn: arn, Protocol: 'email', TopicArn: TOPIC_ARN });
+  const warnings = () => logged.filter((line) => line.includes('no confirmed subscriber'));
+
+  beforeEach(() => {
+    clock = Date.now();
+  });
+
+  it('logs a warning when every subscription is pending confirmation, and still sends the request', async () => {
+    sns
+      .on(ListSubscriptionsByTopicCommand)
+      .resolves({ Subscriptions: [subscription('PendingConfirmation')] });
+    await handlerCountingSubscribers()(gatePayload(), lambdaContext());
+
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 1);
+    expect(sns).toHaveReceivedCommandWith(ListSubscriptionsByTopicCommand, { TopicArn: TOPIC_ARN });
+    expect(warnings()).toHaveLength(1);
+    expect(JSON.parse(warnings()[0] ?? '{}')).toMatchObject({ level: 'WARN', pendingSubscriptions: 1 });
+  });
+
+  it('says nothing when one subscription on any page is confirmed', async () => {
+    sns
+      .on(ListSubscriptionsByTopicCommand)
+      .resolvesOnce({ Subscriptions: [subscription('PendingConfirmation')], NextToken: 'page-2' })
+      .resolvesOnce({ Subscriptions: [subscription(`${TOPIC_ARN}:0f1e2d3c-aaaa-bbbb-cccc-1234567890ab`)] });
+    await handlerCountingSubscribers()(gatePayload(), lambdaContext());
+
+    expect(sns).toHaveReceivedCommandTimes(ListSubscriptionsByTopicCommand, 2);
+    expect(warnings()).toEqual([]);
+  });
+
+  it('sends the request when the subscribers cannot be counted', async () => {
+    sns
+      .on(ListSubscriptionsByTopicCommand)
+      .rejects(Object.assign(new Error('denied'), { name: 'AuthorizationError' }));
+    await expect(handlerCountingSubscribers()(gatePayload(), lambdaContext())).resolves.toBeUndefined();
+
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 1);
+    expect(logged.some((line) => line.includes('Could not count the approvals topic subscribers'))).toBe(
+      true,
+    );
+  });
+
+  it('counts at most once per interval in a warm container', async () => {
+    sns.on(ListSubscriptionsByTopicCommand).resolves({ Subscriptions: [] });
+    const warm = handlerCountingSubscribers();
+    await warm(gatePayload(), lambdaContext());
+    await warm(gatePayload(), lambdaContext());
+    expect(sns).toHaveReceivedCommandTimes(ListSubscriptionsByTopicCommand, 1);
+
+    clock += SUBSCRIBER_CHECK_INTERVAL_MS;
+    await warm(gatePayload(), lambdaContext());
+    expect(sns).toHaveReceivedCommandTimes(ListSubscriptionsByTopicCommand, 2);
   });
 });

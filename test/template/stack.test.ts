@@ -143,6 +143,14 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
       Action: 'sns:Publish',
       Resource: { Ref: 'ApprovalsTopic' },
     },
+    // ListSubscriptionsByTopic takes the topic as its resource:
+    // https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsns.html
+    {
+      Sid: 'CountApprovalSubscribers',
+      Effect: 'Allow',
+      Action: 'sns:ListSubscriptionsByTopic',
+      Resource: { Ref: 'ApprovalsTopic' },
+    },
     {
       Sid: 'ReadApprovalKey',
       Effect: 'Allow',
