@@ -351,9 +351,35 @@ function otherEnvironmentsDenied(context, environment) {
   ];
 }
 
+/**
+ * A role's inline policies may total 10,240 characters, white space not counted
+ * (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html). The denials grow with the
+ * number of environments: refuse, naming the cause, what CloudFormation would fail to create.
+ */
+const ROLE_INLINE_POLICY_LIMIT = 10_240;
+const LONGEST_PSEUDO = {
+  'AWS::Partition': 'aws-iso-b',
+  'AWS::Region': 'ap-southeast-5',
+  'AWS::AccountId': '123456789012',
+};
+
+function inlinePolicySize(document) {
+  return JSON.stringify(document)
+    .replace(/\{"Fn::Sub":("(?:[^"\\]|\\.)*")\}/g, '$1')
+    .replace(/\$\{(AWS::[A-Za-z]+)\}/g, (whole, name) => LONGEST_PSEUDO[name] ?? whole).length;
+}
+
 function roleFor(context, environment, stage) {
   const managed = [{ Ref: 'BuildGuardrailsPolicy' }];
   if (stage !== 'deploy') managed.unshift(environment.infrastructurePolicyArn);
+  const document = { Version: '2012-10-17', Statement: buildStatements(context, environment, stage) };
+  const size = inlinePolicySize(document);
+  if (size > ROLE_INLINE_POLICY_LIMIT) {
+    throw new Error(
+      `Parameter settings: with ${context.list.length} environments, the ${environment.name} ${stage} role's policy ` +
+        `could reach ${size} characters, over IAM's ${ROLE_INLINE_POLICY_LIMIT} for a role (use fewer environments or shorter names)`,
+    );
+  }
   return {
     Type: 'AWS::IAM::Role',
     Properties: {
@@ -365,7 +391,7 @@ function roleFor(context, environment, stage) {
       Policies: [
         {
           PolicyName: `${environment.name}-${stage}-build`,
-          PolicyDocument: { Version: '2012-10-17', Statement: buildStatements(context, environment, stage) },
+          PolicyDocument: document,
         },
       ],
     },

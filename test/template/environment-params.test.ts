@@ -135,6 +135,20 @@ describe('per-environment builds from the settings parameter', () => {
     await expect(params.environmentBuilds(withSettings(settings))).rejects.toThrow(message);
   });
 
+  it("refuses more environments than a role's policy can deny, before CloudFormation would", async () => {
+    const many = Array.from({ length: 12 }, (_, index) => ({
+      name: `environment-number-${index}`,
+      assumeRoleArn: `arn:aws:iam::210987654321:role/stepline-environment-number-${index}`,
+    }));
+
+    await expect(params.environmentBuilds(withSettings({ environments: many }))).rejects.toThrow(
+      /^Parameter settings: with 12 environments, the environment-number-0 infrastructure role's policy could reach \d+ characters, over IAM's 10240 for a role/,
+    );
+    await expect(
+      params.environmentBuilds(withSettings({ environments: many.slice(0, 6) })),
+    ).resolves.toBeDefined();
+  });
+
   it('refuses to go without a Terraform policy, naming the environments that have none', async () => {
     const settings = {
       environments: [
