@@ -269,8 +269,9 @@ function buildStatements(context, environment, stage) {
         Sid: 'ListTerraformState',
         Effect: 'Allow',
         Action: 's3:ListBucket',
+        // No s3:prefix condition: Terraform also lists the workspace prefix (`env:/`) at init, and a listing shows
+        // key names only; the objects of the other environments are denied below.
         Resource: sub(`arn:\${AWS::Partition}:s3:::${context.stateBucket}`),
-        Condition: { StringLike: { 's3:prefix': [`${environment.name}/*`] } },
       },
       {
         Sid: 'ReadWriteTerraformState',

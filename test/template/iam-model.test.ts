@@ -3,6 +3,8 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type EvaluationResult, runSimulation } from '@cloud-copilot/iam-simulate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listStates } from '#local/stepfunctions/definition.ts';
+import { loadProjectStateMachine } from '../helpers/asl-harness.ts';
 import {
   asList,
   type CfnTemplate,
@@ -416,6 +418,48 @@ describe('per-environment builds', () => {
   });
 });
 
+// The state machine roles are written by hand (the framework cannot grant a `ProjectName.$`): a Task of a new
+// kind, or a new function, must come with its grant.
+describe('state machine roles', () => {
+  const GRANTED_BY_KIND: Record<string, string> = {
+    'arn:aws:states:::codebuild:startBuild.sync': 'codebuild:StartBuild',
+    'arn:aws:states:::lambda:invoke': 'lambda:InvokeFunction',
+    'arn:aws:states:::lambda:invoke.waitForTaskToken': 'lambda:InvokeFunction',
+  };
+
+  it.each([
+    ['pipeline', 'PipelineStateMachineRole'],
+    ['teardown', 'TeardownStateMachineRole'],
+  ] as const)(
+    '%s: every Task is of a kind its role grants, on the function or projects it names',
+    async (name, role) => {
+      const tasks = listStates(loadProjectStateMachine(name)).filter(({ state }) => state.Type === 'Task');
+      expect(tasks.length).toBeGreaterThan(0);
+      const failures: string[] = [];
+      for (const { name: stateName, state } of tasks) {
+        const resourceKind = String(state.Resource);
+        const action = GRANTED_BY_KIND[resourceKind];
+        if (action === undefined) {
+          failures.push(`${stateName}: ${resourceKind} has no grant in ${role}`);
+          continue;
+        }
+        const parameters = state.Parameters as Record<string, unknown>;
+        const target =
+          action === 'lambda:InvokeFunction'
+            ? `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${String(parameters.FunctionName)}`
+            : projectArn(
+                String(parameters.ProjectName ?? '').replace(/^stepline-test-/, `${PREFIX}-`) ||
+                  projectName('prod', stateName === 'Teardown' ? 'teardown' : stateName),
+              );
+        const decision = await decide(role, { action, resource: target }, 'allows nothing');
+        if (decision !== 'Allowed') failures.push(`${stateName}: ${action} on ${target} → ${decision}`);
+      }
+
+      expect(failures).toEqual([]);
+    },
+  );
+});
+
 describe('IAM, simulated', () => {
   const buildRoles = (environment: EnvironmentName) => STAGES.map((stage) => roleId(stage, environment));
 
@@ -449,11 +493,7 @@ describe('IAM, simulated', () => {
 
   it("lets prod's builds do what the shipped buildspecs need, with nothing from the Terraform policy", async () => {
     const terraformNeeds: Request[] = [
-      {
-        action: 's3:ListBucket',
-        resource: `arn:aws:s3:::${BUCKET}`,
-        context: { 's3:prefix': 'prod/terraform.tfstate' },
-      },
+      { action: 's3:ListBucket', resource: `arn:aws:s3:::${BUCKET}`, context: { 's3:prefix': 'env:/' } },
       { action: 's3:GetObject', resource: stateObject('prod', 'terraform.tfstate') },
       { action: 's3:PutObject', resource: stateObject('prod', 'terraform.tfstate') },
       { action: 's3:GetObject', resource: stateObject('prod', 'terraform.tfstate.tflock') },
