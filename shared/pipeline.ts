@@ -15,6 +15,22 @@ export const EnvironmentSchema = z.object({
     .regex(/^[a-z][a-z0-9-]{0,30}$/, 'lower-case letters, digits and dashes, starting with a letter'),
   /** True when a person must approve before this environment's stages run. */
   approval: z.boolean().default(false),
+  /**
+   * On AWS: the IAM managed policy this environment's Terraform builds run with, instead of the stack's
+   * `infrastructurePolicyArn` parameter (serverless.params.cjs gives each environment its own build roles).
+   */
+  infrastructurePolicyArn: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/[\w+=,.@/-]+$/, 'an IAM policy ARN')
+    .optional(),
+  /**
+   * On AWS: a role, usually in an account of this environment's own, that its builds assume before they
+   * change anything (README, "An environment in its own account"). Only this environment's roles may.
+   */
+  assumeRoleArn: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/, 'an IAM role ARN')
+    .optional(),
 });
 export type Environment = z.infer<typeof EnvironmentSchema>;
 

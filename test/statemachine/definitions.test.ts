@@ -149,17 +149,17 @@ describe.each(MACHINES)('statemachines/%s.asl.json', (name) => {
 describe('statemachines/pipeline.asl.json', () => {
   const definition = loadProjectStateMachine('pipeline');
 
-  it('names CodeBuild projects and Lambda functions literally, after the service and stage', () => {
+  it('names the image project and the Lambda functions literally, after the service and stage', () => {
     const targets = tasks(definition).map(({ state }) => {
       const parameters = state.Parameters as Record<string, unknown>;
-      return String(parameters.ProjectName ?? parameters.FunctionName);
+      return String(parameters.ProjectName ?? parameters['ProjectName.$'] ?? parameters.FunctionName);
     });
 
     expect(new Set(targets)).toEqual(
       new Set([
         'stepline-test-image',
-        'stepline-test-infrastructure',
-        'stepline-test-deploy',
+        "States.Format('stepline-test-{}-infrastructure', $.environment)",
+        "States.Format('stepline-test-{}-deploy', $.environment)",
         'stepline-test-approvalRequest',
         'stepline-test-notify',
       ]),

@@ -103,8 +103,13 @@ describe('a passing run with the default environments', () => {
     const builds = run.calls.filter((call) => call.resource === RESOURCE.startBuildSync);
     expect(builds).toHaveLength(5);
     for (const { stateName, input } of builds) {
+      const environment = buildEnvironment(input).STEPLINE_ENVIRONMENT;
       expect(input).toMatchObject({
-        ProjectName: `stepline-test-${stateName.toLowerCase()}`,
+        // The image is built once; the other stages run in the project of the environment they work for.
+        ProjectName:
+          stateName === 'Image'
+            ? 'stepline-test-image'
+            : `stepline-test-${environment}-${stateName.toLowerCase()}`,
         SourceTypeOverride: 'GITHUB',
         SourceLocationOverride: 'https://github.com/acme/shop.git',
         SourceVersion: COMMIT,

@@ -23,7 +23,7 @@ function builds(handler: HandlersByResource[string]): HandlersByResource {
 }
 
 describe('statemachines/teardown.asl.json', () => {
-  it('destroys the given environment with the teardown project, from the given commit', async () => {
+  it("destroys the given environment with that environment's teardown project, from the given commit", async () => {
     const run = await runStateMachine(teardown, INPUT, {
       handlers: builds((input) => buildSucceeded(input)),
     });
@@ -31,7 +31,7 @@ describe('statemachines/teardown.asl.json', () => {
     expect(run.status).toBe('SUCCEEDED');
     const [build] = callsTo(run, 'Teardown');
     expect(build?.input).toMatchObject({
-      ProjectName: 'stepline-test-teardown',
+      ProjectName: 'stepline-test-qa-teardown',
       SourceTypeOverride: 'GITHUB',
       SourceLocationOverride: 'https://github.com/acme/shop.git',
       SourceVersion: 'a1b2c3d4',

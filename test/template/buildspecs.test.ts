@@ -1,6 +1,8 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the strings are shell commands, whose ${…} is shell syntax
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type Buildspec, parseBuildspec } from '#local/codebuild/buildspec.ts';
 
@@ -132,5 +134,111 @@ describe('the shipped buildspecs', () => {
     const checks = commands(shipped(name)).filter((command) => /^: "\$\{[A-Z_]+:\?/.test(command));
 
     expect(checks.length).toBeGreaterThan(0);
+  });
+});
+
+describe('the per-environment buildspecs', () => {
+  const ENVIRONMENT_STAGES = ['infrastructure', 'deploy', 'teardown'] as const;
+
+  /** Runs a buildspec's commands up to and including the one matching `until`, then prints `report`. */
+  function runUntil(
+    name: (typeof ENVIRONMENT_STAGES)[number],
+    until: RegExp,
+    environment: Record<string, string>,
+    report: string,
+  ): { status: number; output: string } {
+    const all = commands(shipped(name));
+    const last = all.findIndex((command) => until.test(command));
+    expect(last, `no command matches ${until}`).toBeGreaterThanOrEqual(0);
+    const script = [
+      ...all
+        .slice(0, last + 1)
+        .filter(
+          (command) =>
+            command.startsWith(': ') ||
+            command.startsWith('[') ||
+            command.startsWith('if [ -n "${STEPLINE_ASSUME'),
+        ),
+      report,
+    ].join('\n');
+    try {
+      const output = execFileSync('bash', ['-c', script], {
+        env: { PATH: process.env.PATH, ...environment },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      return { status: 0, output };
+    } catch (error) {
+      const failed = error as { status: number; stdout: string; stderr: string };
+      return { status: failed.status, output: failed.stdout + failed.stderr };
+    }
+  }
+
+  const REQUIRED = {
+    STEPLINE_ENVIRONMENT: 'prod',
+    TF_STATE_BUCKET: 'acme-terraform-state',
+    IMAGE_URI: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/stepline-prod:a1b2c3',
+    EKS_CLUSTER_NAME: 'apps-{environment}',
+  };
+
+  it.each(ENVIRONMENT_STAGES)('%s.yml stops when its project belongs to another environment', (name) => {
+    const run = runUntil(
+      name,
+      /STEPLINE_PROJECT_ENVIRONMENT/,
+      { ...REQUIRED, STEPLINE_PROJECT_ENVIRONMENT: 'dev' },
+      'echo went on',
+    );
+
+    expect(run.status).not.toBe(0);
+    expect(run.output).toContain('This project builds dev, not prod');
+    expect(run.output).not.toContain('went on');
+  });
+
+  it.each(ENVIRONMENT_STAGES)(
+    '%s.yml assumes the environment role before anything else, without printing its credentials',
+    (name) => {
+      // A stand-in for the AWS CLI: prints what `aws sts assume-role --query … --output text` prints.
+      const bin = mkdtempSync(join(tmpdir(), 'stepline-aws-'));
+      writeFileSync(
+        join(bin, 'aws'),
+        '#!/bin/sh\n[ "$1 $2" = "sts assume-role" ] && [ "$4" = "arn:aws:iam::210987654321:role/deployer" ] || exit 3\nprintf "ASIAEXAMPLE\\tsecret-key\\tsession-token\\n"\n',
+        { mode: 0o755 },
+      );
+      try {
+        const run = runUntil(
+          name,
+          /STEPLINE_ASSUME_ROLE_ARN/,
+          {
+            ...REQUIRED,
+            PATH: `${bin}:${process.env.PATH}`,
+            STEPLINE_PROJECT_ENVIRONMENT: 'prod',
+            STEPLINE_ASSUME_ROLE_ARN: 'arn:aws:iam::210987654321:role/deployer',
+          },
+          'echo "as $AWS_ACCESS_KEY_ID/${#AWS_SECRET_ACCESS_KEY}/${#AWS_SESSION_TOKEN}/${CREDENTIALS:-none}"',
+        );
+
+        expect(run.status).toBe(0);
+        expect(run.output).toContain('as ASIAEXAMPLE/10/13/none');
+        expect(run.output).not.toContain('secret-key');
+        const all = commands(shipped(name));
+        const assume = all.findIndex((command) => command.includes('STEPLINE_ASSUME_ROLE_ARN'));
+        const firstAwsUse = all.findIndex((command) => /^(terraform init|aws eks)/.test(command));
+        expect(assume).toBeLessThan(firstAwsUse);
+      } finally {
+        rmSync(bin, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it.each(ENVIRONMENT_STAGES)('%s.yml keeps the build role when the environment names none', (name) => {
+    const run = runUntil(
+      name,
+      /STEPLINE_ASSUME_ROLE_ARN/,
+      REQUIRED,
+      'echo "as ${AWS_ACCESS_KEY_ID:-the build role}"',
+    );
+
+    expect(run.status).toBe(0);
+    expect(run.output).toContain('as the build role');
   });
 });

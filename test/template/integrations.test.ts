@@ -149,10 +149,10 @@ describe('functions invoked synchronously', () => {
 // ---------------------------------------------------------------------------------------------------------
 
 const PROJECT_ROLES = [
-  'InfrastructureProjectRole',
   'ImageProjectRole',
-  'DeployProjectRole',
-  'TeardownProjectRole',
+  ...['Dev', 'Prod'].flatMap((environment) =>
+    ['Infrastructure', 'Deploy', 'Teardown'].map((stage) => `${stage}ProjectRole${environment}`),
+  ),
 ] as const;
 const CONNECTION_ACTIONS = [
   'codeconnections:GetConnection',

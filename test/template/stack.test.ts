@@ -43,7 +43,14 @@ const FUNCTION_KEYS = [
   'pipelineEvents',
 ] as const;
 type FunctionKey = (typeof FUNCTION_KEYS)[number];
-const PROJECTS = ['infrastructure', 'image', 'deploy', 'teardown'] as const;
+/** The image project, and each environment's (dev and prod by default) Infrastructure, Deploy and Teardown. */
+const PROJECTS = [
+  'image',
+  ...['dev', 'prod'].flatMap((environment) =>
+    ['infrastructure', 'deploy', 'teardown'].map((stage) => `${environment}-${stage}`),
+  ),
+];
+const ENVIRONMENT_PROJECTS = PROJECTS.filter((name) => name !== 'image');
 
 const logicalId = (key: FunctionKey) => `${key[0]?.toUpperCase()}${key.slice(1)}LambdaFunction`;
 const fn = (key: FunctionKey) => resource(template, logicalId(key));
@@ -237,16 +244,15 @@ describe('serverless package', () => {
     console.info(`serverless package took ${(stack.durationMs / 1000).toFixed(1)} s`);
   });
 
-  it('refuses to package without the managed policy the Terraform builds run with', async () => {
+  it('refuses to package without the managed policy the Terraform builds run with, naming the environments', async () => {
     const { infrastructurePolicyArn: _, ...withoutPolicy } = PACKAGE_PARAMS;
 
     const run = await runServerlessPackage(withoutPolicy);
     await rm(run.workDir, { recursive: true, force: true });
 
     expect(run.exitCode).not.toBe(0);
-    expect(run.output).toMatch(
-      /InfrastructureProjectRole\.Properties\.ManagedPolicyArns.*Value not found at "param" source/,
-    );
+    expect(run.output).toContain('Parameter infrastructurePolicyArn: required');
+    expect(run.output).toContain('environment dev, prod names no infrastructurePolicyArn in settings');
   }, 120_000);
 
   it.each(FUNCTION_KEYS)(
@@ -365,7 +371,7 @@ describe('EventBridge rules', () => {
     });
   });
 
-  it("sends the four projects' build state and phase changes to buildEvents", () => {
+  it("sends every project's build state and phase changes to buildEvents", () => {
     expect(onlyRuleTargeting('buildEvents').EventPattern).toEqual({
       source: ['aws.codebuild'],
       'detail-type': ['CodeBuild Build State Change', 'CodeBuild Build Phase Change'],
@@ -430,12 +436,31 @@ describe('IAM', () => {
     expect(wildcards).toEqual([]);
   });
 
-  it("denies only s3:* over plain HTTP, on the framework's deployment bucket", () => {
+  it("denies s3:* over plain HTTP on the framework's deployment bucket, and the rest only to builds", () => {
     const denials = allStatements(template).filter(({ statement }) => statement.Effect === 'Deny');
+    const buildRoles = resourcesOfType(template, 'AWS::IAM::Role')
+      .filter(([, item]) =>
+        JSON.stringify(props(item).AssumeRolePolicyDocument).includes('codebuild.amazonaws.com'),
+      )
+      .map(([id]) => id);
 
-    expect(denials.map(({ where, statement }) => [where, statement.Action, statement.Condition])).toEqual([
-      ['ServerlessDeploymentBucketPolicy', 's3:*', { Bool: { 'aws:SecureTransport': false } }],
+    expect(
+      denials.filter(({ where }) => where !== 'BuildGuardrailsPolicy' && !buildRoles.includes(where)),
+    ).toEqual([
+      {
+        where: 'ServerlessDeploymentBucketPolicy',
+        statement: expect.objectContaining({
+          Action: 's3:*',
+          Condition: { Bool: { 'aws:SecureTransport': false } },
+        }),
+      },
     ]);
+    expect(buildRoles).toHaveLength(PROJECTS.length);
+    for (const role of buildRoles) {
+      expect(props(resource(template, role)).ManagedPolicyArns).toContainEqual({
+        Ref: 'BuildGuardrailsPolicy',
+      });
+    }
   });
 
   it('allows "Resource": "*" only for the actions AWS gives no resource-level permission', () => {
@@ -455,25 +480,16 @@ describe('IAM', () => {
     const resourcesFor = (action: string) =>
       statements.filter((s) => asList(s.Action).includes(action)).flatMap((s) => asList(s.Resource));
 
-    const projectArn = (project: string) => ({
-      'Fn::Sub': [
-        `arn:\${AWS::Partition}:codebuild:\${AWS::Region}:\${AWS::AccountId}:project/${PREFIX}-${project}`,
-        {},
-      ],
-    });
-    const { text } = definitionOf('PipelineStateMachine');
-    const projectsRun = PROJECTS.filter((project) => text.includes(`"${PREFIX}-${project}"`));
-    expect(projectsRun.length).toBeGreaterThan(0);
+    const projectArn = (project: string) =>
+      sub(`arn:\${AWS::Partition}:codebuild:\${AWS::Region}:\${AWS::AccountId}:project/${PREFIX}-${project}`);
+    const projectsRun = PROJECTS.filter((project) => !project.endsWith('-teardown'));
     for (const action of ['codebuild:StartBuild', 'codebuild:StopBuild', 'codebuild:BatchGetBuilds']) {
       expect(resourcesFor(action)).toEqual(expect.arrayContaining(projectsRun.map(projectArn)));
       expect(resourcesFor(action)).toHaveLength(projectsRun.length);
     }
-    const managedRule = {
-      'Fn::Sub': [
-        'arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/StepFunctionsGetEventForCodeBuildStartBuildRule',
-        {},
-      ],
-    };
+    const managedRule = sub(
+      'arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/StepFunctionsGetEventForCodeBuildStartBuildRule',
+    );
     for (const action of ['events:PutTargets', 'events:PutRule', 'events:DescribeRule']) {
       expect(resourcesFor(action)).toEqual([managedRule]);
     }
@@ -506,14 +522,15 @@ describe('state machines', () => {
     },
   );
 
-  it('runs the real CodeBuild projects of the stage', () => {
+  it('runs the real CodeBuild projects of the stage, the environment choosing its own', () => {
     const pipeline = definitionOf('PipelineStateMachine').text;
     const teardown = definitionOf('TeardownStateMachine').text;
 
-    for (const project of ['infrastructure', 'image', 'deploy']) {
-      expect(pipeline).toContain(`"ProjectName": "${PREFIX}-${project}"`);
+    expect(pipeline).toContain(`"ProjectName": "${PREFIX}-image"`);
+    for (const stage of ['infrastructure', 'deploy']) {
+      expect(pipeline).toContain(`"ProjectName.$": "States.Format('${PREFIX}-{}-${stage}', $.environment)"`);
     }
-    expect(teardown).toContain(`"ProjectName": "${PREFIX}-teardown"`);
+    expect(teardown).toContain(`"ProjectName.$": "States.Format('${PREFIX}-{}-teardown', $.environment)"`);
   });
 
   it('invokes the approval request and notify functions of this stack', () => {
@@ -633,7 +650,7 @@ describe('CodeBuild', () => {
     expect(PROJECTS.filter((name) => environment(name).PrivilegedMode === true)).toEqual(['image']);
   });
 
-  it('hands the buildspecs the repository, the state bucket and the cluster name', () => {
+  it('hands the buildspecs the repository, the state bucket, the cluster name and the environment', () => {
     const variables = (name: string) => environment(name).EnvironmentVariables;
 
     expect((variables('image') as unknown[])[0]).toEqual({
@@ -641,23 +658,31 @@ describe('CodeBuild', () => {
       Type: 'PLAINTEXT',
       Value: getAtt('ImageRepository', 'RepositoryUri'),
     });
-    for (const name of ['infrastructure', 'teardown']) {
-      expect(variables(name)).toEqual([
-        { Name: 'TF_STATE_BUCKET', Type: 'PLAINTEXT', Value: PACKAGE_PARAMS.terraformStateBucket },
+    for (const env of ['dev', 'prod']) {
+      const own = { Name: 'STEPLINE_PROJECT_ENVIRONMENT', Type: 'PLAINTEXT', Value: env };
+      for (const stage of ['infrastructure', 'teardown']) {
+        expect(variables(`${env}-${stage}`)).toEqual([
+          own,
+          { Name: 'TF_STATE_BUCKET', Type: 'PLAINTEXT', Value: PACKAGE_PARAMS.terraformStateBucket },
+        ]);
+      }
+      expect(variables(`${env}-deploy`)).toEqual([
+        own,
+        { Name: 'EKS_CLUSTER_NAME', Type: 'PLAINTEXT', Value: PACKAGE_PARAMS.eksClusterName },
       ]);
     }
-    expect(variables('deploy')).toEqual([
-      { Name: 'EKS_CLUSTER_NAME', Type: 'PLAINTEXT', Value: PACKAGE_PARAMS.eksClusterName },
-    ]);
   });
 
   it('runs Terraform with the managed policy the user supplies, and only there', () => {
     const managed = (name: string) => props(resource(template, serviceRole(name))).ManagedPolicyArns;
+    const guardrails = { Ref: 'BuildGuardrailsPolicy' };
 
-    expect(managed('infrastructure')).toEqual([PACKAGE_PARAMS.infrastructurePolicyArn]);
-    expect(managed('teardown')).toEqual([PACKAGE_PARAMS.infrastructurePolicyArn]);
-    expect(managed('image')).toBeUndefined();
-    expect(managed('deploy')).toBeUndefined();
+    for (const name of ENVIRONMENT_PROJECTS) {
+      expect(managed(name)).toEqual(
+        name.endsWith('-deploy') ? [guardrails] : [PACKAGE_PARAMS.infrastructurePolicyArn, guardrails],
+      );
+    }
+    expect(managed('image')).toEqual([guardrails]);
   });
 
   it('lets the image project push to its one repository, pull through the Docker Hub cache, and nothing else', () => {
