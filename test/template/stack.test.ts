@@ -256,13 +256,13 @@ describe('serverless package', () => {
   }, 120_000);
 
   it.each(FUNCTION_KEYS)(
-    'zips %s as its handler bundled into one ES module, and nothing else',
+    'zips %s as its handler bundled into one CommonJS file, and nothing else',
     async (key) => {
       const zip = await readFile(join(stack.outputDir, `${key}.zip`));
       const handler = props(fn(key)).Handler as string;
 
       expect(handler).toMatch(/^functions\/[a-z-]+\.handler$/);
-      expect(zipEntryNames(zip)).toEqual([`${handler.replace(/\.handler$/, '')}.mjs`]);
+      expect(zipEntryNames(zip)).toEqual([`${handler.replace(/\.handler$/, '')}.js`]);
     },
   );
 });
@@ -276,8 +276,8 @@ describe('functions', () => {
     expect(names.sort()).toEqual(FUNCTION_KEYS.map((key) => `${PREFIX}-${key}`).sort());
   });
 
-  it.each(FUNCTION_KEYS)('runs %s on nodejs22.x and arm64', (key) => {
-    expect(props(fn(key)).Runtime).toBe('nodejs22.x');
+  it.each(FUNCTION_KEYS)('runs %s on nodejs24.x and arm64', (key) => {
+    expect(props(fn(key)).Runtime).toBe('nodejs24.x');
     expect(props(fn(key)).Architectures).toEqual(['arm64']);
   });
 

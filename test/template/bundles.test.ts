@@ -1,0 +1,88 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { inflateRawSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PackagedStack, packagedStack } from '../helpers/package-template.ts';
+
+/**
+ * The packaged bundles run as Lambda runs them: a CommonJS `.js` file alone in its folder (no
+ * package.json), its handler required and called. Minified, they keep the error class names that the
+ * state machines' Retry/Catch and the HTTP answers rely on.
+ */
+
+const exec = promisify(execFile);
+
+let stack: PackagedStack;
+let dir: string;
+
+beforeAll(async () => {
+  stack = await packagedStack();
+  dir = await mkdtemp(join(tmpdir(), 'stepline-bundle-'));
+}, 180_000);
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Each file of a zip archive (stored or deflated), by name. */
+function unzip(zip: Buffer): Map<string, Buffer> {
+  const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  if (end < 0) throw new Error('Not a zip archive: no end of central directory');
+  const files = new Map<string, Buffer>();
+  let offset = zip.readUInt32LE(end + 16);
+  for (let index = 0; index < zip.readUInt16LE(end + 10); index++) {
+    const method = zip.readUInt16LE(offset + 10);
+    const size = zip.readUInt32LE(offset + 20);
+    const nameLength = zip.readUInt16LE(offset + 28);
+    const entryEnd = offset + 46 + nameLength + zip.readUInt16LE(offset + 30) + zip.readUInt16LE(offset + 32);
+    const name = zip.toString('utf8', offset + 46, offset + 46 + nameLength);
+    const local = zip.readUInt32LE(offset + 42);
+    const start = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
+    const data = zip.subarray(start, start + size);
+    if (method !== 0 && method !== 8) throw new Error(`${name}: unknown compression method ${method}`);
+    files.set(name, method === 8 ? inflateRawSync(data) : Buffer.from(data));
+    offset = entryEnd;
+  }
+  return files;
+}
+
+describe('packaged bundles', () => {
+  it('run the webhook handler as CommonJS, answering an unknown provider with NotFoundError by name', async () => {
+    const files = unzip(await readFile(join(stack.outputDir, 'webhook.zip')));
+    const bundle = files.get('functions/webhook.js');
+    expect(bundle, [...files.keys()].join(', ')).toBeDefined();
+    const file = join(dir, 'functions', 'webhook.js');
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, bundle ?? '');
+    const event = {
+      version: '2.0',
+      rawPath: '/webhooks/nope',
+      headers: {},
+      requestContext: { http: { method: 'POST', path: '/webhooks/nope' }, requestId: 'r' },
+      body: '{}',
+      isBase64Encoded: false,
+    };
+    const script = `require(${JSON.stringify(file)}).handler(${JSON.stringify(event)}, {
+      awsRequestId: 'r', functionName: 'webhook', getRemainingTimeInMillis: () => 1000,
+    }).then((answer) => process.stdout.write('\\n' + JSON.stringify(answer)));`;
+    const { stdout } = await exec(process.execPath, ['-e', script], {
+      cwd: dir,
+      timeout: 20_000,
+      env: {
+        PATH: process.env.PATH ?? '',
+        AWS_REGION: 'eu-west-1',
+        WEBHOOK_SECRET_PARAMETER: '/stepline/test/webhook-secret',
+        STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline',
+        STEPLINE_TRIGGERS: '{}',
+        STEPLINE_SETTINGS: '{}',
+      },
+    });
+    const answer = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as { statusCode: number; body: string };
+
+    expect(answer.statusCode).toBe(404);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'NotFoundError' });
+  }, 60_000);
+});
