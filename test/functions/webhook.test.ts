@@ -156,6 +156,27 @@ describe('POST /webhooks/github', () => {
     expect(body.message).toMatch(/repository/);
   });
 
+  it('answers a push whose after is a branch name with 400 naming the field', async () => {
+    const payload = { ...JSON.parse(githubPush), after: 'main' };
+    const { status, body } = await post(githubDelivery(JSON.stringify(payload)));
+    expect(status).toBe(400);
+    expect(body.message).toBe(
+      'GitHub push payload has an invalid after: expected a full commit id (40 or 64 hex digits)',
+    );
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
+  it('refuses a push whose clone URL is not its repository, naming both', async () => {
+    const payload = JSON.parse(githubPush);
+    payload.repository.clone_url = 'https://github.com/mallory/payload.git';
+    const { status, body } = await post(githubDelivery(JSON.stringify(payload)));
+    expect(status).toBe(400);
+    expect(body.message).toContain(
+      'repository.clone_url https://github.com/mallory/payload.git does not belong to repository.full_name binkkatal/sample_app',
+    );
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+
   it('answers an unknown provider with 404 naming the known ones', async () => {
     const event = httpEvent({ path: '/webhooks/gitea', pathParameters: { provider: 'gitea' }, body: '{}' });
     const { status, body } = await post(event);
