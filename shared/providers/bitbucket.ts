@@ -253,9 +253,10 @@ export function normalizeBitbucketWebhook(
     throw new InvalidInputError('Missing X-Event-Key header');
   }
   let pushes: Push[];
+  const dataCenter = event === 'repo:refs_changed';
   if (event === 'repo:push') {
     pushes = bitbucketCloudPushes(parsePayload(BitbucketCloudPushPayloadSchema, body, CLOUD));
-  } else if (event === 'repo:refs_changed') {
+  } else if (dataCenter) {
     pushes = bitbucketDataCenterPushes(parsePayload(BitbucketDataCenterPushPayloadSchema, body, DATA_CENTER));
   } else {
     return { kind: 'ignored', reason: `Bitbucket event "${event}" is not a push` };
@@ -264,5 +265,10 @@ export function normalizeBitbucketWebhook(
     return { kind: 'ignored', reason: 'no changes' };
   }
   const deliveryId = findHeader(headers, 'X-Request-UUID') ?? findHeader(headers, 'X-Request-Id');
-  return { kind: 'pushes', pushes, ...(deliveryId ? { deliveryId } : {}) };
+  return {
+    kind: 'pushes',
+    pushes,
+    ...(deliveryId ? { deliveryId } : {}),
+    ...(dataCenter ? { edition: 'bitbucket-data-center' as const } : {}),
+  };
 }

@@ -7,7 +7,13 @@ import { type Push, parseRef, ZERO_SHA } from '../push.ts';
  * why it starts nothing (a ping, an event that is not a push, a push with no changes).
  */
 export type WebhookOutcome =
-  | { kind: 'pushes'; pushes: Push[]; deliveryId?: string }
+  | {
+      kind: 'pushes';
+      pushes: Push[];
+      deliveryId?: string;
+      /** Set for a self-hosted server CodeBuild has no source type for. */
+      edition?: 'bitbucket-data-center';
+    }
   | { kind: 'ignored'; reason: string };
 
 /** `['commits', 0, 'added']` → `commits[0].added`. */
