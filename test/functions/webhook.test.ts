@@ -393,3 +393,79 @@ describe('sources CodeBuild cannot build', () => {
     expect((await post(githubDelivery(body), webhookHandler({ builds: 'local' }))).status).toBe(202);
   });
 });
+
+describe('a real-size push', () => {
+  // Step Functions refuses an execution input over 256 KiB (States.DataLimitExceeded):
+  // https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html
+  const QUOTA = 256 * 1024;
+
+  function bigPush(): string {
+    const payload = JSON.parse(githubPush);
+    const message = `Refactor every module\n\n${'Moves the files, renames the exports, updates the imports. '.repeat(2000)}`;
+    // 10,000 files over five commits (GitHub lists at most 3,000 per commit), the last one under docs/.
+    payload.commits = Array.from({ length: 5 }, (_, c) => ({
+      id: `${c}`.repeat(40),
+      message,
+      added: Array.from({ length: 2000 }, (_, f) =>
+        c === 4 && f === 1999
+          ? 'docs/the-only-documentation-change.md'
+          : `src/module-${c}/file-${f}-with-a-long-descriptive-name.ts`,
+      ),
+      modified: [],
+      removed: [],
+    }));
+    payload.head_commit = { ...payload.head_commit, message };
+    payload.pusher = { name: `Pat ${'de la '.repeat(5000)}Pusher` };
+    return JSON.stringify(payload);
+  }
+
+  it('starts with an execution input well under 256 KiB: no file list, bounded free text', async () => {
+    const body = bigPush();
+    expect(Buffer.byteLength(body)).toBeGreaterThan(QUOTA);
+    const { status } = await post(githubDelivery(body));
+    expect(status).toBe(202);
+    const raw = sfn.commandCalls(StartExecutionCommand)[0]?.args[0].input.input ?? '';
+    const bytes = Buffer.byteLength(raw, 'utf8');
+    console.info(
+      `execution input: ${bytes} bytes for a ${Buffer.byteLength(body)}-byte push of 10,000 files`,
+    );
+    expect(bytes).toBeLessThan(QUOTA / 16);
+    const input = ExecutionInputSchema.parse(JSON.parse(raw));
+    expect(JSON.parse(raw).push).not.toHaveProperty('changedFiles');
+    expect(Array.from(input.push.headCommitMessage ?? '')).toHaveLength(1000);
+    expect(input.push.headCommitMessage?.endsWith('…')).toBe(true);
+    expect(Array.from(input.push.pusher ?? '')).toHaveLength(100);
+  });
+
+  it('still applies a file-path filter to all 10,000 files before starting', async () => {
+    const docsOnly = webhookHandler({
+      triggers: TriggersSchema.parse({
+        push: [{ branches: { includes: ['master'] }, filePaths: { includes: ['docs/**'] } }],
+      }),
+    });
+    const { status, body } = await post(githubDelivery(bigPush()), docsOnly);
+    expect(status).toBe(202);
+    expect(body.started).toHaveLength(1);
+    const noMatch = webhookHandler({
+      triggers: TriggersSchema.parse({
+        push: [{ branches: { includes: ['master'] }, filePaths: { includes: ['infra/**'] } }],
+      }),
+    });
+    const skipped = await post(githubDelivery(bigPush()), noMatch);
+    expect(skipped.status).toBe(200);
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 1);
+  });
+
+  it('refuses a ref over 1024 characters with 400 instead of a run that cannot start', async () => {
+    const payload = { ...JSON.parse(githubPush), ref: `refs/heads/${'x'.repeat(1100)}` };
+    const { status, body } = await post(
+      githubDelivery(JSON.stringify(payload)),
+      webhookHandler({
+        triggers: TriggersSchema.parse({ push: [{ branches: { includes: ['**'] } }] }),
+      }),
+    );
+    expect(status).toBe(400);
+    expect(body.message).toBe("The push's ref is over 1024 characters");
+    expect(sfn).toHaveReceivedCommandTimes(StartExecutionCommand, 0);
+  });
+});

@@ -251,7 +251,7 @@ describe('normalizeWebhook(bitbucket) on real Bitbucket Cloud repo:push payloads
       },
     ]);
     expect(pushes.every((push) => push.repository.fullName === 'cloudbeers/temp')).toBe(true);
-    expect(pushes.every((push) => push.commitsTruncated && push.changedFiles.length === 0)).toBe(true);
+    expect(pushes.every((push) => push.commitsTruncated && push.changedFiles?.length === 0)).toBe(true);
   });
 
   it('ignores a push with no changes (push-emptyPayload)', () => {
