@@ -1,8 +1,8 @@
+import { InvalidInputError } from './errors.ts';
 import { executionName } from './execution-name.ts';
 import type { Logger } from './logger.ts';
 import { type ExecutionInput, type PipelineSettings, sourceTypeOf } from './pipeline.ts';
 import type { PipelineStarter } from './ports.ts';
-import { InvalidInputError } from './errors.ts';
 import { executionPush, type Push } from './push.ts';
 import { matchTriggers, type Triggers } from './triggers.ts';
 
