@@ -240,6 +240,7 @@ function isDataCenterTestPing(body: unknown): boolean {
  * `repo:refs_changed` (Data Center) give one push per change (none: ignored "no changes");
  * `diagnostics:ping` and Data Center's `{"test": true}` are ignored as pings; every other event is
  * ignored with a reason. The delivery id is `X-Request-UUID` (Cloud) or `X-Request-Id` (Data Center).
+ * Data Center pushes are marked `edition: 'bitbucket-data-center'`: CodeBuild has no source type for them.
  */
 export function normalizeBitbucketWebhook(
   headers: Record<string, string | undefined>,
