@@ -38,7 +38,8 @@ const PLUGIN_OPTIONS = [
 const DUMMY_ENVIRONMENT: Record<string, string> = {
   AWS_REGION: 'eu-west-1',
   STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-bench-pipeline',
-  WEBHOOK_SECRET_PARAMETER: '/stepline/bench/webhook-secret',
+  WEBHOOK_PROVIDERS: 'github',
+  WEBHOOK_SECRET_PARAMETER_PREFIX: '/stepline/bench/webhook-secret',
   STEPLINE_TRIGGERS: '{}',
   STEPLINE_SETTINGS: '{}',
   APPROVALS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-bench-approvals',

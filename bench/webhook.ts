@@ -77,7 +77,8 @@ export async function webhookThroughput(): Promise<BenchSection> {
     settings: PipelineSettingsSchema.parse({}),
     // Printing 10 000 log lines would measure the terminal, not the handler.
     logger: new Logger({ serviceName: 'stepline', logLevel: 'SILENT' }),
-    webhookSecret: async () => SECRET,
+    webhookSecrets: { github: { current: async () => SECRET, fetchAgain: async () => SECRET } },
+    builds: 'codebuild',
   });
 
   const push = await readFile(

@@ -4,6 +4,8 @@ import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
+import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
+import { webhookSecretVariable } from '#shared/secrets.ts';
 import { forTerminal } from '#shared/text.ts';
 import { stopDeployedServices } from './codebuild/deployed-services.ts';
 import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
@@ -35,7 +37,11 @@ export interface RuntimeOptions {
   params?: string[];
 }
 
-const SECRET_VARIABLES = ['STEPLINE_WEBHOOK_SECRET', 'STEPLINE_APPROVAL_KEY'];
+const SECRET_VARIABLES = [
+  'STEPLINE_WEBHOOK_SECRET',
+  ...WEBHOOK_PROVIDERS.map(webhookSecretVariable),
+  'STEPLINE_APPROVAL_KEY',
+];
 
 /**
  * The local mode's composition root: it reads serverless.yml's wiring, parses the functions'
@@ -161,9 +167,14 @@ export class LocalRuntime {
     return instance;
   }
 
-  /** The secret the local git hook signs pushes with (also in `.stepline/webhook-secret`). */
+  /** The secret the local git hook signs pushes with: GitHub's (also in `.stepline/webhook-secret-github`). */
   get webhookSecret(): string {
-    return this.#secrets.webhookSecret;
+    return this.#secrets.webhookSecrets.github;
+  }
+
+  /** A provider's webhook secret (`.stepline/webhook-secret-<provider>`). */
+  webhookSecretFor(provider: WebhookProvider): string {
+    return this.#secrets.webhookSecrets[provider];
   }
 
   /** The function serving an HTTP route, with its path parameters. */
@@ -251,7 +262,12 @@ export class LocalRuntime {
     const ports: LocalPorts = {
       starter: this.starter(),
       configuration,
-      webhookSecret: async () => this.#secrets.webhookSecret,
+      webhookSecrets: Object.fromEntries(
+        WEBHOOK_PROVIDERS.map((provider) => {
+          const read = async () => this.#secrets.webhookSecrets[provider];
+          return [provider, { current: read, fetchAgain: read }];
+        }),
+      ),
       approvalKey: async () => this.#secrets.approvalKey,
       approvalBaseUrl: `${this.options.baseUrl}/approvals`,
       decider: this.#decider(),

@@ -1,8 +1,9 @@
+import { InvalidInputError } from './errors.ts';
 import { executionName } from './execution-name.ts';
 import type { Logger } from './logger.ts';
 import { type ExecutionInput, type PipelineSettings, sourceTypeOf } from './pipeline.ts';
 import type { PipelineStarter } from './ports.ts';
-import type { Push } from './push.ts';
+import { executionPush, type Push } from './push.ts';
 import { matchTriggers, type Triggers } from './triggers.ts';
 
 /** What became of one push. */
@@ -17,7 +18,15 @@ export interface IngestDeps {
   logger: Logger;
 }
 
-/** The execution input for a push: the push, its exact source for CodeBuild, and the settings. No secret. */
+/** The longest delivery id accepted, in characters (providers send UUIDs). */
+export const MAX_DELIVERY_ID_LENGTH = 200;
+
+/**
+ * The execution input for a push: the push without its changed files and with its free text bounded
+ * ({@link executionPush}), its exact source for CodeBuild, and the settings. No secret. Nothing in the
+ * state machine reads the changed files; leaving them out keeps a push of any size under Step Functions'
+ * 256 KiB input quota (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+ */
 export function executionInput(
   push: Push,
   deliveryId: string | undefined,
@@ -25,7 +34,7 @@ export function executionInput(
 ): ExecutionInput {
   if (push.after === null) throw new Error('A deleted ref has no commit to build');
   return {
-    push,
+    push: executionPush(push),
     ...(deliveryId === undefined ? {} : { deliveryId }),
     source: { type: sourceTypeOf(push), location: push.repository.cloneUrl, version: push.after },
     settings,
@@ -42,6 +51,11 @@ export async function startPipelines(
   deliveryId: string | undefined,
   deps: IngestDeps,
 ): Promise<PushOutcome[]> {
+  if (deliveryId !== undefined && deliveryId.length > MAX_DELIVERY_ID_LENGTH) {
+    throw new InvalidInputError(`The delivery id is over ${MAX_DELIVERY_ID_LENGTH} characters`);
+  }
+  // Every push is checked before any starts: a refused one must not leave the others half started.
+  for (const push of pushes) executionPush(push);
   const outcomes: PushOutcome[] = [];
   for (const push of pushes) {
     const decision = matchTriggers(deps.triggers, push);

@@ -56,7 +56,7 @@ function criteriaMatch(criteria: { includes?: string[]; excludes?: string[] }, v
 }
 
 function filePathsMatch(criteria: { includes?: string[]; excludes?: string[] }, push: Push): TriggerDecision {
-  if (push.commitsTruncated) {
+  if (push.commitsTruncated || push.changedFiles === undefined) {
     return {
       matches: true,
       reason:

@@ -3,6 +3,8 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { shellQuote } from '#local/codebuild/shell-quote.ts';
 import { writeFileAtomic } from '#local/state/atomic-file.ts';
 import { SteplineError } from '#shared/errors.ts';
+import type { WebhookProvider } from '#shared/push.ts';
+import { webhookSecretVariable } from '#shared/secrets.ts';
 import { git, gitSucceeds } from './command.ts';
 import type { HookConfig } from './post-receive.ts';
 
@@ -11,10 +13,10 @@ import type { HookConfig } from './post-receive.ts';
  * ref to the local stepline server as a signed GitHub `push` webhook, so a plain `git push` starts a run.
  *
  * The hook is local/git/post-receive.ts, copied into the repository's hooks folder with a small JSON file
- * naming the webhook URL, and started by a short shell launcher; it never holds the secret. It reads the
- * secret from `<stateDir>/webhook-secret` (mode 0600, see {@link writeWebhookSecret}), which a `git push`
- * from any terminal can read, or else from the pusher's environment variable (`STEPLINE_WEBHOOK_SECRET`
- * unless told otherwise).
+ * naming the webhook URL, and started by a short shell launcher; it never holds the secret. It posts as
+ * GitHub, so it reads the GitHub webhook secret from `<stateDir>/webhook-secret-github` (mode 0600, see
+ * {@link writeWebhookSecret}), which a `git push` from any terminal can read, or else from the pusher's
+ * environment variable (`STEPLINE_WEBHOOK_SECRET_GITHUB` unless told otherwise).
  */
 
 async function exists(path: string): Promise<boolean> {
@@ -24,18 +26,29 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Where the local mode keeps the webhook secret that the push hook signs with. */
-export function webhookSecretPath(stateDir: string): string {
-  return join(resolve(stateDir), 'webhook-secret');
+/** The provider the push hook posts as: its deliveries are GitHub push webhooks. */
+export const HOOK_PROVIDER: WebhookProvider = 'github';
+
+/**
+ * Where the local mode keeps a provider's webhook secret (`<stateDir>/webhook-secret-<provider>`); the
+ * push hook signs with GitHub's.
+ */
+export function webhookSecretPath(stateDir: string, provider: WebhookProvider = HOOK_PROVIDER): string {
+  return join(resolve(stateDir), `webhook-secret-${provider}`);
 }
 
 /**
- * Writes the webhook secret to `<stateDir>/webhook-secret` with mode 0600, where the push hook reads it
- * (a user's own `git push` from another terminal has no stepline environment variables). Returns the path.
+ * Writes a provider's webhook secret to `<stateDir>/webhook-secret-<provider>` with mode 0600, where the
+ * push hook reads GitHub's (a user's own `git push` from another terminal has no stepline environment
+ * variables). Returns the path.
  */
-export async function writeWebhookSecret(stateDir: string, secret: string): Promise<string> {
+export async function writeWebhookSecret(
+  stateDir: string,
+  secret: string,
+  provider: WebhookProvider = HOOK_PROVIDER,
+): Promise<string> {
   if (secret === '') throw new SteplineError('The webhook secret is empty');
-  const path = webhookSecretPath(stateDir);
+  const path = webhookSecretPath(stateDir, provider);
   await mkdir(dirname(path), { recursive: true });
   await writeFileAtomic(path, secret, { mode: 0o600 });
   return path;
@@ -90,7 +103,7 @@ export async function createLocalRemote(options: LocalRemoteOptions): Promise<{ 
   if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
     throw new SteplineError(`The webhook URL "${options.webhookUrl}" is not an http(s) URL`);
   }
-  const secretEnvVar = options.secretEnvVar ?? 'STEPLINE_WEBHOOK_SECRET';
+  const secretEnvVar = options.secretEnvVar ?? webhookSecretVariable(HOOK_PROVIDER);
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(secretEnvVar)) {
     throw new SteplineError(`"${secretEnvVar}" is not an environment variable name`);
   }
@@ -107,7 +120,7 @@ export async function createLocalRemote(options: LocalRemoteOptions): Promise<{ 
 
   const config: HookConfig = {
     webhookUrl: url.href,
-    secretFile: webhookSecretPath(stateDir),
+    secretFile: webhookSecretPath(stateDir, HOOK_PROVIDER),
     secretEnvVar,
     fullName: `local/${options.name}`,
     cloneUrl: remotePath,

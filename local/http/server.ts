@@ -147,7 +147,7 @@ async function deliver(
   const provider = WEBHOOK_PROVIDERS.find((p) => p === delivery.provider);
   if (!provider) return invoke();
   try {
-    verifyWebhookSignature(provider, headers, body, runtime.webhookSecret);
+    verifyWebhookSignature(provider, headers, body, runtime.webhookSecretFor(provider));
   } catch (error) {
     if (!isClientError(error)) throw error;
     return {

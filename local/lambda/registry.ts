@@ -10,6 +10,7 @@ import { createWebhookHandler } from '#shared/handlers/webhook.ts';
 import type { IngestDeps } from '#shared/ingest.ts';
 import type { Logger } from '#shared/logger.ts';
 import type { MilestoneEmitter, Notifier, PipelineStarter, TaskDecider } from '#shared/ports.ts';
+import type { WebhookSecrets } from '#shared/secrets.ts';
 import type { LocalFunction } from '../wiring.ts';
 import type { FunctionConfiguration } from './configuration.ts';
 import type { LocalHandler } from './host.ts';
@@ -18,7 +19,8 @@ import type { LocalHandler } from './host.ts';
 export interface LocalPorts {
   starter: PipelineStarter;
   configuration: FunctionConfiguration;
-  webhookSecret: () => Promise<string>;
+  /** One secret per webhook provider (a provider without one has no route). */
+  webhookSecrets: WebhookSecrets;
   approvalKey: () => Promise<string>;
   /** The local approval route without the token: `http://127.0.0.1:4700/approvals`. */
   approvalBaseUrl: string;
@@ -61,7 +63,9 @@ function ingestDeps(ports: LocalPorts, key: string): IngestDeps {
 export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
   webhook: registered('functions/webhook.ts', createWebhookHandler, (ports, key) => ({
     ...ingestDeps(ports, key),
-    webhookSecret: ports.webhookSecret,
+    webhookSecrets: ports.webhookSecrets,
+    // The local build runner clones by itself: Bitbucket Data Center pushes and local paths build here.
+    builds: 'local' as const,
   })),
   codecommit: registered('functions/codecommit.ts', createCodeCommitHandler, ingestDeps),
   approvalRequest: registered(

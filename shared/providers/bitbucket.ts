@@ -2,7 +2,7 @@ import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
 import type { Push } from '../push.ts';
 import { findHeader } from '../signatures.ts';
-import { commitOrNull, parsePayload, refParts, type WebhookOutcome } from './payload.ts';
+import { commitOrNull, parsePayload, pushedCommit, refParts, type WebhookOutcome } from './payload.ts';
 
 /*
  * Bitbucket push payloads carry no file lists: Cloud lists at most 5 commits, Data Center a few, and
@@ -66,6 +66,7 @@ export const BitbucketDataCenterPushPayloadSchema = z.looseObject({
     project: z.looseObject({ key: z.string().min(1) }),
     links: z.looseObject({
       clone: z.array(z.looseObject({ name: z.string(), href: z.string() })),
+      self: z.array(z.looseObject({ href: z.string() })).nullish(),
     }),
     defaultBranch: z.string().nullish(),
   }),
@@ -89,14 +90,29 @@ function cloudRef(type: string, name: string, field: string): string {
 }
 
 /**
+ * Bitbucket Cloud payloads carry no clone URL: it is derived from the repository's full name, on the host
+ * of its web address (`https://bitbucket.org/<workspace>/<slug>.git`), so it cannot name another repository.
+ */
+function cloudCloneUrl(payload: BitbucketCloudPushPayload): string {
+  const href = payload.repository.links.html.href;
+  const web = URL.canParse(href) ? new URL(href) : undefined;
+  if (web?.protocol !== 'https:' && web?.protocol !== 'http:') {
+    throw new InvalidInputError(
+      `${CLOUD} has an invalid repository.links.html.href: expected an http(s) URL`,
+    );
+  }
+  return `${web.protocol}//${web.host}/${payload.repository.full_name}.git`;
+}
+
+/**
  * Turns a Bitbucket Cloud `repo:push` payload into one {@link Push} per entry of `push.changes`: the
  * `new` target is after, the `old` target before; `created`, `closed` (deleted) and `forced` are
- * Bitbucket's own flags. The clone URL is the repository's web address plus `.git`.
+ * Bitbucket's own flags. The clone URL is derived from the full name (see `cloudCloneUrl`).
  * Bitbucket payloads carry no file lists: changedFiles is [] and commitsTruncated true.
  */
 export function bitbucketCloudPushes(payload: BitbucketCloudPushPayload): Push[] {
   const { repository } = payload;
-  const cloneUrl = `${repository.links.html.href.replace(/\/+$/, '')}.git`;
+  const cloneUrl = cloudCloneUrl(payload);
   const defaultBranch = repository.mainbranch?.name ?? undefined;
   const pusher =
     payload.actor?.display_name ?? payload.actor?.nickname ?? payload.actor?.username ?? undefined;
@@ -109,7 +125,7 @@ export function bitbucketCloudPushes(payload: BitbucketCloudPushPayload): Push[]
     const ref = cloudRef(side.type, side.name, field);
     const { refType, refName } = refParts(ref, CLOUD);
     const before = commitOrNull(change.old?.target.hash);
-    const after = commitOrNull(change.new?.target.hash);
+    const after = pushedCommit(change.new?.target.hash, `push.changes[${index}].new.target.hash`, CLOUD);
     const headCommitMessage = change.new?.target.message ?? undefined;
     return {
       provider: 'bitbucket',
@@ -130,12 +146,48 @@ export function bitbucketCloudPushes(payload: BitbucketCloudPushPayload): Push[]
   });
 }
 
-/** The HTTP(S) clone link: Data Center names it `http` whatever the scheme. */
-function dataCenterCloneUrl(payload: BitbucketDataCenterPushPayload): string {
-  const links = payload.repository.links.clone;
-  const link = links.find((candidate) => candidate.name === 'https') ?? links.find((c) => c.name === 'http');
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * The HTTP(S) clone link (Data Center names it `http` whatever the scheme), checked against the
+ * repository it belongs to: `<base>/scm/<project key>/<slug>.git` on the host of the repository's own
+ * page (`links.self`, `<base>/projects/<KEY>/repos/<slug>/browse` or `<base>/users/<user>/repos/…`).
+ * Data Center writes project keys in any case in its URLs: the key is compared ignoring case.
+ */
+function dataCenterCloneUrl(payload: BitbucketDataCenterPushPayload, fullName: string): string {
+  const { links, slug, project } = payload.repository;
+  const link =
+    links.clone.find((candidate) => candidate.name === 'https') ?? links.clone.find((c) => c.name === 'http');
   if (link === undefined || link.href === '') {
     throw new InvalidInputError(`${DATA_CENTER} is missing repository.links.clone[name=http]`);
+  }
+  const selfHref = links.self?.[0]?.href;
+  if (!selfHref) {
+    throw new InvalidInputError(`${DATA_CENTER} is missing repository.links.self[0].href`);
+  }
+  const clone = URL.canParse(link.href) ? new URL(link.href) : undefined;
+  const page = URL.canParse(selfHref) ? new URL(selfHref) : undefined;
+  const shape = new RegExp(`^(.*)/scm/${escapeRegExp(project.key)}/${escapeRegExp(slug)}\\.git$`, 'i');
+  const base = clone ? shape.exec(clone.pathname)?.[1] : undefined;
+  const belongs =
+    clone !== undefined &&
+    page !== undefined &&
+    base !== undefined &&
+    (clone.protocol === 'https:' || clone.protocol === 'http:') &&
+    clone.username === '' &&
+    clone.password === '' &&
+    clone.search === '' &&
+    clone.host === page.host &&
+    page.pathname.startsWith(`${base}/`);
+  if (!belongs) {
+    const shown = clone ? `${clone.protocol}//${clone.host}${clone.pathname}` : 'that is not a URL';
+    throw new InvalidInputError(
+      `${DATA_CENTER}: repository.links.clone[name=http] ${shown} does not belong to repository ${fullName} ` +
+        `(repository.links.self ${page ? `${page.protocol}//${page.host}${page.pathname}` : 'is not a URL'}): ` +
+        `the clone URL must be <base>/scm/${project.key}/${slug}.git on the same host`,
+    );
   }
   return link.href;
 }
@@ -149,14 +201,15 @@ function dataCenterCloneUrl(payload: BitbucketDataCenterPushPayload): string {
 export function bitbucketDataCenterPushes(payload: BitbucketDataCenterPushPayload): Push[] {
   const { repository } = payload;
   const fullName = `${repository.project.key}/${repository.slug}`;
-  const cloneUrl = dataCenterCloneUrl(payload);
+  const cloneUrl = dataCenterCloneUrl(payload, fullName);
   const defaultBranch = repository.defaultBranch ?? undefined;
   const pusher = payload.actor?.name ?? payload.actor?.displayName ?? undefined;
   const knownCommits = [...(payload.toCommit ? [payload.toCommit] : []), ...(payload.commits ?? [])];
-  return payload.changes.map((change): Push => {
+  return payload.changes.map((change, index): Push => {
     const { refType, refName } = refParts(change.ref.id, DATA_CENTER);
     const before = commitOrNull(change.fromHash);
-    const after = change.type === 'DELETE' ? null : commitOrNull(change.toHash);
+    const after =
+      change.type === 'DELETE' ? null : pushedCommit(change.toHash, `changes[${index}].toHash`, DATA_CENTER);
     const headCommitMessage = knownCommits.find((commit) => commit.id === after)?.message ?? undefined;
     return {
       provider: 'bitbucket',
@@ -187,6 +240,7 @@ function isDataCenterTestPing(body: unknown): boolean {
  * `repo:refs_changed` (Data Center) give one push per change (none: ignored "no changes");
  * `diagnostics:ping` and Data Center's `{"test": true}` are ignored as pings; every other event is
  * ignored with a reason. The delivery id is `X-Request-UUID` (Cloud) or `X-Request-Id` (Data Center).
+ * Data Center pushes are marked `edition: 'bitbucket-data-center'`: CodeBuild has no source type for them.
  */
 export function normalizeBitbucketWebhook(
   headers: Record<string, string | undefined>,
@@ -200,9 +254,10 @@ export function normalizeBitbucketWebhook(
     throw new InvalidInputError('Missing X-Event-Key header');
   }
   let pushes: Push[];
+  const dataCenter = event === 'repo:refs_changed';
   if (event === 'repo:push') {
     pushes = bitbucketCloudPushes(parsePayload(BitbucketCloudPushPayloadSchema, body, CLOUD));
-  } else if (event === 'repo:refs_changed') {
+  } else if (dataCenter) {
     pushes = bitbucketDataCenterPushes(parsePayload(BitbucketDataCenterPushPayloadSchema, body, DATA_CENTER));
   } else {
     return { kind: 'ignored', reason: `Bitbucket event "${event}" is not a push` };
@@ -211,5 +266,10 @@ export function normalizeBitbucketWebhook(
     return { kind: 'ignored', reason: 'no changes' };
   }
   const deliveryId = findHeader(headers, 'X-Request-UUID') ?? findHeader(headers, 'X-Request-Id');
-  return { kind: 'pushes', pushes, ...(deliveryId ? { deliveryId } : {}) };
+  return {
+    kind: 'pushes',
+    pushes,
+    ...(deliveryId ? { deliveryId } : {}),
+    ...(dataCenter ? { edition: 'bitbucket-data-center' as const } : {}),
+  };
 }

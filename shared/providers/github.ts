@@ -9,7 +9,9 @@ import {
   lacksFileLists,
   PushedCommitSchema,
   parsePayload,
+  pushedCommit,
   refParts,
+  repositoryCloneUrl,
   type WebhookOutcome,
 } from './payload.ts';
 
@@ -35,6 +37,8 @@ export const GitHubPushPayloadSchema = z.looseObject({
   repository: z.looseObject({
     full_name: z.string().min(1),
     clone_url: z.string().min(1),
+    /** The repository's web address: the clone URL must be on its host, at its path. */
+    html_url: z.string().nullish(),
     default_branch: z.string().nullish(),
     master_branch: z.string().nullish(),
   }),
@@ -61,7 +65,7 @@ function fileListsIncomplete(commit: CommitFiles): boolean {
 export function gitHubPush(payload: GitHubPushPayload): Push {
   const { refType, refName } = refParts(payload.ref, WHAT);
   const before = commitOrNull(payload.before);
-  const after = commitOrNull(payload.after);
+  const after = pushedCommit(payload.after, 'after', WHAT);
   const created = payload.created ?? before === null;
   const deleted = payload.deleted ?? after === null;
   const forced = payload.forced ?? false;
@@ -79,7 +83,17 @@ export function gitHubPush(payload: GitHubPushPayload): Push {
     provider: 'github',
     repository: {
       fullName: payload.repository.full_name,
-      cloneUrl: payload.repository.clone_url,
+      cloneUrl: repositoryCloneUrl(
+        payload.repository.clone_url,
+        payload.repository.html_url,
+        payload.repository.full_name,
+        {
+          what: WHAT,
+          cloneField: 'repository.clone_url',
+          webField: 'repository.html_url',
+          fullNameField: 'repository.full_name',
+        },
+      ),
       ...(defaultBranch ? { defaultBranch } : {}),
     },
     ref: payload.ref,

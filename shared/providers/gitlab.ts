@@ -8,7 +8,9 @@ import {
   lacksFileLists,
   PushedCommitSchema,
   parsePayload,
+  pushedCommit,
   refParts,
+  repositoryCloneUrl,
   type WebhookOutcome,
 } from './payload.ts';
 
@@ -30,6 +32,9 @@ export const GitLabPushPayloadSchema = z.looseObject({
   project: z.looseObject({
     path_with_namespace: z.string().min(1),
     git_http_url: z.string().min(1),
+    /** The project's web address (`homepage` in older hooks): the clone URL must be on its host, at its path. */
+    web_url: z.string().nullish(),
+    homepage: z.string().nullish(),
     default_branch: z.string().nullish(),
   }),
   commits: z.array(PushedCommitSchema).nullish(),
@@ -52,13 +57,15 @@ const PUSH_KINDS = new Set(['push', 'tag_push']);
 export function gitLabPush(payload: GitLabPushPayload): Push {
   const { refType, refName } = refParts(payload.ref, WHAT);
   const before = commitOrNull(payload.before);
-  const deleted = commitOrNull(payload.after) === null || payload.checkout_sha === null;
-  const after = deleted ? null : commitOrNull(payload.after);
+  const pushedAfter = pushedCommit(payload.after, 'after', WHAT);
+  const checkoutSha = pushedCommit(payload.checkout_sha, 'checkout_sha', WHAT);
+  const deleted = pushedAfter === null || payload.checkout_sha === null;
+  const after = deleted ? null : pushedAfter;
   const commits = payload.commits ?? [];
   const commitsTruncated =
     !deleted &&
     ((payload.total_commits_count ?? commits.length) > commits.length || commits.some(lacksFileLists));
-  const headSha = payload.checkout_sha ?? after;
+  const headSha = checkoutSha ?? after;
   const headCommitMessage = commits.find((commit) => commit.id === headSha)?.message ?? undefined;
   const pusher = payload.user_username ?? payload.user_name ?? undefined;
   const defaultBranch = payload.project.default_branch ?? undefined;
@@ -66,7 +73,17 @@ export function gitLabPush(payload: GitLabPushPayload): Push {
     provider: 'gitlab',
     repository: {
       fullName: payload.project.path_with_namespace,
-      cloneUrl: payload.project.git_http_url,
+      cloneUrl: repositoryCloneUrl(
+        payload.project.git_http_url,
+        payload.project.web_url ?? payload.project.homepage,
+        payload.project.path_with_namespace,
+        {
+          what: WHAT,
+          cloneField: 'project.git_http_url',
+          webField: 'project.web_url',
+          fullNameField: 'project.path_with_namespace',
+        },
+      ),
       ...(defaultBranch ? { defaultBranch } : {}),
     },
     ref: payload.ref,

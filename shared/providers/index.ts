@@ -9,7 +9,9 @@ import type { WebhookOutcome } from './payload.ts';
  * over the raw body, with the parsed JSON body. Header names are matched whatever their case.
  *
  * Throws `InvalidInputError` (400) when the event header is missing, when a push payload lacks a field a
- * push needs (the message names the field path), or when the ref is neither a branch nor a tag.
+ * push needs (the message names the field path), when the ref is neither a branch nor a tag, when the
+ * pushed commit is not a full commit id, or when the clone URL does not belong to the repository the
+ * payload names (the message names both fields).
  *
  * @example
  * ```ts

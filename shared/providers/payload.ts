@@ -7,7 +7,13 @@ import { type Push, parseRef, ZERO_SHA } from '../push.ts';
  * why it starts nothing (a ping, an event that is not a push, a push with no changes).
  */
 export type WebhookOutcome =
-  | { kind: 'pushes'; pushes: Push[]; deliveryId?: string }
+  | {
+      kind: 'pushes';
+      pushes: Push[];
+      deliveryId?: string;
+      /** Set for a self-hosted server CodeBuild has no source type for. */
+      edition?: 'bitbucket-data-center';
+    }
   | { kind: 'ignored'; reason: string };
 
 /** `['commits', 0, 'added']` → `commits[0].added`. */
@@ -47,7 +53,33 @@ export function parsePayload<S extends z.ZodType>(schema: S, body: unknown, what
 
 /** A 40-zero SHA (or an absent one) means "no commit": the ref was created or deleted. */
 export function commitOrNull(sha: string | null | undefined): string | null {
-  return sha === undefined || sha === null || sha === '' || sha === ZERO_SHA ? null : sha;
+  return sha === undefined || sha === null || sha === '' || sha === ZERO_SHA || ALL_ZERO.test(sha)
+    ? null
+    : sha;
+}
+
+/** A full commit id: 40 hex digits (SHA-1 repositories) or 64 (SHA-256 repositories). */
+const FULL_COMMIT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/i;
+const ALL_ZERO = /^(?:0{40}|0{64})$/;
+
+/**
+ * The pushed commit named by `field`, checked: null when the ref was deleted (an all-zero id, or absent),
+ * else a full commit id, or {@link InvalidInputError} naming the field. A branch name or an abbreviated id
+ * would let a build check out something other than the commit the delivery claims.
+ *
+ * @example
+ * ```ts
+ * pushedCommit('main', 'after', 'GitHub push payload'); // throws: GitHub push payload has an invalid after: …
+ * ```
+ */
+export function pushedCommit(sha: string | null | undefined, field: string, what: string): string | null {
+  const commit = commitOrNull(sha);
+  if (commit !== null && !FULL_COMMIT_ID.test(commit)) {
+    throw new InvalidInputError(
+      `${what} has an invalid ${field}: expected a full commit id (40 or 64 hex digits)`,
+    );
+  }
+  return commit === null ? null : commit.toLowerCase();
 }
 
 /** Splits a full ref, or throws {@link InvalidInputError} naming it when it is neither a branch nor a tag. */
@@ -96,3 +128,80 @@ export const PushedCommitSchema = z.looseObject({
   modified: FileListSchema,
   removed: FileListSchema,
 });
+
+/** A clone URL without its credentials, query or fragment: safe to show in an error message. */
+function shownUrl(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname}`;
+}
+
+function httpUrl(value: string): URL | undefined {
+  if (!URL.canParse(value)) return undefined;
+  const url = new URL(value);
+  return url.protocol === 'https:' || url.protocol === 'http:' ? url : undefined;
+}
+
+/** Where a clone URL and the repository identity it must belong to were found, for error messages. */
+export interface RepositoryFields {
+  what: string;
+  cloneField: string;
+  webField: string;
+  fullNameField: string;
+}
+
+/**
+ * Checks that a payload's clone URL belongs to the repository it names, and returns it. An HTTP(S) clone
+ * URL must be on the same host as the repository's web address, at the same base path, with the full
+ * name as its path (`.git` optional): `https://github.com/acme/shop.git` for `acme/shop` at
+ * `https://github.com/acme/shop`. Credentials, a query or a fragment in it are refused too. Otherwise an
+ * approver would read one repository's name while the build clones another.
+ *
+ * A clone URL that is an absolute path on this machine (the local mode's own git hook posts one) is
+ * returned as it is: the handler decides whether its builds can clone it (CodeBuild cannot). Anything
+ * else (ssh, git:, relative paths) is refused.
+ *
+ * @example
+ * ```ts
+ * repositoryCloneUrl('https://evil.example/x.git', 'https://github.com/acme/shop', 'acme/shop', fields);
+ * // throws InvalidInputError: … repository.clone_url https://evil.example/x.git does not belong to repository.full_name acme/shop …
+ * ```
+ */
+export function repositoryCloneUrl(
+  cloneUrl: string,
+  webUrl: string | null | undefined,
+  fullName: string,
+  fields: RepositoryFields,
+): string {
+  const { what, cloneField, webField, fullNameField } = fields;
+  const clone = httpUrl(cloneUrl);
+  if (clone === undefined) {
+    if (cloneUrl.startsWith('/') && !URL.canParse(cloneUrl)) return cloneUrl;
+    throw new InvalidInputError(`${what} has an invalid ${cloneField}: expected an http(s) URL`);
+  }
+  const web = webUrl ? httpUrl(webUrl) : undefined;
+  if (web === undefined) {
+    throw new InvalidInputError(
+      webUrl
+        ? `${what} has an invalid ${webField}: expected an http(s) URL`
+        : `${what} is missing ${webField}`,
+    );
+  }
+  const webPath = web.pathname.replace(/\/+$/, '');
+  const suffix = `/${fullName}`;
+  const base = webPath.endsWith(suffix) ? webPath.slice(0, -suffix.length) : undefined;
+  const clonePath = clone.pathname;
+  const belongs =
+    base !== undefined &&
+    clone.username === '' &&
+    clone.password === '' &&
+    clone.search === '' &&
+    clone.hash === '' &&
+    clone.host === web.host &&
+    (clonePath === `${base}${suffix}` || clonePath === `${base}${suffix}.git`);
+  if (!belongs) {
+    throw new InvalidInputError(
+      `${what}: ${cloneField} ${shownUrl(clone)} does not belong to ${fullNameField} ${fullName} ` +
+        `(${webField} ${shownUrl(web)}): the clone URL must be ${web.protocol}//${web.host}${base ?? ''}${suffix}.git`,
+    );
+  }
+  return cloneUrl;
+}

@@ -49,7 +49,8 @@ describe('the probe', () => {
   it("sees a Lambda module's wiring read its environment and build its clients", async () => {
     const report = await importReport('functions/webhook.ts', {
       STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline',
-      WEBHOOK_SECRET_PARAMETER: '/stepline/test/webhook-secret',
+      WEBHOOK_PROVIDERS: 'github',
+      WEBHOOK_SECRET_PARAMETER_PREFIX: '/stepline/test/webhook-secret',
     });
     expect(report.error).toBeUndefined();
     expect(report.envReads).toMatchObject({

@@ -307,3 +307,36 @@ export async function countPassingRunTransitions(environments: Environment[]): P
   if (run.status !== 'SUCCEEDED') throw new Error(`The passing run failed: ${run.error}: ${run.cause}`);
   return countTransitions(run);
 }
+
+/** Where a run's largest state data was, and its size in UTF-8 bytes of JSON. */
+export interface StateDataSize {
+  bytes: number;
+  where: string;
+}
+
+/**
+ * The largest data any state of the run received or produced: every state's input and output (Map
+ * iterations' states and Catch outputs included: a caught error is the input of the state it routes to),
+ * every Map's input, and the execution's input and output, measured as Step Functions measures its
+ * 256 KiB quota: the JSON as a UTF-8 string
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html).
+ */
+export function largestStateData(run: Pick<LocalRun, 'events' | 'output'>): StateDataSize {
+  let largest: StateDataSize = { bytes: 0, where: 'nothing' };
+  const measure = (value: unknown, where: string) => {
+    if (value === undefined) return;
+    const bytes = Buffer.byteLength(JSON.stringify(value), 'utf8');
+    if (bytes > largest.bytes) largest = { bytes, where };
+  };
+  for (const event of run.events) {
+    if ('state' in event) {
+      measure(event.state.input, `${event.state.name} input`);
+      measure(event.state.output, `${event.state.name} output`);
+    }
+    if ('parentState' in event) measure(event.parentState.input, `${event.parentState.name} input`);
+    if (event.type === 'ExecutionStarted') measure(event.input, 'execution input');
+    if (event.type === 'ExecutionSucceeded') measure(event.output, 'execution output');
+  }
+  measure(run.output, 'execution output');
+  return largest;
+}

@@ -105,7 +105,7 @@ describe('createLocalRemote', () => {
     const globalConfig = join(scratch, 'gitconfig');
     await writeFile(globalConfig, '[user]\n\tname = Pat Pusher\n\temail = pat@example.com\n');
     pusherEnv = { ...process.env, GIT_CONFIG_GLOBAL: globalConfig, GIT_CONFIG_NOSYSTEM: '1' };
-    delete pusherEnv.STEPLINE_WEBHOOK_SECRET;
+    delete pusherEnv.STEPLINE_WEBHOOK_SECRET_GITHUB;
     vi.stubEnv('GIT_CONFIG_GLOBAL', globalConfig);
     vi.stubEnv('GIT_CONFIG_NOSYSTEM', '1');
     server = new RecordingServer();
@@ -413,7 +413,7 @@ describe('createLocalRemote', () => {
     const { remotePath } = await aRemote();
     const clone = await cloneOf(remotePath);
     await clone.commit('One', { 'a.txt': 'a\n' });
-    await clone.push(['main'], { ...pusherEnv, STEPLINE_WEBHOOK_SECRET: secret });
+    await clone.push(['main'], { ...pusherEnv, STEPLINE_WEBHOOK_SECRET_GITHUB: secret });
 
     const hookFiles = await readdir(join(remotePath, 'hooks'));
     expect(hookFiles).toEqual(expect.arrayContaining(Object.values(HOOK_FILES)));
@@ -443,7 +443,7 @@ describe('createLocalRemote', () => {
     const clone = await cloneOf(remotePath);
     await clone.commit('One', { 'a.txt': 'a\n' });
 
-    await clone.push(['main'], { ...pusherEnv, STEPLINE_WEBHOOK_SECRET: 'a-stale-secret' });
+    await clone.push(['main'], { ...pusherEnv, STEPLINE_WEBHOOK_SECRET_GITHUB: 'a-stale-secret' });
 
     expect(server.requests[0]?.headers['x-hub-signature-256']).toBe(
       hmac(secret, server.requests[0]?.body ?? ''),
@@ -490,7 +490,7 @@ describe('createLocalRemote', () => {
     const clone = await cloneOf(join(moved, 'git', 'shop.git'));
     await clone.commit('One', { 'a.txt': 'a\n' });
 
-    const result = await clone.push(['main'], { ...pusherEnv, STEPLINE_WEBHOOK_SECRET: secret });
+    const result = await clone.push(['main'], { ...pusherEnv, STEPLINE_WEBHOOK_SECRET_GITHUB: secret });
 
     expect(result.stderr).toContain('remote: stepline: started run-1');
     expect(server.payloads()).toMatchObject([{ ref: 'refs/heads/main', created: true }]);

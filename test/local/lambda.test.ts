@@ -27,7 +27,7 @@ function portsPublishingTo(
   const ports: LocalPorts = {
     starter: { start: async () => ({ outcome: 'already-started', executionName: 'x' }) },
     configuration: functionConfiguration([]),
-    webhookSecret: async () => 'webhook-secret',
+    webhookSecrets: {},
     approvalKey: async () => 'approval-key-0123456789abcdef0123',
     approvalBaseUrl: 'http://127.0.0.1:4700/approvals',
     decider: { succeed: async () => undefined, fail: async () => undefined },

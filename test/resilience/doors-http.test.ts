@@ -186,9 +186,32 @@ describe('the webhook over HTTP', () => {
         headers: {
           'content-type': 'application/json',
           'x-event-key': 'repo:push',
-          'x-hub-signature': sign(valid),
+          'x-hub-signature': sign(valid, local.runtime.webhookSecretFor('bitbucket')),
         },
         expected: 400,
+      },
+      {
+        // Each provider has its own secret: GitHub's does not open Bitbucket's door, nor GitLab's.
+        what: "bitbucket signed with GitHub's secret",
+        provider: 'bitbucket',
+        body: valid,
+        headers: {
+          'content-type': 'application/json',
+          'x-event-key': 'repo:push',
+          'x-hub-signature': sign(valid),
+        },
+        expected: 401,
+      },
+      {
+        what: "gitlab with GitHub's secret as its token",
+        provider: 'gitlab',
+        body: valid,
+        headers: {
+          'content-type': 'application/json',
+          'x-gitlab-event': 'Push Hook',
+          'x-gitlab-token': secret,
+        },
+        expected: 401,
       },
       {
         what: 'ref neither branch nor tag',

@@ -157,7 +157,17 @@ interface Delivery {
 
 function webhookDoor() {
   const { deps, started } = ingestDeps('webhook');
-  const handler = factories.webhook({ ...deps, webhookSecret: async () => SECRET }) as unknown as HttpHandler;
+  const handler = factories.webhook({
+    ...deps,
+    // One secret for every provider here: this suite fuzzes each door, not which secret opens which.
+    webhookSecrets: Object.fromEntries(
+      ['github', 'gitlab', 'bitbucket'].map((p) => [
+        p,
+        { current: async () => SECRET, fetchAgain: async () => SECRET },
+      ]),
+    ),
+    builds: 'local',
+  }) as unknown as HttpHandler;
   const deliver = async (delivery: Delivery) => {
     const before = started.length;
     const provider = PROVIDERS.includes(delivery.provider as Provider)

@@ -116,7 +116,7 @@ describe('the runtime killed with SIGKILL', () => {
     const t0 = Date.now();
     const first = await cli(stateDir, params);
     const phases: string[] = [`started ${Date.now() - t0}`];
-    const secret = (await readFile(join(stateDir, 'webhook-secret'), 'utf8')).trim();
+    const secret = (await readFile(join(stateDir, 'webhook-secret-github'), 'utf8')).trim();
 
     // Six runs whose Image build is under way…
     const early = await Promise.all(
@@ -227,7 +227,7 @@ describe('the runtime killed with SIGKILL', () => {
     const params = [ANY_REF_TRIGGERS, settingsParam([{ name: 'dev', approval: true }])];
     const commit = await repo.commit({ mode: 'echo\n' }, 'Waits for approval');
     const first = await cli(stateDir, params);
-    const secret = (await readFile(join(stateDir, 'webhook-secret'), 'utf8')).trim();
+    const secret = (await readFile(join(stateDir, 'webhook-secret-github'), 'utf8')).trim();
     const answer = await pushTo(first.url, secret, { repo, after: commit, ref: 'refs/heads/approval/1' });
     const [name = ''] = (answer.json as { started: string[] }).started;
     const approval = await untilApi(

@@ -26,7 +26,8 @@ import {
  */
 
 const WEBHOOK_SECRET = 'whsec-resilience-7f3a9c1e5b2d4f60';
-const APPROVAL_KEY = 'apkey-resilience-2d8e4b6a0c9f13579bdf';
+const GITLAB_TOKEN = 'gltok-resilience-5e1b9d3f7a2c4e60';
+const APPROVAL_KEY = '3a9f1c7e5b2d8f40a6c2e9b1d7f3a5c8e0b4d6f2a8c1e3b5d7f9a0c2e4b6d8f1';
 const PARAMETER_VALUE = 'pw-resilience-91c7e3a5';
 
 let dir: string;
@@ -35,7 +36,8 @@ const console: string[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'stepline-secrets-'));
-  vi.stubEnv('STEPLINE_WEBHOOK_SECRET', WEBHOOK_SECRET);
+  vi.stubEnv('STEPLINE_WEBHOOK_SECRET_GITHUB', WEBHOOK_SECRET);
+  vi.stubEnv('STEPLINE_WEBHOOK_SECRET_GITLAB', GITLAB_TOKEN);
   vi.stubEnv('STEPLINE_APPROVAL_KEY', APPROVAL_KEY);
   // The most a deployment could log: everything, and each Lambda's event.
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'DEBUG');
@@ -94,7 +96,7 @@ describe('secrets, task tokens and signatures', () => {
       headers: {
         'content-type': 'application/json',
         'x-gitlab-event': 'Push Hook',
-        'x-gitlab-token': WEBHOOK_SECRET,
+        'x-gitlab-token': GITLAB_TOKEN,
       },
       body: '{"object_kind":"push"}',
     });
@@ -130,7 +132,12 @@ describe('secrets, task tokens and signatures', () => {
     ]);
     // The secret's own file (mode 0600, read by the local git hook) and the user's parameters are the
     // two places the values are meant to be.
-    const meant = ['webhook-secret', 'parameters.json'];
+    const meant = [
+      'webhook-secret-github',
+      'webhook-secret-gitlab',
+      'webhook-secret-bitbucket',
+      'parameters.json',
+    ];
     const files = (await filesUnder(local.stateDir)).filter((file) => !meant.includes(file));
     const written = await Promise.all(
       files.map(async (file) => ({
@@ -140,6 +147,7 @@ describe('secrets, task tokens and signatures', () => {
     );
     const secrets = [
       { name: 'webhook secret', value: WEBHOOK_SECRET },
+      { name: 'GitLab token', value: GITLAB_TOKEN },
       { name: 'approval key', value: APPROVAL_KEY },
       { name: 'parameter value', value: PARAMETER_VALUE },
       { name: 'signature', value: signature },
@@ -167,6 +175,9 @@ describe('secrets, task tokens and signatures', () => {
     expect(found).toEqual([]);
     const imageLog = answers.find((a) => a.place.includes('stepline-local-image'))?.text ?? '';
     expect(imageLog).toContain('the password is ***');
-    expect((await stat(join(local.stateDir, 'webhook-secret'))).mode & 0o777).toBe(0o600);
+    // GitHub's is written for the git hook even when it comes from the environment; Bitbucket's is generated.
+    for (const provider of ['github', 'bitbucket']) {
+      expect((await stat(join(local.stateDir, `webhook-secret-${provider}`))).mode & 0o777).toBe(0o600);
+    }
   });
 });

@@ -134,10 +134,16 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
     lambdaLogs('webhook'),
     startPipeline,
     {
-      Sid: 'ReadWebhookSecret',
+      // The listed providers' secrets only (webhookProviders: github,gitlab); the third entry is unused.
+      Sid: 'ReadWebhookSecrets',
       Effect: 'Allow',
       Action: 'ssm:GetParameter',
-      Resource: parameter('webhook-secret'),
+      Resource: [0, 1, 2].map((index) => ({
+        'Fn::Sub': [
+          'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/stepline/test/webhook-secret/${Provider}',
+          { Provider: { 'Fn::Select': [index, { 'Fn::Split': [',', 'github,gitlab,,'] }] } },
+        ],
+      })),
     },
     decryptSecrets,
   ],
@@ -289,7 +295,8 @@ describe('functions', () => {
 
     expect(environmentOf('webhook')).toMatchObject({
       STATE_MACHINE_ARN: stateMachine,
-      WEBHOOK_SECRET_PARAMETER: '/stepline/test/webhook-secret',
+      WEBHOOK_PROVIDERS: 'github,gitlab',
+      WEBHOOK_SECRET_PARAMETER_PREFIX: '/stepline/test/webhook-secret',
       STEPLINE_TRIGGERS: PACKAGE_PARAMS.triggers,
       STEPLINE_SETTINGS: PACKAGE_PARAMS.settings,
     });
@@ -298,7 +305,7 @@ describe('functions', () => {
       STEPLINE_TRIGGERS: PACKAGE_PARAMS.triggers,
       STEPLINE_SETTINGS: PACKAGE_PARAMS.settings,
     });
-    expect(environmentOf('codecommit')).not.toHaveProperty('WEBHOOK_SECRET_PARAMETER');
+    expect(environmentOf('codecommit')).not.toHaveProperty('WEBHOOK_SECRET_PARAMETER_PREFIX');
     expect(environmentOf('approvalRequest')).toMatchObject({
       APPROVALS_TOPIC_ARN: { Ref: 'ApprovalsTopic' },
       APPROVAL_KEY_PARAMETER: approvalKey,

@@ -14,7 +14,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { EventBridgeMilestoneEmitter } from '#shared/aws/eventbridge.ts';
 import { SfnPipelineStarter, SfnTaskDecider } from '#shared/aws/sfn.ts';
 import { SnsNotifier, snsSubject } from '#shared/aws/sns.ts';
-import { SsmSecretReader } from '#shared/aws/ssm.ts';
+import { SECRET_MIN_REFETCH_MS, SsmSecretReader } from '#shared/aws/ssm.ts';
 import { TaskNoLongerWaitingError } from '#shared/errors.ts';
 import type { PipelineInput } from '#shared/ports.ts';
 
@@ -91,6 +91,36 @@ describe('SsmSecretReader', () => {
     expect(await reader.read('/p')).toBe('s3cret');
     expect(ssm).toHaveReceivedCommandTimes(GetParameterCommand, 1);
     expect(ssm).toHaveReceivedCommandWith(GetParameterCommand, { Name: '/p', WithDecryption: true });
+  });
+
+  it('reads a parameter again once it is older than the max age', async () => {
+    let now = 0;
+    ssm
+      .on(GetParameterCommand)
+      .resolvesOnce({ Parameter: { Value: 'v1' } })
+      .resolves({ Parameter: { Value: 'v2' } });
+    const reader = new SsmSecretReader(new SSMClient({}), { maxAgeMs: 60_000, now: () => now });
+    expect(await reader.read('/p')).toBe('v1');
+    now = 59_999;
+    expect(await reader.read('/p')).toBe('v1');
+    now = 60_000;
+    expect(await reader.read('/p')).toBe('v2');
+    expect(ssm).toHaveReceivedCommandTimes(GetParameterCommand, 2);
+  });
+
+  it('reads again when forced, but not twice within the minimum interval', async () => {
+    let now = 0;
+    ssm
+      .on(GetParameterCommand)
+      .resolvesOnce({ Parameter: { Value: 'v1' } })
+      .resolves({ Parameter: { Value: 'v2' } });
+    const reader = new SsmSecretReader(new SSMClient({}), { now: () => now });
+    expect(await reader.read('/p')).toBe('v1');
+    expect(await reader.read('/p', { forceFetch: true })).toBe('v1');
+    now = SECRET_MIN_REFETCH_MS;
+    expect(await reader.read('/p', { forceFetch: true })).toBe('v2');
+    expect(await reader.read('/p')).toBe('v2');
+    expect(ssm).toHaveReceivedCommandTimes(GetParameterCommand, 2);
   });
 
   it('does not cache a failed read', async () => {

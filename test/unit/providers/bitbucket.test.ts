@@ -251,7 +251,7 @@ describe('normalizeWebhook(bitbucket) on real Bitbucket Cloud repo:push payloads
       },
     ]);
     expect(pushes.every((push) => push.repository.fullName === 'cloudbeers/temp')).toBe(true);
-    expect(pushes.every((push) => push.commitsTruncated && push.changedFiles.length === 0)).toBe(true);
+    expect(pushes.every((push) => push.commitsTruncated && push.changedFiles?.length === 0)).toBe(true);
   });
 
   it('ignores a push with no changes (push-emptyPayload)', () => {
@@ -272,7 +272,8 @@ describe('normalizeWebhook(bitbucket) on real Bitbucket Cloud repo:push payloads
       provider: 'bitbucket',
       repository: {
         fullName: 'team_name/repo_name',
-        cloneUrl: 'https://api.bitbucket.org/bitbucket/bitbucket.git',
+        // Derived from the full name, on the web address's host: links.html names another repository.
+        cloneUrl: 'https://api.bitbucket.org/team_name/repo_name.git',
       },
       ref: 'refs/heads/name-of-branch',
       refType: 'branch',
