@@ -74,7 +74,8 @@ describe('packaged bundles', () => {
       env: {
         PATH: process.env.PATH ?? '',
         AWS_REGION: 'eu-west-1',
-        WEBHOOK_SECRET_PARAMETER: '/stepline/test/webhook-secret',
+        WEBHOOK_PROVIDERS: 'github',
+        WEBHOOK_SECRET_PARAMETER_PREFIX: '/stepline/test/webhook-secret',
         STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline',
         STEPLINE_TRIGGERS: '{}',
         STEPLINE_SETTINGS: '{}',
