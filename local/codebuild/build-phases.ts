@@ -243,6 +243,15 @@ export class PhasedBuild {
       env: { ...this.shellEnv, CODEBUILD_BUILD_SUCCEEDING: this.succeeding ? '1' : '0' },
       stateDir,
       onLine: (line) => this.log.line(line),
+      ...(this.options.sandbox
+        ? {
+            wrap: (command: string, args: string[]) =>
+              this.options.sandbox?.(command, args, { workDir: this.workDir, runnerDir: stateDir }) ?? {
+                command,
+                args,
+              },
+          }
+        : {}),
     });
     this.shells.push(shell);
     if (current !== undefined) {
