@@ -76,7 +76,9 @@ export async function getJson<T>(path: string): Promise<T> {
   // Not signed in (no control token cookie): the server's message says which URL signs this browser in.
   if (response.status === 401) {
     const body = (await response.json().catch(() => ({}))) as { message?: string };
-    throw new Error(body.message ?? 'Not signed in: open the console through the URL `npm start` printed');
+    const message = body.message ?? 'Not signed in: open the console through the URL `npm start` printed';
+    main().replaceChildren(h('p', { class: 'problem', role: 'alert' }, message));
+    throw new Error(message);
   }
   if (!response.ok) throw new Error(`${path} answered ${response.status}`);
   return (await response.json()) as T;

@@ -350,7 +350,8 @@ export async function startCli(options: {
   });
   // Written before it says it runs; read as the CLI reads it.
   const token = await readControlToken(options.stateDir);
-  if (token === undefined) throw new Error(`stepline at ${url} wrote no control token in ${options.stateDir}`);
+  if (token === undefined)
+    throw new Error(`stepline at ${url} wrote no control token in ${options.stateDir}`);
   rememberControlToken(url, token);
   return { url, child, output: () => output, exited };
 }
