@@ -237,19 +237,17 @@ export class PhasedBuild {
     if (current?.alive) return current;
     if (this.stopReason || this.fault || current?.spawnError) return undefined;
     const stateDir = this.stateDir as string;
+    const { sandbox } = this.options;
     const shell = new ShellSession({
       kind: this.shellKind,
       cwd: this.workDir,
       env: { ...this.shellEnv, CODEBUILD_BUILD_SUCCEEDING: this.succeeding ? '1' : '0' },
       stateDir,
       onLine: (line) => this.log.line(line),
-      ...(this.options.sandbox
+      ...(sandbox
         ? {
             wrap: (command: string, args: string[]) =>
-              this.options.sandbox?.(command, args, { workDir: this.workDir, runnerDir: stateDir }) ?? {
-                command,
-                args,
-              },
+              sandbox(command, args, { workDir: this.workDir, runnerDir: stateDir }),
           }
         : {}),
     });

@@ -1,6 +1,10 @@
 import { execFile } from 'node:child_process';
-import { access } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { access, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runBuild } from '#local/codebuild/build-runner.ts';
 import { allowedHostVariables } from '#local/codebuild/build-variables.ts';
 import { BWRAP, bwrapArguments, chooseSandbox, sandboxMode } from '#local/codebuild/sandbox.ts';
 
@@ -96,4 +100,56 @@ describe("a build's host variables", () => {
       STEPLINE_DEPLOY_PORT_BASE: '20000',
     });
   });
+});
+
+describe('a build in the sandbox', () => {
+  it.runIf(installed)(
+    'cannot see the state folder or write outside its checkout and deploy folder, and says why',
+    async ({ onTestFinished, skip }) => {
+      const root = await realpath(await mkdtemp(join(tmpdir(), 'stepline-sandboxed-')));
+      onTestFinished(() => rm(root, { recursive: true, force: true }));
+      const stateDir = join(root, 'state');
+      const deployDir = join(stateDir, 'deploy');
+      const workDir = join(stateDir, 'work', 'b1');
+      await mkdir(deployDir, { recursive: true });
+      await mkdir(workDir, { recursive: true });
+      await writeFile(join(stateDir, 'control-token'), 'the-token\n');
+      const sandbox = await chooseSandbox({ mode: 'auto', stateDir, deployDir });
+      if (!sandbox.wrap) return skip(`bubblewrap does not work here: ${sandbox.note}`);
+      // Outside /tmp (the build's own): beside this test file, which only this process may write.
+      const outside = join(import.meta.dirname, `.sandbox-probe-${process.pid}`);
+      onTestFinished(() => rm(outside, { force: true }));
+      const lines: string[] = [];
+      const result = await runBuild({
+        buildspec: [
+          'version: 0.2',
+          'phases:',
+          '  build:',
+          '    commands:',
+          `      - if cat ${join(stateDir, 'control-token')}; then echo TOKEN-READ; else echo token-hidden; fi`,
+          `      - if touch ${outside}; then echo OUTSIDE-WRITTEN; else echo outside-read-only; fi`,
+          '      - echo built > in-checkout.txt',
+          `      - echo deployed > ${join(deployDir, 'shared.txt')}`,
+          '      - echo scratch > /tmp/scratch.txt && cat /tmp/scratch.txt',
+        ].join('\n'),
+        workDir,
+        sandbox: sandbox.wrap,
+        hostEnv: { PATH: process.env.PATH },
+        log: (line) => lines.push(line),
+      });
+      expect(result.status, lines.join('\n')).toBe('SUCCEEDED');
+      expect(lines).toContain('token-hidden');
+      expect(lines).not.toContain('TOKEN-READ');
+      expect(lines).not.toContain('the-token');
+      expect(lines).toContain('outside-read-only');
+      expect(lines).not.toContain('OUTSIDE-WRITTEN');
+      expect(existsSync(outside)).toBe(false);
+      expect(await readFile(join(workDir, 'in-checkout.txt'), 'utf8')).toBe('built\n');
+      expect(await readFile(join(deployDir, 'shared.txt'), 'utf8')).toBe('deployed\n');
+      // The build's /tmp was its own.
+      expect(
+        existsSync('/tmp/scratch.txt') && (await readFile('/tmp/scratch.txt', 'utf8')) === 'scratch\n',
+      ).toBe(false);
+    },
+  );
 });
