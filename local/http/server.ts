@@ -17,6 +17,9 @@ import {
   refuseMalformedPath,
 } from './guards.ts';
 
+/** The headers that carry the control token (control-token.ts), kept from the handlers. */
+const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie']);
+
 /** The largest request body the local server reads (over the webhook's own 4 MiB limit, which the handler names in its 413). */
 const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
 
@@ -131,7 +134,10 @@ async function handle(
     return sendJson(res, 413, { message: `The request body is over ${MAX_REQUEST_BYTES} bytes` });
   const headers = Object.fromEntries(
     Object.entries(req.headers).flatMap(([k, v]) =>
-      v === undefined ? [] : [[k, Array.isArray(v) ? v.join(',') : v]],
+      // The control token is this server's business: no handler (nor what it logs or records) gets it.
+      v === undefined || (!open && CREDENTIAL_HEADERS.has(k))
+        ? []
+        : [[k, Array.isArray(v) ? v.join(',') : v]],
     ),
   );
   const event = httpApiEvent(req, url, headers, body, route.params);

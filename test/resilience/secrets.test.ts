@@ -128,9 +128,9 @@ describe('secrets, task tokens and signatures', () => {
       api('/api/approvals'),
       ...builds.map((b) => api(`/api/builds/${encodeURIComponent(b.id)}/log`)),
     ]);
-    // The secret's own file (mode 0600, read by the local git hook) and the user's parameters are the
-    // two places the values are meant to be.
-    const meant = ['webhook-secret', 'parameters.json'];
+    // The secret's own file (mode 0600, read by the local git hook), the user's parameters and the
+    // control token's file (read by the CLI) are the places the values are meant to be.
+    const meant = ['webhook-secret', 'parameters.json', 'control-token'];
     const files = (await filesUnder(local.stateDir)).filter((file) => !meant.includes(file));
     const written = await Promise.all(
       files.map(async (file) => ({
@@ -145,6 +145,7 @@ describe('secrets, task tokens and signatures', () => {
       { name: 'signature', value: signature },
       { name: 'signature digest', value: signature.slice('sha256='.length) },
       ...minted.map((token, i) => ({ name: `task token ${i + 1}`, value: token })),
+      { name: 'control token', value: local.runtime.controlToken },
     ];
     const texts = [
       ...written,
