@@ -1,16 +1,18 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
-import { webhookSecretVariable } from '#shared/secrets.ts';
 import { forTerminal } from '#shared/text.ts';
-import { stopDeployedServices } from './codebuild/deployed-services.ts';
+import { allowedHostVariables } from './codebuild/build-variables.ts';
+import { deployDirOf, stopDeployedServices } from './codebuild/deployed-services.ts';
+import { chooseSandbox, type Sandbox, type SandboxMode, sandboxMode } from './codebuild/sandbox.ts';
 import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
 import { LocalEventBus } from './eventbridge/bus.ts';
 import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
+import { createControlToken } from './http/control-token.ts';
 import { type FunctionConfiguration, functionConfiguration } from './lambda/configuration.ts';
 import { LOCAL_ACCOUNT } from './lambda/context.ts';
 import { LocalLambda, lambdaInvokeResult, type RouteMatch } from './lambda/host.ts';
@@ -19,6 +21,7 @@ import { type LocalSecrets, loadSecrets } from './lambda/secrets.ts';
 import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
+import { PRIVATE_DIR_MODE } from './state/permissions.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
 import { validateMachines } from './stepfunctions/validation.ts';
@@ -35,13 +38,9 @@ export interface RuntimeOptions {
   wiring?: Wiring;
   /** serverless.yml parameters (`triggers={…}`, `settings={…}`), as `serverless deploy --param`. */
   params?: string[];
+  /** Whether builds run in bubblewrap when it is installed (`auto`, the default) or never (`off`). */
+  sandbox?: SandboxMode;
 }
-
-const SECRET_VARIABLES = [
-  'STEPLINE_WEBHOOK_SECRET',
-  ...WEBHOOK_PROVIDERS.map(webhookSecretVariable),
-  'STEPLINE_APPROVAL_KEY',
-];
 
 /**
  * The local mode's composition root: it reads serverless.yml's wiring, parses the functions'
@@ -54,6 +53,13 @@ export class LocalRuntime {
   readonly wiring: Wiring;
   readonly engine: LocalStepFunctions;
   readonly options: RuntimeOptions;
+  /**
+   * What the API and the approval links need (local/http/control-token.ts): made anew at every start,
+   * held by the operator's CLI and console, never by a build. Never logged.
+   */
+  readonly controlToken: string;
+  /** Where builds run: in bubblewrap, or on the host (then `note` says so at start-up). */
+  readonly sandbox: Sandbox;
   readonly #lambda: LocalLambda;
   readonly #bus: LocalEventBus;
   readonly #secrets: LocalSecrets;
@@ -67,7 +73,11 @@ export class LocalRuntime {
     wiring: Wiring;
     engine: LocalStepFunctions;
     secrets: LocalSecrets;
+    controlToken: string;
+    sandbox: Sandbox;
   }) {
+    this.controlToken = parts.controlToken;
+    this.sandbox = parts.sandbox;
     this.options = parts.options;
     this.store = parts.store;
     this.wiring = parts.wiring;
@@ -91,12 +101,22 @@ export class LocalRuntime {
     const store = await LocalStore.open(stateDir);
     // Once the state folder is ours (locked), two independent steps in it: the machines' validation
     // (remembered there by their hash) and the secrets.
-    const [, secrets] = await Promise.all([
+    // What builds share across stages (the sample app's images and environments): the one folder of the
+    // state folder a sandboxed build may write (sandbox.ts).
+    const deployDir = deployDirOf(stateDir);
+    await mkdir(deployDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    const [, secrets, controlToken, sandbox] = await Promise.all([
       validateMachines(
         Object.values(wiring.machines).map((machine) => machine.definition),
         stateDir,
       ),
       loadSecrets(stateDir),
+      createControlToken(stateDir),
+      chooseSandbox({
+        mode: options.sandbox ?? sandboxMode(process.env.STEPLINE_SANDBOX),
+        stateDir,
+        deployDir,
+      }),
     ]);
     const runtime: { current?: LocalRuntime } = {};
     const self = () => {
@@ -109,10 +129,10 @@ export class LocalRuntime {
       account: LOCAL_ACCOUNT,
       timeouts: wiring.buildTimeouts,
       parameters: () => readParameters(stateDir),
-      hostEnv: Object.fromEntries(
-        Object.entries(process.env).filter(([name]) => !SECRET_VARIABLES.includes(name)),
-      ),
-      extraEnv: { STEPLINE_STATE_DIR: stateDir },
+      // An allow-list of the host's variables: nothing of the runtime reaches a build (build-variables.ts).
+      hostEnv: allowedHostVariables(process.env),
+      extraEnv: { STEPLINE_DEPLOY_DIR: deployDir },
+      sandbox,
       logLink: (buildId) => `${options.baseUrl}/api/builds/${encodeURIComponent(buildId)}/log`,
       appendLog: (buildId, text) => store.appendBuildLog(buildId, text),
       onEvent: (event) => self().onBuildEvent(event),
@@ -161,6 +181,8 @@ export class LocalRuntime {
       wiring: localWiring,
       engine,
       secrets,
+      controlToken,
+      sandbox,
     });
     runtime.current = instance;
     instance.#composeHandlers(configuration);

@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { CONTROL_TOKEN_FILE, readControlToken } from '#local/http/control-token.ts';
 import type { RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import { SteplineError } from '#shared/errors.ts';
 import { forTerminal } from '#shared/text.ts';
@@ -5,23 +7,40 @@ import { forTerminal } from '#shared/text.ts';
 /**
  * The commands that talk to a running stepline (`npm start`) over its JSON API: runs, show, logs,
  * approve, reject, restart, teardown. They send no Origin header, so the server's cross-origin guard lets
- * them through (see local/http/guards.ts).
+ * them through (see local/http/guards.ts), and they send the control token the running stepline wrote to
+ * its state folder (`Authorization: Bearer`, see local/http/control-token.ts), which builds never see.
  */
 
 /** How the client commands print and which stepline they talk to. */
 export interface Client {
   /** The running stepline, e.g. `http://127.0.0.1:4700`. */
   apiUrl: string;
+  /** The running stepline's state folder, where its control token is. */
+  stateDir: string;
   print(line: string): void;
 }
 
 /** A running stepline answered with an error, or is not running. */
 export class ApiError extends SteplineError {}
 
+/** The `Authorization` header of the stepline running on `stateDir`; fails naming the file when it has none. */
+export async function controlHeaders(stateDir: string): Promise<Record<string, string>> {
+  const token = await readControlToken(stateDir);
+  if (token === undefined)
+    throw new ApiError(
+      `no control token in ${join(stateDir, CONTROL_TOKEN_FILE)}: start stepline with npm start (or pass the --state-dir it runs on)`,
+    );
+  return { authorization: `Bearer ${token}` };
+}
+
 async function api<T>(client: Client, path: string, init?: RequestInit): Promise<T> {
+  const headers = {
+    ...(init?.headers as Record<string, string> | undefined),
+    ...(await controlHeaders(client.stateDir)),
+  };
   let response: Response;
   try {
-    response = await fetch(`${client.apiUrl}${path}`, init);
+    response = await fetch(`${client.apiUrl}${path}`, { ...init, headers });
   } catch {
     throw new ApiError(
       `stepline is not running at ${client.apiUrl}: start it with npm start (or pass --port)`,
@@ -40,13 +59,17 @@ function plainText(html: string): string {
     .trim();
 }
 
-/** Decides an approval the way a person does: open the link (GET), then confirm (POST). */
+/**
+ * Decides an approval the way a person does: open the link (GET), then confirm (POST), both with the
+ * control token (`headers`, from {@link controlHeaders}).
+ */
 export async function decide(
   client: Pick<Client, 'print'>,
   link: string,
   decision: { name?: string | undefined; comment?: string | undefined },
+  headers: Record<string, string>,
 ): Promise<void> {
-  const page = await fetch(link);
+  const page = await fetch(link, { headers });
   if (!page.ok)
     throw new ApiError(
       `the approval link answered ${page.status}: ${plainText(await page.text()).slice(0, 300)}`,
@@ -56,7 +79,7 @@ export async function decide(
   if (decision.comment) form.set('comment', decision.comment);
   const answer = await fetch(link, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
     body: form.toString(),
   });
   const text = plainText(await answer.text());
@@ -99,7 +122,12 @@ export async function decideRun(
 ): Promise<void> {
   const r = await api<RunDetail>(client, runPath(run));
   if (!r.approval) throw new ApiError(`${r.name} is not waiting for an approval (status ${r.status})`);
-  await decide(client, decision.approve ? r.approval.approve : r.approval.reject, decision);
+  await decide(
+    client,
+    decision.approve ? r.approval.approve : r.approval.reject,
+    decision,
+    await controlHeaders(client.stateDir),
+  );
 }
 
 /** `stepline restart <run>`: starts an interrupted or finished run again under a new name. */
@@ -120,11 +148,13 @@ export async function teardown(client: Client, environment: string): Promise<voi
 export async function showLogs(client: Client, run: string, options: { follow: boolean }): Promise<void> {
   const offsets = new Map<string, number>();
   let current = await api<RunDetail>(client, runPath(run));
+  const headers = await controlHeaders(client.stateDir);
   for (;;) {
     for (const build of current.builds ?? []) {
       const offset = offsets.get(build.id) ?? 0;
       const response = await fetch(
         `${client.apiUrl}/api/builds/${encodeURIComponent(build.id)}/log?offset=${offset}`,
+        { headers },
       );
       if (!response.ok) continue;
       const text = await response.text();

@@ -1,6 +1,7 @@
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
+import { consoleUrlWithToken } from '#local/http/control-token.ts';
 import { startServer } from '#local/http/server.ts';
 import { runOrigin } from '#local/runs/read-model.ts';
 import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
@@ -44,7 +45,8 @@ async function boot(options: LocalOptions, report: (event: RuntimeEvent) => void
   });
   let runtime: LocalRuntime;
   try {
-    await mkdir(options.stateDir, { recursive: true });
+    // Only the operator may enter the state folder; the runtime tightens one made by an older version.
+    await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
     runtime = await LocalRuntime.start({
       projectDir: options.projectDir,
       stateDir: options.stateDir,
@@ -58,6 +60,7 @@ async function boot(options: LocalOptions, report: (event: RuntimeEvent) => void
   }
   server.attach(runtime);
   for (const note of runtime.store.recoveryReport.notes) print(`stepline: ${note}`);
+  if (runtime.sandbox.note) print(`stepline: ${runtime.sandbox.note}`);
   let stopping: Promise<void> | undefined;
   const stop = (reason?: string) => {
     stopping ??= (async () => {
@@ -101,6 +104,8 @@ export async function start(options: LocalOptions): Promise<void> {
   process.once('SIGTERM', onSignal);
   try {
     print(`stepline is running at ${server.url} (state in ${options.stateDir})`);
+    // The one place the token is shown: opening this URL signs the browser in (a cookie) and drops it.
+    print(`  console: ${consoleUrlWithToken(server.url, runtime.controlToken)}`);
     flushCompileCache();
     const remote = await remoteFor(options, server.url);
     print(`git remote of the sample app: ${remote.remotePath}`);
@@ -151,10 +156,12 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
     }
     if (event.kind === 'approval' && event.approval.executionArn === target) {
       if (options.approve)
-        void decide({ print }, event.approval.approve, {
-          name: 'stepline run --approve',
-          comment: 'Approved by stepline run --approve',
-        }).catch((error: Error) => {
+        void decide(
+          { print },
+          event.approval.approve,
+          { name: 'stepline run --approve', comment: 'Approved by stepline run --approve' },
+          { authorization: `Bearer ${runtime.controlToken}` },
+        ).catch((error: Error) => {
           // The run cannot end without its approval: stop it and what it deployed, and say why.
           process.stderr.write(`stepline: ${forTerminal(error.message)}\n`);
           void stop('stepline run --approve could not approve this run').then(() => process.exit(1));

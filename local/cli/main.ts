@@ -59,11 +59,7 @@ const portOption = () =>
 function localCommand(program: Command, name: string, description: string): Command {
   return reportingErrors(program.command(name).description(description))
     .addOption(portOption())
-    .addOption(
-      new Option('--state-dir <dir>', 'where runs, logs and secrets are kept')
-        .env('STEPLINE_STATE_DIR')
-        .default(join(PROJECT_DIR, '.stepline'), '.stepline'),
-    )
+    .addOption(stateDirOption())
     .addOption(
       new Option(
         '--param <name=value>',
@@ -73,8 +69,15 @@ function localCommand(program: Command, name: string, description: string): Comm
     .addHelpText('after', `\nExample:\n  stepline ${name} ${PARAM_EXAMPLE}`);
 }
 
+const stateDirOption = () =>
+  new Option('--state-dir <dir>', 'where runs, logs and secrets are kept')
+    .env('STEPLINE_STATE_DIR')
+    .default(join(PROJECT_DIR, '.stepline'), '.stepline');
+
 function clientCommand(program: Command, nameAndArgs: string, description: string): Command {
-  return reportingErrors(program.command(nameAndArgs).description(description)).addOption(portOption());
+  return reportingErrors(program.command(nameAndArgs).description(description))
+    .addOption(portOption())
+    .addOption(stateDirOption());
 }
 
 function localOptions(options: { port: number; stateDir: string; param?: string[] }): LocalOptions {
@@ -87,9 +90,10 @@ function localOptions(options: { port: number; stateDir: string; param?: string[
   };
 }
 
-function client(options: { port: number }): Client {
+function client(options: { port: number; stateDir: string }): Client {
   return {
     apiUrl: `http://127.0.0.1:${options.port}`,
+    stateDir: options.stateDir,
     print: (line) => process.stdout.write(`${forTerminal(line)}\n`),
   };
 }

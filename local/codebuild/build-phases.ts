@@ -237,12 +237,19 @@ export class PhasedBuild {
     if (current?.alive) return current;
     if (this.stopReason || this.fault || current?.spawnError) return undefined;
     const stateDir = this.stateDir as string;
+    const { sandbox } = this.options;
     const shell = new ShellSession({
       kind: this.shellKind,
       cwd: this.workDir,
       env: { ...this.shellEnv, CODEBUILD_BUILD_SUCCEEDING: this.succeeding ? '1' : '0' },
       stateDir,
       onLine: (line) => this.log.line(line),
+      ...(sandbox
+        ? {
+            wrap: (command: string, args: string[]) =>
+              sandbox(command, args, { workDir: this.workDir, runnerDir: stateDir }),
+          }
+        : {}),
     });
     this.shells.push(shell);
     if (current !== undefined) {

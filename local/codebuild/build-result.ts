@@ -1,4 +1,5 @@
 import type { Buildspec, ReportFileFormat } from './buildspec.ts';
+import type { SandboxWrap } from './sandbox.ts';
 
 /** What a local build is given and what it reports, with CodeBuild's names and statuses. */
 
@@ -63,8 +64,13 @@ export interface RunBuildOptions {
   signal?: AbortSignal;
   /** Where artifacts are copied: `<artifactsDir>/primary`, `<artifactsDir>/secondary/<identifier>`. */
   artifactsDir?: string;
-  /** The host environment the build starts from (PATH, HOME, …). Defaults to this process's environment. */
+  /**
+   * The host environment the build takes its allowed variables from (PATH, HOME, …; see
+   * build-variables.ts). Defaults to this process's environment.
+   */
   hostEnv?: Readonly<Record<string, string | undefined>>;
+  /** Wraps the build's shell in a sandbox (sandbox.ts); absent, the shell runs on the host as it is. */
+  sandbox?: SandboxWrap;
 }
 
 export interface ArtifactResult {

@@ -24,17 +24,59 @@ export interface VariableSources {
   log: (message: string) => void;
 }
 
-/** Host < buildspec variables < parameter-store < secrets-manager < start-build overrides < CODEBUILD_*. */
+/**
+ * What a build takes of the host's environment: an allow-list, not the host's environment minus some, so
+ * that nothing of the runtime (its port, state folder, secrets, control token) or of the operator's shell
+ * (cloud credentials, tokens) reaches a build by accident. The tools' basics (PATH, HOME, the locale, the
+ * time zone, the terminal, proxies and extra CA certificates) pass, and the two knobs of the sample app
+ * (`STEPLINE_DEPLOY_PORT`, `STEPLINE_DEPLOY_PORT_BASE`: which ports its environments answer on), which are
+ * the operator's settings for the pipeline, not the runtime's. Everything else a build sees comes from the
+ * pipeline (the state machine's EnvironmentVariablesOverride: STEPLINE_ENVIRONMENT, STEPLINE_EXECUTION_ID…),
+ * the buildspec, and CodeBuild's own CODEBUILD_* values, as on AWS.
+ */
+export const HOST_VARIABLES: ReadonlySet<string> = new Set([
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'LANG',
+  'LANGUAGE',
+  'TZ',
+  'TERM',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  'NODE_EXTRA_CA_CERTS',
+  'STEPLINE_DEPLOY_PORT',
+  'STEPLINE_DEPLOY_PORT_BASE',
+]);
+
+/** The host variables a build may take (see {@link HOST_VARIABLES}; `LC_*` too). */
+export function allowedHostVariables(
+  host: Readonly<Record<string, string | undefined>>,
+): Record<string, string> {
+  const allowed: Record<string, string> = {};
+  for (const [name, value] of Object.entries(host)) {
+    if (value !== undefined && (HOST_VARIABLES.has(name) || name.startsWith('LC_'))) allowed[name] = value;
+  }
+  return allowed;
+}
+
+/**
+ * Allowed host variables (see {@link HOST_VARIABLES}) < buildspec variables < parameter-store <
+ * secrets-manager < start-build overrides < CODEBUILD_*.
+ */
 export function resolveVariables(
   sources: VariableSources,
 ): { env: Record<string, string> } | { missing: string[] } {
   const { spec, options, buildId, mask, notExported } = sources;
   const parameters = options.parameters ?? {};
   const missing: string[] = [];
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(options.hostEnv ?? process.env)) {
-    if (value !== undefined) env[name] = value;
-  }
+  const env: Record<string, string> = allowedHostVariables(options.hostEnv ?? process.env);
   Object.assign(env, spec.env.variables);
 
   const fromParameterStore = (variable: string, parameterName: string) => {

@@ -105,6 +105,15 @@ export class ProcessOwnership {
   }
 }
 
+/**
+ * The folder of `stateDir` that builds share across stages and may write in a sandbox: the sample app's
+ * images and `environments/<env>/` (with each deployed service's `service.pid`). Builds get it as
+ * `STEPLINE_DEPLOY_DIR`; they never get the state folder itself.
+ */
+export function deployDirOf(stateDir: string): string {
+  return join(resolve(stateDir), 'deploy');
+}
+
 /** The owners of the builds run on each state folder, so that a stop on that folder reaches them. */
 const owners = new Map<string, Set<ProcessOwnership>>();
 
@@ -119,7 +128,7 @@ export function registerOwnership(stateDir: string, owner: ProcessOwnership): vo
 /**
  * Stops every build running on `stateDir` and every process the builds started, deployed services
  * included, and waits for them to end; then the services recorded in
- * `$STEPLINE_STATE_DIR/environments/<env>/service.pid` (a deploy of an earlier start, or one that cleared
+ * `$STEPLINE_DEPLOY_DIR/environments/<env>/service.pid` (a deploy of an earlier start, or one that cleared
  * its environment). Returns the pids it ended.
  */
 export async function stopDeployedServices(stateDir: string): Promise<number[]> {
@@ -127,14 +136,15 @@ export async function stopDeployedServices(stateDir: string): Promise<number[]> 
   const stopped: number[] = [];
   for (const owner of owners.get(key) ?? []) stopped.push(...(await owner.stop()));
   owners.delete(key);
+  const environmentsDir = join(deployDirOf(stateDir), 'environments');
   let environments: string[] = [];
   try {
-    environments = await readdir(join(stateDir, 'environments'));
+    environments = await readdir(environmentsDir);
   } catch {
     return stopped;
   }
   for (const environment of environments) {
-    const pidFile = join(stateDir, 'environments', environment, 'service.pid');
+    const pidFile = join(environmentsDir, environment, 'service.pid');
     const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
     if (!Number.isInteger(pid) || pid <= 0) continue;
     for (const target of [-pid, pid]) {

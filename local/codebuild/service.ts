@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { type BuildPhase, type BuildResult, type ReportSummary, runBuild } from './build-runner.ts';
 import { checkOutCommit, removeCheckout } from './checkout.ts';
 import { ProcessOwnership, registerOwnership } from './deployed-services.ts';
+import type { Sandbox } from './sandbox.ts';
 
 /** What `codebuild:startBuild.sync` receives (the state's resolved Parameters). */
 export interface StartBuildInput {
@@ -62,10 +63,12 @@ export interface LocalCodeBuildOptions {
   timeouts: Record<string, number>;
   /** Stands in for Parameter Store and Secrets Manager. */
   parameters: () => Promise<Record<string, string>>;
-  /** The host environment builds start from, without stepline's own secrets. */
+  /** The host environment builds take their allowed variables from (build-variables.ts). */
   hostEnv: Record<string, string | undefined>;
-  /** Variables every build gets (STEPLINE_STATE_DIR …). */
+  /** Variables every build gets (STEPLINE_DEPLOY_DIR). */
   extraEnv: Record<string, string>;
+  /** The sandbox build shells run in (sandbox.ts). */
+  sandbox?: Sandbox;
   /** Where a build's log can be read by a person (a URL of the local server). */
   logLink: (buildId: string) => string;
   appendLog: (buildId: string, text: string) => void;
@@ -173,6 +176,7 @@ export class LocalCodeBuild {
         onPhaseChange: (phase) => o.onEvent({ kind: 'phase', build, phase, environment }),
         artifactsDir: join(o.stateDir, 'artifacts', uuid),
         hostEnv: o.hostEnv,
+        ...(o.sandbox?.wrap ? { sandbox: o.sandbox.wrap } : {}),
         signal,
       });
       build.ResolvedSourceVersion = source.commit;

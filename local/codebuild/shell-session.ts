@@ -61,14 +61,21 @@ export class ShellSession {
     env: Record<string, string>;
     stateDir: string;
     onLine: (line: string) => void;
+    /** Puts the shell in a sandbox (sandbox.ts): the command line to spawn instead. */
+    wrap?: (command: string, args: string[]) => { command: string; args: string[] };
   }) {
     this.kind = options.kind;
     this.stateDir = options.stateDir;
     this.onLine = options.onLine;
     this.marker = new RegExp(`\\x1e${this.token} (\\d+) (\\d+)\\x1e\\n`);
-    const args = options.kind.bash ? ['--noprofile', '--norc', '-s'] : ['-s'];
-    // detached: the shell leads its own process group, so a timeout can kill it with all its children.
-    this.child = spawn(options.kind.path, args, {
+    const shellArgs = options.kind.bash ? ['--noprofile', '--norc', '-s'] : ['-s'];
+    const { command, args } = options.wrap?.(options.kind.path, shellArgs) ?? {
+      command: options.kind.path,
+      args: shellArgs,
+    };
+    // detached: the shell (or the sandbox holding it, in the same group) leads its own process group, so
+    // a timeout can kill it with all its children.
+    this.child = spawn(command, args, {
       cwd: options.cwd,
       env: options.env,
       detached: true,

@@ -73,6 +73,13 @@ export function rerender(container: Element, ...children: Child[]): void {
 /** GETs a JSON document of the local server's API; throws on a status that is not 2xx. */
 export async function getJson<T>(path: string): Promise<T> {
   const response = await fetch(path, { cache: 'no-store' });
+  // Not signed in (no control token cookie): the server's message says which URL signs this browser in.
+  if (response.status === 401) {
+    const body = (await response.json().catch(() => ({}))) as { message?: string };
+    const message = body.message ?? 'Not signed in: open the console through the URL `npm start` printed';
+    main().replaceChildren(h('p', { class: 'problem', role: 'alert' }, message));
+    throw new Error(message);
+  }
   if (!response.ok) throw new Error(`${path} answered ${response.status}`);
   return (await response.json()) as T;
 }

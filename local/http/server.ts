@@ -9,6 +9,7 @@ import { WEBHOOK_PROVIDERS } from '#shared/push.ts';
 import { verifyWebhookSignature } from '#shared/signatures.ts';
 import { forTerminal } from '#shared/text.ts';
 import { sendJson, serveApi } from './api.ts';
+import { controlCookie, presentedToken, tokenMatches } from './control-token.ts';
 import {
   loopbackAuthorities,
   type Refusal,
@@ -16,6 +17,9 @@ import {
   refuseForeignHost,
   refuseMalformedPath,
 } from './guards.ts';
+
+/** The headers that carry the control token (control-token.ts), kept from the handlers. */
+const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie']);
 
 /** The largest request body the local server reads (over the webhook's own 4 MiB limit, which the handler names in its 413). */
 const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
@@ -34,8 +38,10 @@ export interface LocalServer {
  * CLI and console. It listens before the runtime is ready and answers 503 until then.
  *
  * Before routing, every request passes the guards of guards.ts: a loopback Host (421 otherwise), a
- * decodable path (400), and for state-changing methods no foreign origin (403). Webhook deliveries are
- * verified before they are recorded, and recorded before they are answered.
+ * decodable path (400), and for state-changing methods no foreign origin (403). Then everything but the
+ * console's static files and the signed webhooks needs the control token (control-token.ts; 401
+ * otherwise): the JSON API and the approval pages and decisions are the operator's, never a build's.
+ * Webhook deliveries are verified before they are recorded, and recorded before they are answered.
  */
 export async function startServer(options: { host?: string; port: number }): Promise<LocalServer> {
   let runtime: LocalRuntime | undefined;
@@ -45,7 +51,10 @@ export async function startServer(options: { host?: string; port: number }): Pro
       if (!res.headersSent)
         sendJson(res, 500, { error: 'InternalError', message: 'The local server failed on this request' });
       else res.destroy();
-      process.stderr.write(forTerminal(`stepline: ${req.method} ${req.url} failed: ${error.message}\n`));
+      // Without the query: `/?token=…` must not reach a log.
+      process.stderr.write(
+        forTerminal(`stepline: ${req.method} ${(req.url ?? '').split('?', 1)[0]} failed: ${error.message}\n`),
+      );
     });
   });
   // Longer than clients keep an idle connection (fetch: 4 s), so that the client, not the server, ends
@@ -107,10 +116,18 @@ async function handle(
   }
   // The guards passed: the Host is one of ours and the target a decodable path.
   const url = new URL(`http://${req.headers.host}${req.url}`);
+  if (url.pathname === '/' && url.searchParams.has('token')) return acceptConsoleToken(runtime, res, url);
   if (await serveConsole(req, res, url)) return;
   if (!runtime) return sendJson(res, 503, { message: 'stepline is starting' });
+  const route = url.pathname.startsWith('/api/')
+    ? undefined
+    : runtime.route(req.method ?? 'GET', url.pathname);
+  // Only the webhooks answer without the control token: they carry their own signature.
+  const open = route?.fn.key === 'webhook';
+  if (!open && !tokenMatches(runtime.controlToken, presentedToken(req.headers))) {
+    return refuseWithoutToken(req, res, url);
+  }
   if (url.pathname.startsWith('/api/')) return serveApi(runtime, req, res, url);
-  const route = runtime.route(req.method ?? 'GET', url.pathname);
   if (!route) return sendJson(res, 404, { message: `No route for ${req.method} ${url.pathname}` });
 
   const body = await readBody(req);
@@ -118,7 +135,10 @@ async function handle(
     return sendJson(res, 413, { message: `The request body is over ${MAX_REQUEST_BYTES} bytes` });
   const headers = Object.fromEntries(
     Object.entries(req.headers).flatMap(([k, v]) =>
-      v === undefined ? [] : [[k, Array.isArray(v) ? v.join(',') : v]],
+      // The control token is this server's business: no handler (nor what it logs or records) gets it.
+      v === undefined || (!open && CREDENTIAL_HEADERS.has(k))
+        ? []
+        : [[k, Array.isArray(v) ? v.join(',') : v]],
     ),
   );
   const event = httpApiEvent(req, url, headers, body, route.params);
@@ -130,6 +150,59 @@ async function handle(
       : await invoke();
   res.writeHead(result.statusCode ?? 200, result.headers as Record<string, string>);
   res.end(result.isBase64Encoded ? Buffer.from(result.body ?? '', 'base64') : (result.body ?? ''));
+}
+
+/** What a request without the control token is told: where the operator finds it. */
+function unauthorizedMessage(url: URL): string {
+  return `This needs stepline's control token, which only the operator holds (builds never get it): open the console through the URL \`npm start\` printed (${url.origin}/?token=…), or use \`npx stepline\` (it reads the token from the state folder's control-token file)`;
+}
+
+/** 401, never a 5xx: JSON for the API, a short page for the approval links a browser opens. */
+function refuseWithoutToken(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  res.setHeader('www-authenticate', 'Bearer realm="stepline"');
+  const message = unauthorizedMessage(url);
+  if (url.pathname.startsWith('/api/') || !(req.headers.accept ?? '').includes('text/html')) {
+    sendJson(res, 401, { error: 'Unauthorized', message });
+    return;
+  }
+  res.writeHead(401, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-security-policy': "default-src 'none'",
+    'referrer-policy': 'no-referrer',
+  });
+  res.end(
+    `<!doctype html><meta charset="utf-8"><title>stepline: not signed in</title><h1>Not signed in</h1><p>${escapeHtml(message)}</p>`,
+  );
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * `/?token=…`, the URL `npm start` prints: a right token becomes an HttpOnly, SameSite=Strict cookie and a
+ * redirect to the console without it (out of the address bar and the history); a wrong one is a 401.
+ */
+function acceptConsoleToken(runtime: LocalRuntime | undefined, res: ServerResponse, url: URL): void {
+  if (!runtime) {
+    sendJson(res, 503, { message: 'stepline is starting' });
+    return;
+  }
+  if (!tokenMatches(runtime.controlToken, url.searchParams.get('token') ?? undefined)) {
+    sendJson(res, 401, {
+      error: 'Unauthorized',
+      message: `That token is not this stepline's (it changes at every start): ${unauthorizedMessage(url)}`,
+    });
+    return;
+  }
+  res.writeHead(303, {
+    location: '/',
+    'set-cookie': controlCookie(runtime.controlToken),
+    'cache-control': 'no-store',
+    'referrer-policy': 'no-referrer',
+  });
+  res.end();
 }
 
 /**

@@ -1,5 +1,6 @@
 import { open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { PRIVATE_FILE_MODE } from './permissions.ts';
 
 /**
  * The local mode's one way to replace a file whole (state records, outbox messages, the wiring cache, the
@@ -16,7 +17,10 @@ let temporaryCounter = 0;
 export const TEMPORARY_SUFFIX = '.tmp';
 
 export interface AtomicWriteOptions {
-  /** The file's permission bits (e.g. `0o600` for a secret), set on the temporary file before the rename. */
+  /**
+   * The file's permission bits, set on the temporary file before the rename: 0600 unless told (the state
+   * folder is the operator's alone; the git hook asks for its execute bit).
+   */
   mode?: number;
 }
 
@@ -32,10 +36,11 @@ export async function writeFileAtomic(
   temporaryCounter += 1;
   const temporary = `${path}.${process.pid}-${temporaryCounter}${TEMPORARY_SUFFIX}`;
   try {
-    const handle = await open(temporary, 'w', options.mode);
+    const mode = options.mode ?? PRIVATE_FILE_MODE;
+    const handle = await open(temporary, 'w', mode);
     try {
       // The mode given to open() is narrowed by the umask; the caller asked for exactly this one.
-      if (options.mode !== undefined) await handle.chmod(options.mode);
+      await handle.chmod(mode);
       await handle.writeFile(data);
       await handle.sync();
     } finally {

@@ -3,6 +3,7 @@ import { closeSync, fdatasync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { syncDirectory } from '#local/state/atomic-file.ts';
 import type { StoreContext } from '#local/state/context.ts';
+import { PRIVATE_FILE_MODE } from '#local/state/permissions.ts';
 import { InvalidInputError } from '#shared/errors.ts';
 
 /** Build log files kept open at once; the least recently written is closed beyond that. */
@@ -46,7 +47,7 @@ export class BuildLogs {
       this.#logs.delete(buildId);
     } else {
       if (this.#logs.size >= OPEN_LOGS_MAX) this.#closeOldest();
-      log = { fd: openSync(this.path(buildId), 'a'), dirty: false };
+      log = { fd: openSync(this.path(buildId), 'a', PRIVATE_FILE_MODE), dirty: false };
       this.#created = true;
     }
     this.#logs.set(buildId, log);

@@ -4,6 +4,7 @@ import * as z from 'zod';
 import { syncDirectory } from '#local/state/atomic-file.ts';
 import { reportJournal, type StoreContext } from '#local/state/context.ts';
 import { Journal, readJournal, readJournalSync } from '#local/state/journal.ts';
+import { PRIVATE_FILE_MODE } from '#local/state/permissions.ts';
 import { InvalidInputError, NotFoundError } from '#shared/errors.ts';
 
 /** An accepted webhook delivery and, once sent, the answer it got. */
@@ -62,7 +63,7 @@ export class Deliveries {
   /** Creates the file if needed and cuts a torn last line; the deliveries themselves are read later. */
   async load(): Promise<void> {
     const path = this.#journal.path;
-    await writeFile(path, '', { flag: 'a' });
+    await writeFile(path, '', { flag: 'a', mode: PRIVATE_FILE_MODE });
     await syncDirectory(this.#context.dir);
     if (!(await endsWithNewline(path))) {
       reportJournal(this.#context, 'deliveries.jsonl', await readJournal(path));

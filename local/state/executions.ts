@@ -10,6 +10,7 @@ import {
 } from '#local/state/atomic-file.ts';
 import { reportJournal, type StoreContext } from '#local/state/context.ts';
 import { Journal, KeyedSerializer, readJournal, readJournalSync } from '#local/state/journal.ts';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '#local/state/permissions.ts';
 import {
   EXECUTION_STATUSES,
   ExecutionAlreadyExistsError,
@@ -80,14 +81,14 @@ export class Executions {
     try {
       const folder = join(this.#root, name);
       try {
-        await mkdir(folder);
+        await mkdir(folder, { mode: PRIVATE_DIR_MODE });
       } catch (error) {
         // A name differing only in case on a case-insensitive file system.
         if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new ExecutionAlreadyExistsError(name);
         throw error;
       }
       const historyPath = join(folder, 'history.jsonl');
-      await writeFile(historyPath, '', { flag: 'a' });
+      await writeFile(historyPath, '', { flag: 'a', mode: PRIVATE_FILE_MODE });
       const recordPath = join(folder, 'execution.json');
       // Also makes the folder's entries (history.jsonl, execution.json) durable.
       await writeFileAtomic(recordPath, formatRecord(stored));

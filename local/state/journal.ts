@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { appendFile, open, readFile, truncate } from 'node:fs/promises';
 import { isNotFound } from '#local/state/atomic-file.ts';
+import { PRIVATE_FILE_MODE } from '#local/state/permissions.ts';
 
 /**
  * The append-only files of the local mode's state: JSON Lines journals with group commit, and torn-tail
@@ -79,7 +80,7 @@ export class Journal {
 }
 
 async function appendDurably(path: string, text: string): Promise<void> {
-  const handle = await open(path, 'a');
+  const handle = await open(path, 'a', PRIVATE_FILE_MODE);
   try {
     const { size } = await handle.stat();
     try {
@@ -127,7 +128,7 @@ export async function readJournal(path: string): Promise<JournalContents> {
     records.push(tail.record);
     await appendDurably(path, '\n');
   } else if (tail) {
-    await appendFile(`${path}.torn`, `${tail.text}\n`);
+    await appendFile(`${path}.torn`, `${tail.text}\n`, { mode: PRIVATE_FILE_MODE });
     await cutDurably(path, tail.start);
     contents.torn = tail.text;
   }

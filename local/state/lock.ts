@@ -1,6 +1,7 @@
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isNotFound } from '#local/state/atomic-file.ts';
+import { PRIVATE_FILE_MODE } from '#local/state/permissions.ts';
 import { ConflictError } from '#shared/errors.ts';
 
 /** Another live process has the store's folder open. */
@@ -17,7 +18,7 @@ export async function acquireLock(dir: string): Promise<void> {
   const path = join(dir, 'lock');
   for (let attempt = 0; attempt < 2; attempt += 1) {
     try {
-      await writeFile(path, `${process.pid}\n`, { flag: 'wx' });
+      await writeFile(path, `${process.pid}\n`, { flag: 'wx', mode: PRIVATE_FILE_MODE });
       openDirectories.add(dir);
       return;
     } catch (error) {

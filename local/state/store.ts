@@ -10,6 +10,7 @@ import type { ExecutionRecord } from '#local/state/records.ts';
 import type { HistoryEvent, NewHistoryEvent } from '#local/stepfunctions/history.ts';
 import { ConflictError } from '#shared/errors.ts';
 import type { Logger } from '#shared/logger.ts';
+import { PRIVATE_DIR_MODE, tightenStateFolder } from './permissions.ts';
 
 export type { RecoveryReport, StoreChange } from '#local/state/context.ts';
 export type { Delivery } from '#local/state/deliveries.ts';
@@ -110,10 +111,13 @@ export class LocalStore {
    */
   static async open(dir: string, options: LocalStoreOptions = {}): Promise<LocalStore> {
     const absolute = resolve(dir);
+    await mkdir(absolute, { recursive: true, mode: PRIVATE_DIR_MODE });
     for (const folder of ['executions', 'outbox', 'builds']) {
-      await mkdir(join(absolute, folder), { recursive: true });
+      await mkdir(join(absolute, folder), { recursive: true, mode: PRIVATE_DIR_MODE });
     }
     await acquireLock(absolute);
+    // A folder an older version left open to other users is closed before anything is read from it.
+    await tightenStateFolder(absolute);
     const store = new LocalStore(absolute, options);
     try {
       await store.#deliveries.load();

@@ -33,6 +33,7 @@ const INHERITED = [
   'STEPLINE_WEBHOOK_SECRET_GITLAB',
   'STEPLINE_WEBHOOK_SECRET_BITBUCKET',
   'STEPLINE_APPROVAL_KEY',
+  'STEPLINE_SANDBOX',
 ];
 
 function portIsFree(port: number): Promise<boolean> {
@@ -93,9 +94,19 @@ class Stepline {
 
   /** The server's URL, once it says it runs. */
   url(): Promise<string> {
+    return this.printed(/stepline is running at (http:\/\/\S+)/);
+  }
+
+  /** The console URL with the control token, which `start` prints once: opening it signs a browser in. */
+  consoleUrl(): Promise<string> {
+    return this.printed(/console: (http:\/\/\S+\?token=\S+)/);
+  }
+
+  /** The first group of `pattern` in the output, once printed. */
+  printed(pattern: RegExp): Promise<string> {
     return new Promise((resolve, reject) => {
       const check = () => {
-        const match = /stepline is running at (http:\/\/\S+)/.exec(this.output);
+        const match = pattern.exec(this.output);
         if (!match?.[1]) return false;
         cleanup();
         resolve(match[1]);
@@ -142,6 +153,7 @@ describe('the console in a browser', () => {
   let stateDir: string;
   let stepline: Stepline;
   let baseUrl: string;
+  let consoleUrl: string;
   let context: BrowserContext;
   let page: Page;
   const pageErrors: string[] = [];
@@ -157,6 +169,7 @@ describe('the console in a browser', () => {
     stateDir = join(workDir, 'state');
     stepline = new Stepline(stateDir, await freeDeployPortBase());
     baseUrl = await stepline.url();
+    consoleUrl = await stepline.consoleUrl();
     context = await chromium.launchPersistentContext(join(workDir, 'chromium-profile'), {
       executablePath: CHROMIUM,
       headless: true,
@@ -187,13 +200,19 @@ describe('the console in a browser', () => {
   afterAll(async () => {
     await context?.close();
     await stepline?.stop();
-    if (stateDir) await stopSampleAppInstances(stateDir);
+    if (stateDir) await stopSampleAppInstances(join(stateDir, 'deploy'));
     if (workDir) await rm(workDir, { recursive: true, force: true });
   }, 60_000);
 
   it('watches the pushed run reach the approval gate live, approves it from the page, and sees it succeed', async () => {
-    // `stepline start` pushes the sample app on a fresh state folder: that run shows up in the list.
+    // Without the control token the console shows how to get in, and nothing of the runs.
     await page.goto(`${baseUrl}/`);
+    await page.getByText('?token=').first().waitFor();
+    expect(await page.locator('tr[data-run]').count()).toBe(0);
+    // `stepline start` pushes the sample app on a fresh state folder: opened through the URL it printed
+    // (which signs this browser in and drops the token from the address), that run shows up in the list.
+    await page.goto(consoleUrl);
+    expect(page.url()).toBe(`${baseUrl}/`);
     const row = page.locator('tr[data-run]').first();
     await row.waitFor();
     const name = (await row.getAttribute('data-run')) ?? '';
@@ -224,7 +243,12 @@ describe('the console in a browser', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'run-succeeded.png'), fullPage: true });
 
     // The decision went through the signed link, into the run, as the emailed link records it.
-    const run = (await (await fetch(`${baseUrl}/api/runs/${encodeURIComponent(name)}`)).json()) as {
+    const token = new URL(consoleUrl).searchParams.get('token') ?? '';
+    const run = (await (
+      await fetch(`${baseUrl}/api/runs/${encodeURIComponent(name)}`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
+    ).json()) as {
       status: string;
       output: { outcome: { approvals: ({ approver: string; comment: string } | null)[] } };
     };

@@ -62,7 +62,7 @@ describe('a push whose tests fail', () => {
     const builds = await readdir(join(stateDir, 'builds'));
     expect(builds).toHaveLength(1);
     expect(builds[0]).toMatch(/^stepline-local-image_/);
-    expect(await readdir(stateDir)).not.toContain('environments');
+    expect(await readdir(join(stateDir, 'deploy'))).not.toContain('environments');
     expect(messages.some((m) => m.topic === 'approvals')).toBe(false);
     expect(stepline.output).not.toMatch(/prod/);
     const [name] = await readdir(join(stateDir, 'executions'));

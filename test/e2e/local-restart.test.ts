@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { pushSampleApp } from '#local/git/remote.ts';
 import type { RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import {
+  authorized,
   freeDeployPortBase,
   getJson,
   isPortOpen,
@@ -28,7 +29,7 @@ async function slowSampleApp(dir: string): Promise<string> {
   const buildspec = await readFile(file, 'utf8');
   const tests = '      - node --test\n';
   if (!buildspec.includes(tests)) throw new Error(`${file} no longer runs "node --test" as a build command`);
-  const hang = `      - sh -c 'echo "$PPID $$" >> "$STEPLINE_STATE_DIR/${SLOW_PIDS}"; exec sleep 60'\n`;
+  const hang = `      - sh -c 'echo "$PPID $$" >> "$STEPLINE_DEPLOY_DIR/${SLOW_PIDS}"; exec sleep 60'\n`;
   await writeFile(
     file,
     buildspec.replace(tests, () => `${hang}${tests}`),
@@ -39,7 +40,7 @@ async function slowSampleApp(dir: string): Promise<string> {
 /** The pids of the slow builds that have reached their sleep, once there are `count` of them. */
 async function slowBuilds(stateDir: string, count: number): Promise<{ shell: number; sleep: number }[]> {
   return pollUntil(`${count} slow image build(s) to reach their sleep`, async () => {
-    const text = await readFile(join(stateDir, SLOW_PIDS), 'utf8').catch(() => '');
+    const text = await readFile(join(stateDir, 'deploy', SLOW_PIDS), 'utf8').catch(() => '');
     // Whole lines only: the file may be read while a line is being written.
     const builds = text
       .split('\n')
@@ -79,7 +80,11 @@ describe('stepline killed and started again on the same state folder', () => {
     const remote = (await first.waitForLine(/^git remote of the sample app: (\S+)$/)).match[1] ?? '';
     const finishedName = (await first.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
     const approve = (await first.waitForLine(/^\s+approve: (http:\/\/\S+)$/)).match[1] ?? '';
-    const decision = await fetch(approve, { method: 'POST', body: new URLSearchParams({ name: 'Ada' }) });
+    const decision = await fetch(approve, {
+      method: 'POST',
+      headers: await authorized(stateDir),
+      body: new URLSearchParams({ name: 'Ada' }),
+    });
     expect(decision.status).toBe(200);
     await first.waitForLine(new RegExp(`^✔ ${finishedName} SUCCEEDED`));
 
@@ -99,7 +104,7 @@ describe('stepline killed and started again on the same state folder', () => {
     if (!killedBuild) throw new Error('no slow build');
     scope.killAtCleanup(killedBuild.sleep, 'sleep 60');
     expect(await isRunning(killedBuild.sleep)).toBe(true);
-    expect((await getJson<RunSummary[]>(`${url}/api/runs`)).map((r) => r.status).sort()).toEqual([
+    expect((await getJson<RunSummary[]>(`${url}/api/runs`, stateDir)).map((r) => r.status).sort()).toEqual([
       'RUNNING',
       'SUCCEEDED',
     ]);
@@ -124,7 +129,7 @@ describe('stepline killed and started again on the same state folder', () => {
     await second.waitForLine(/run\(s\) so far/);
     expect(second.output).not.toContain('Pushing the sample application');
 
-    const runs = await getJson<RunSummary[]>(`${secondUrl}/api/runs`);
+    const runs = await getJson<RunSummary[]>(`${secondUrl}/api/runs`, stateDir);
     expect(runs.map((r) => [r.name, r.status]).sort()).toEqual(
       [
         [finishedName, 'SUCCEEDED'],
@@ -132,7 +137,7 @@ describe('stepline killed and started again on the same state folder', () => {
       ].sort(),
     );
     // The finished run's builds and their logs are still shown after the restart.
-    const finished = await getJson<RunDetail>(`${secondUrl}/api/runs/${finishedName}`);
+    const finished = await getJson<RunDetail>(`${secondUrl}/api/runs/${finishedName}`, stateDir);
     expect(finished.builds.map((b) => [b.stage, b.status])).toEqual([
       ['Image', 'SUCCEEDED'],
       ['dev: Infrastructure', 'SUCCEEDED'],
@@ -157,7 +162,7 @@ describe('stepline killed and started again on the same state folder', () => {
 
     // `stepline restart <run>` starts the interrupted run again under a new name.
     const port = new URL(secondUrl).port;
-    const restart = scope.cli(['restart', inFlightName, '--port', port]);
+    const restart = scope.cli(['restart', inFlightName, '--port', port, '--state-dir', stateDir]);
     expect(await restart.waitForExit()).toEqual({ code: 0, signal: null });
     const restartedName = /^started (\S+)$/m.exec(restart.output)?.[1] ?? '';
     expect(restartedName).not.toBe('');
@@ -165,7 +170,7 @@ describe('stepline killed and started again on the same state folder', () => {
     await second.waitForLine(
       new RegExp(`^▶ ${restartedName}: local/hello-service main @ ${pushed.commit.slice(0, 7)}`),
     );
-    const restarted = await getJson<RunSummary>(`${secondUrl}/api/runs/${restartedName}`);
+    const restarted = await getJson<RunSummary>(`${secondUrl}/api/runs/${restartedName}`, stateDir);
     expect(restarted.status).toBe('RUNNING');
     expect(restarted.redriveOf).toBe(inFlightName);
     const [, restartedBuild] = await slowBuilds(stateDir, 2);

@@ -33,8 +33,8 @@ async function expectWholeRun(stepline: LocalProcess, stateDir: string, base: nu
   expect(stepline.lines.some((line) => /^✔ hello-service-main-\S+ SUCCEEDED in /.test(line))).toBe(true);
 
   // Nothing it started outlives it: no deployed service, no build.
-  expect(await readdir(join(stateDir, 'environments', 'dev'))).not.toContain('service.pid');
-  expect(await readdir(join(stateDir, 'environments', 'prod'))).not.toContain('service.pid');
+  expect(await readdir(join(stateDir, 'deploy', 'environments', 'dev'))).not.toContain('service.pid');
+  expect(await readdir(join(stateDir, 'deploy', 'environments', 'prod'))).not.toContain('service.pid');
   await noProcessLeft(stateDir);
   expect(await isPortOpen(base + 1)).toBe(false);
   expect(await isPortOpen(base + 4)).toBe(false);
@@ -86,7 +86,9 @@ describe.concurrent('stepline run, the one-shot form', () => {
     });
     const name = (await stepline.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
     await stepline.waitForLine(/^\s+\(waiting: approve with `npx stepline approve <run>`/);
-    const dev = Number(await readFile(join(stateDir, 'environments', 'dev', 'service.pid'), 'utf8'));
+    const dev = Number(
+      await readFile(join(stateDir, 'deploy', 'environments', 'dev', 'service.pid'), 'utf8'),
+    );
     expect(await isRunning(dev)).toBe(true);
     expect((await processesOf(stateDir)).map((p) => p.pid)).toContain(dev);
 

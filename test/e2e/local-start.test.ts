@@ -1,8 +1,9 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PendingApproval, RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import {
+  authorized,
   freeDeployPortBase,
   getJson,
   git,
@@ -26,7 +27,9 @@ async function readOutbox(stateDir: string): Promise<OutboxMessage[]> {
 }
 
 async function servicePid(stateDir: string, environment: string): Promise<number> {
-  return Number((await readFile(join(stateDir, 'environments', environment, 'service.pid'), 'utf8')).trim());
+  return Number(
+    (await readFile(join(stateDir, 'deploy', 'environments', environment, 'service.pid'), 'utf8')).trim(),
+  );
 }
 
 describe('npm start (node local/cli/main.ts start), the real process', () => {
@@ -60,7 +63,54 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
     const approveLine = await stepline.waitForLine(/^\s+approve: (http:\/\/\S+)$/, { from: started.index });
     const approveLink = approveLine.match[1] ?? '';
 
-    const pending = await getJson<PendingApproval[]>(`${url}/api/approvals`);
+    // The API and the approval links need the control token: the console URL printed once carries it.
+    const consoleUrl = (await stepline.waitForLine(/^\s+console: (http:\/\/\S+\?token=\S+)$/)).match[1] ?? '';
+    const token = new URL(consoleUrl).searchParams.get('token') ?? '';
+    expect((await authorized(stateDir)).authorization).toBe(`Bearer ${token}`);
+    for (const [target, init] of [
+      [`${url}/api/approvals`, {}],
+      [approveLink, { headers: { accept: 'text/html' } }],
+      [`${url}/api/approvals`, { headers: { authorization: `Bearer ${token}x` } }],
+      [`${url}/?token=${token}x`, {}],
+    ] as const) {
+      const refused = await fetch(target, init);
+      expect([target, refused.status]).toEqual([target, 401]);
+      expect(await refused.text()).toContain('?token=');
+    }
+    const signIn = await fetch(consoleUrl, { redirect: 'manual' });
+    expect(signIn.status).toBe(303);
+    expect(signIn.headers.get('location')).toBe('/');
+    const cookie = signIn.headers.get('set-cookie') ?? '';
+    expect(cookie).toMatch(/; HttpOnly; SameSite=Strict; Path=\/$/);
+    const asBrowser = { headers: { cookie: cookie.split(';')[0] ?? '' } };
+    expect((await fetch(`${url}/api/approvals`, asBrowser)).status).toBe(200);
+    expect((await fetch(approveLink, asBrowser)).status).toBe(200);
+    // Only the operator may enter the state folder or read what stepline wrote there.
+    const mode = async (path: string) => ((await stat(path)).mode & 0o777).toString(8);
+    expect(await mode(stateDir)).toBe('700');
+    for (const folder of ['outbox', 'builds', 'executions', 'deploy'])
+      expect([folder, await mode(join(stateDir, folder))]).toEqual([folder, '700']);
+    const outboxFiles = await readdir(join(stateDir, 'outbox'));
+    for (const file of [
+      'control-token',
+      'approval-key',
+      'webhook-secret',
+      'deliveries.jsonl',
+      ...outboxFiles.map((f) => join('outbox', f)),
+    ])
+      expect([file, await mode(join(stateDir, file))]).toEqual([file, '600']);
+    // No log, record or notification holds the token.
+    const written = await Promise.all(
+      ['outbox', 'builds', 'executions'].map(async (folder) =>
+        (await readdir(join(stateDir, folder), { recursive: true, withFileTypes: true }))
+          .filter((entry) => entry.isFile())
+          .map((entry) => join(entry.parentPath, entry.name)),
+      ),
+    );
+    for (const file of written.flat())
+      expect([file, (await readFile(file, 'utf8')).includes(token)]).toEqual([file, false]);
+
+    const pending = await getJson<PendingApproval[]>(`${url}/api/approvals`, stateDir);
     expect(pending).toEqual([
       expect.objectContaining({
         environment: 'prod',
@@ -70,21 +120,21 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
     ]);
 
     // Opening the link (a mail scanner, a preview) decides nothing.
-    const page = await fetch(approveLink);
+    const page = await fetch(approveLink, { headers: await authorized(stateDir) });
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('prod');
-    expect((await getJson<RunSummary>(`${url}/api/runs/${runName}`)).status).toBe('RUNNING');
-    expect(await getJson<PendingApproval[]>(`${url}/api/approvals`)).toHaveLength(1);
+    expect((await getJson<RunSummary>(`${url}/api/runs/${runName}`, stateDir)).status).toBe('RUNNING');
+    expect(await getJson<PendingApproval[]>(`${url}/api/approvals`, stateDir)).toHaveLength(1);
     expect(await isPortOpen(prodPort)).toBe(false);
 
     const decision = await fetch(approveLink, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { ...(await authorized(stateDir)), 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ name: 'Ada Lovelace', comment: 'Checked on dev, ship it' }).toString(),
     });
     expect(decision.status).toBe(200);
     // Decided: no longer listed as waiting, while the run goes on to prod.
-    expect(await getJson<unknown[]>(`${url}/api/approvals`)).toEqual([]);
+    expect(await getJson<unknown[]>(`${url}/api/approvals`, stateDir)).toEqual([]);
     const succeededLine = await stepline.waitForLine(new RegExp(`^✔ ${runName} SUCCEEDED`), {
       from: approveLine.index,
     });
@@ -93,7 +143,7 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
       `now answering: dev http://127.0.0.1:${devPort}/ · prod http://127.0.0.1:${prodPort}/`,
     );
 
-    const run = await getJson<RunDetail>(`${url}/api/runs/${runName}`);
+    const run = await getJson<RunDetail>(`${url}/api/runs/${runName}`, stateDir);
     expect(run.status).toBe('SUCCEEDED');
     expect(run.deployments).toEqual({
       dev: `http://127.0.0.1:${devPort}/`,
@@ -140,7 +190,7 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
     ).toBeGreaterThan(0);
 
     // `stepline teardown dev` runs the teardown machine by hand: dev stops answering, prod does not.
-    const teardown = scope.cli(['teardown', 'dev', '--port', new URL(url).port]);
+    const teardown = scope.cli(['teardown', 'dev', '--port', new URL(url).port, '--state-dir', stateDir]);
     expect(await teardown.waitForExit()).toEqual({ code: 0, signal: null });
     const teardownName = /^started (teardown-dev-\d+)$/m.exec(teardown.output)?.[1] ?? '';
     expect(teardownName).not.toBe('');
@@ -169,7 +219,7 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
       environment: 'dev',
       version: head.slice(0, 12),
     });
-    const runs = await getJson<RunSummary[]>(`${url}/api/runs`);
+    const runs = await getJson<RunSummary[]>(`${url}/api/runs`, stateDir);
     expect(runs.map((r) => [r.name, r.status]).sort()).toEqual(
       [
         [runName, 'SUCCEEDED'],

@@ -16,7 +16,7 @@ const BRANCHES = Array.from({ length: 20 }, (_, index) => `feature-${index + 1}`
 
 /**
  * Live processes that belong to the test's folder `root`: started with it as working directory (or in it),
- * naming it on their command line, or given a state folder in it (STEPLINE_STATE_DIR). Linux /proc.
+ * naming it on their command line, or given a deploy folder in it (STEPLINE_DEPLOY_DIR). Linux /proc.
  */
 async function processesUnder(root: string): Promise<string[]> {
   const found: string[] = [];
@@ -29,7 +29,7 @@ async function processesUnder(root: string): Promise<string[]> {
     ]);
     const inRoot = (text: string) => text === root || text.includes(`${root}${sep}`);
     const belongs =
-      inRoot(cwd) || inRoot(cmdline.split('\0').join(' ')) || environ.includes(`STEPLINE_STATE_DIR=${root}`);
+      inRoot(cwd) || inRoot(cmdline.split('\0').join(' ')) || environ.includes(`STEPLINE_DEPLOY_DIR=${root}`);
     if (belongs && (await isRunning(Number(entry))))
       found.push(`${entry}: ${cmdline.split('\0').join(' ').trim()} (cwd ${cwd})`);
   }

@@ -159,7 +159,7 @@ describe('the sample app stages, run for real', () => {
       STEPLINE_ENVIRONMENT: environment,
       STEPLINE_COMMIT: COMMIT_1,
       STEPLINE_REF_NAME: 'main',
-      STEPLINE_STATE_DIR: stateDir,
+      STEPLINE_DEPLOY_DIR: stateDir,
       CODEBUILD_RESOLVED_SOURCE_VERSION: COMMIT_1,
       ...extra,
     };

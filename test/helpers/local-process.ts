@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { controlHeaders } from '#local/cli/client.ts';
+import { deployDirOf } from '#local/codebuild/deployed-services.ts';
 import { isRunning, stopSampleAppInstances } from './sample-app.ts';
 
 const execFileAsync = promisify(execFile);
@@ -28,6 +30,7 @@ const INHERITED_SETTINGS = [
   'STEPLINE_WEBHOOK_SECRET_GITLAB',
   'STEPLINE_WEBHOOK_SECRET_BITBUCKET',
   'STEPLINE_APPROVAL_KEY',
+  'STEPLINE_SANDBOX',
 ];
 
 export interface Exit {
@@ -257,7 +260,7 @@ export class LocalTestScope {
       const running = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
       if (running.split('\0').join(' ').trim() === command) process.kill(pid, 'SIGKILL');
     }
-    await stopSampleAppInstances(this.stateDir);
+    await stopSampleAppInstances(deployDirOf(this.stateDir));
     await removeFolder(this.root);
   }
 }
@@ -323,8 +326,9 @@ export async function pollUntil<T>(
 }
 
 /**
- * Live processes whose environment names `stateDir` as STEPLINE_STATE_DIR: every build shell and deployed
- * service a runtime on that folder started (Linux /proc; elsewhere, the command lines that name the folder).
+ * Live processes whose environment names `stateDir`'s deploy folder as STEPLINE_DEPLOY_DIR: every build
+ * shell and deployed service a runtime on that folder started (Linux /proc; elsewhere, the command lines
+ * that name the folder).
  */
 export async function processesOf(stateDir: string): Promise<{ pid: number; command: string }[]> {
   const entries = await readdir('/proc').catch(() => undefined);
@@ -337,7 +341,7 @@ export async function processesOf(stateDir: string): Promise<{ pid: number; comm
       .map((m) => ({ pid: Number(m[1]), command: m[2] ?? '' }))
       .filter((p) => p.pid !== process.pid);
   }
-  const wanted = `\0STEPLINE_STATE_DIR=${stateDir}\0`;
+  const wanted = `\0STEPLINE_DEPLOY_DIR=${deployDirOf(stateDir)}\0`;
   const found: { pid: number; command: string }[] = [];
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
@@ -351,9 +355,23 @@ export async function processesOf(stateDir: string): Promise<{ pid: number; comm
   return found;
 }
 
-/** GETs JSON from a running stepline's API. */
-export async function getJson<T>(url: string): Promise<T> {
-  const response = await fetch(url);
+/**
+ * The headers the CLI sends to the stepline running on `stateDir`: its control token, read from the state
+ * folder (`Authorization: Bearer …`).
+ */
+export function authorized(stateDir: string): Promise<Record<string, string>> {
+  return controlHeaders(stateDir);
+}
+
+/** The folder of a runtime's state folder its builds share (`STEPLINE_DEPLOY_DIR`): images, environments. */
+export { deployDirOf };
+
+/**
+ * GETs JSON: from a running stepline's API with the control token of `stateDir` (as the CLI sends it), or
+ * from a deployed service without one.
+ */
+export async function getJson<T>(url: string, stateDir?: string): Promise<T> {
+  const response = await fetch(url, stateDir === undefined ? {} : { headers: await authorized(stateDir) });
   if (!response.ok) throw new Error(`GET ${url} answered ${response.status}: ${await response.text()}`);
   return (await response.json()) as T;
 }

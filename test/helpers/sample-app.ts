@@ -71,11 +71,12 @@ export async function waitUntilStopped(pid: number, timeoutMs = 5_000): Promise<
 }
 
 /**
- * Stops every instance the sample app's deploy stage started under a state folder (each environment's
- * `service.pid`), and waits until they have exited. Returns the pids it stopped. For test clean-up.
+ * Stops every instance the sample app's deploy stage started under a deploy folder (`STEPLINE_DEPLOY_DIR`,
+ * `<state>/deploy` for a runtime: each environment's `service.pid`), and waits until they have exited.
+ * Returns the pids it stopped. For test clean-up.
  */
-export async function stopSampleAppInstances(stateDir: string): Promise<number[]> {
-  const environmentsDir = join(stateDir, 'environments');
+export async function stopSampleAppInstances(deployDir: string): Promise<number[]> {
+  const environmentsDir = join(deployDir, 'environments');
   const environments = await readdir(environmentsDir).catch(() => []);
   const stopped: number[] = [];
   for (const environment of environments) {

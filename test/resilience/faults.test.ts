@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuild } from '#local/codebuild/build-runner.ts';
 import type { OutboxMessage } from '#local/state/store.ts';
 import { isRunning } from '../helpers/sample-app.ts';
@@ -32,22 +32,37 @@ import {
  */
 
 let dir: string;
-let resilienceDir: string;
 let repo: AppRepo;
 const started: CliProcess[] = [];
 
+/**
+ * Where the echo app's builds leave their pids and wait for their gate: the folder a runtime's builds
+ * share (STEPLINE_DEPLOY_DIR), the one a sandboxed build may write besides its checkout.
+ */
+const signals = (stateDir: string) => join(stateDir, 'deploy');
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'stepline-faults-'));
-  resilienceDir = join(dir, 'signals');
-  await mkdir(resilienceDir);
   repo = await createAppRepo(join(dir, 'repo'));
 });
 
 afterAll(async () => {
   for (const cli of started) if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
   // Build shells outlive a SIGKILLed runtime: they are their own process groups. Stop what is left.
-  for (const file of await readdir(resilienceDir).catch(() => [])) {
-    const pid = Number((await readFile(join(resilienceDir, file), 'utf8').catch(() => '')).trim());
+  const states = (await readdir(dir).catch(() => [])).filter((name) => name.startsWith('state-'));
+  const pidFiles = (
+    await Promise.all(
+      states.map(async (state) =>
+        (
+          await readdir(signals(join(dir, state))).catch(() => [])
+        )
+          .filter((file) => /^(hanging|gated)-/.test(file))
+          .map((file) => join(signals(join(dir, state)), file)),
+      ),
+    )
+  ).flat();
+  for (const file of pidFiles) {
+    const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
     if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
       for (const target of [-pid, pid]) {
         try {
@@ -62,7 +77,7 @@ afterAll(async () => {
 });
 
 async function cli(stateDir: string, params: string[]): Promise<CliProcess> {
-  const process = await startCli({ stateDir, params, env: { RESILIENCE_DIR: resilienceDir } });
+  const process = await startCli({ stateDir, params });
   started.push(process);
   return process;
 }
@@ -189,7 +204,7 @@ describe('the runtime killed with SIGKILL', () => {
     );
 
     // Every interrupted run starts again, under a new name, and finishes once the gate opens.
-    await writeFile(join(resilienceDir, 'gate'), 'open\n');
+    await writeFile(join(signals(stateDir), 'gate'), 'open\n');
     const interrupted = found.filter((r) => r.status === 'INTERRUPTED');
     const restarts = await Promise.all(
       interrupted.map((r) =>
@@ -279,11 +294,11 @@ describe('builds that fail', () => {
   it('stops a hanging build at its timeout and reports it, through the whole local pipeline', async ({
     task,
   }) => {
-    vi.stubEnv('RESILIENCE_DIR', resilienceDir);
     // The project's TimeoutInMinutes (30 in serverless.yml; CodeBuild's least is 5) is the local build
     // timeout; here the wiring's timeout for the image project is cut to 2 s, the path it takes unchanged.
+    const timeoutState = join(dir, 'state-timeout');
     const local = await startLocal({
-      stateDir: join(dir, 'state-timeout'),
+      stateDir: timeoutState,
       params: [ANY_REF_TRIGGERS, settingsParam([{ name: 'dev' }])],
       buildTimeoutsMinutes: { [IMAGE_PROJECT]: 2 / 60 },
     });
@@ -309,7 +324,7 @@ describe('builds that fail', () => {
           messages.some((m) => m.body.includes(sha) && pattern.test(`${m.subject}\n${m.body}`));
         return about(hang, /TIMED_OUT/) && about(missing, /stepline-no-such-tool/) ? messages : undefined;
       }, 'the failure notifications');
-      const sleepers = (await readdir(resilienceDir))
+      const sleepers = (await readdir(signals(timeoutState)))
         .filter((f) => f.startsWith('hanging-'))
         .map((f) => Number(f.slice(8)));
       // A killed process may stay a zombie until reaped: isRunning counts it as stopped.

@@ -5,6 +5,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { terminalLine } from '#local/cli/terminal.ts';
+import { readControlToken } from '#local/http/control-token.ts';
 import { startServer } from '#local/http/server.ts';
 import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
 import { LocalRuntime } from '#local/runtime.ts';
@@ -136,8 +137,34 @@ export interface Answer {
   json: unknown;
 }
 
-export async function send(url: string, init: RequestInit = {}): Promise<Answer> {
-  const response = await fetch(url, init);
+// ---- the control token ----
+
+/** The control token of each local server the suite started, by origin (`http://127.0.0.1:port`). */
+const controlTokens = new Map<string, string>();
+
+/** Remembers the control token of the stepline at `url`, so that requests to it carry it. */
+function rememberControlToken(url: string, token: string): void {
+  controlTokens.set(new URL(url).origin, token);
+}
+
+/**
+ * `init` with the control token of the stepline `url` points at, sent as the CLI sends it
+ * (`Authorization: Bearer`), unless `init` names its own `authorization` (or is sent `anonymous`).
+ */
+export function withControlToken(url: string, init: RequestInit = {}, anonymous = false): RequestInit {
+  const token = URL.canParse(url) ? controlTokens.get(new URL(url).origin) : undefined;
+  const headers = new Headers(init.headers);
+  if (token === undefined || anonymous || headers.has('authorization')) return init;
+  headers.set('authorization', `Bearer ${token}`);
+  return { ...init, headers };
+}
+
+/**
+ * Sends a request and reads its answer. A request to a stepline the suite started carries its control
+ * token, as the CLI's do; `anonymous` sends it without (as a build or another program would).
+ */
+export async function send(url: string, init: RequestInit = {}, anonymous = false): Promise<Answer> {
+  const response = await fetch(url, withControlToken(url, init, anonymous));
   const text = await response.text();
   let json: unknown;
   try {
@@ -217,6 +244,7 @@ export async function startLocal(options: {
     },
   });
   server.attach(runtime);
+  rememberControlToken(server.url, runtime.controlToken);
   let stopped: Promise<void> | undefined;
   return {
     runtime,
@@ -320,6 +348,11 @@ export async function startCli(options: {
       reject(new Error(`stepline exited (${String(code)}) before it ran:\n${output}`)),
     );
   });
+  // Written before it says it runs; read as the CLI reads it.
+  const token = await readControlToken(options.stateDir);
+  if (token === undefined)
+    throw new Error(`stepline at ${url} wrote no control token in ${options.stateDir}`);
+  rememberControlToken(url, token);
   return { url, child, output: () => output, exited };
 }
 
@@ -339,7 +372,10 @@ export async function untilApi<T>(
     timeoutMs,
   );
   try {
-    const response = await fetch(`${baseUrl}/api/events`, { signal: controller.signal });
+    const response = await fetch(
+      `${baseUrl}/api/events`,
+      withControlToken(baseUrl, { signal: controller.signal }),
+    );
     const reader = response.body?.getReader();
     if (!reader) throw new Error('The event stream has no body');
     for (;;) {
@@ -358,7 +394,7 @@ export async function untilApi<T>(
 }
 
 export async function getJson<T>(url: string): Promise<T> {
-  const response = await fetch(url);
+  const response = await fetch(url, withControlToken(url));
   if (!response.ok) throw new Error(`GET ${url} answered ${response.status}`);
   return (await response.json()) as T;
 }

@@ -130,13 +130,14 @@ describe('secrets, task tokens and signatures', () => {
       api('/api/approvals'),
       ...builds.map((b) => api(`/api/builds/${encodeURIComponent(b.id)}/log`)),
     ]);
-    // The secret's own file (mode 0600, read by the local git hook) and the user's parameters are the
-    // two places the values are meant to be.
+    // The secrets' own files (mode 0600, read by the local git hook), the user's parameters and the
+    // control token's file (read by the CLI) are the places the values are meant to be.
     const meant = [
       'webhook-secret-github',
       'webhook-secret-gitlab',
       'webhook-secret-bitbucket',
       'parameters.json',
+      'control-token',
     ];
     const files = (await filesUnder(local.stateDir)).filter((file) => !meant.includes(file));
     const written = await Promise.all(
@@ -153,6 +154,7 @@ describe('secrets, task tokens and signatures', () => {
       { name: 'signature', value: signature },
       { name: 'signature digest', value: signature.slice('sha256='.length) },
       ...minted.map((token, i) => ({ name: `task token ${i + 1}`, value: token })),
+      { name: 'control token', value: local.runtime.controlToken },
     ];
     const texts = [
       ...written,

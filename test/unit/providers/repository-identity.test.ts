@@ -22,7 +22,7 @@ const gitlab = { 'x-gitlab-event': 'Push Hook' };
 const cloud = { 'x-event-key': 'repo:push' };
 const dataCenter = { 'x-event-key': 'repo:refs_changed' };
 
-const SHA1 = 'a'.repeat(39) + 'b';
+const SHA1 = `${'a'.repeat(39)}b`;
 const SHA256 = '0123456789abcdef'.repeat(4);
 
 function withRepository(body: Json, key: string, fields: Json): Json {
