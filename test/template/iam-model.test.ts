@@ -265,6 +265,15 @@ function steplineRequests(ownProject: string): Request[] {
     { action: 'ssm:GetParameters', resource: parameter('approval-key') },
     { action: 'ssm:GetParameter', resource: parameter('webhook-secret') },
     { action: 'ssm:PutParameter', resource: parameter('approval-key') },
+    // GetParametersByPath is authorized against the path asked for, not the parameters returned: a recursive
+    // read of any ancestor of the secrets returns them
+    // (https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-retrieval-authorization.html). The root
+    // path `/` is denied too (serverless.yml, NoSteplineSecretsByPath); the simulator knows no resource type for
+    // its ARN, so the structural test below checks it.
+    ...['/stepline/test', '/stepline'].map((path) => ({
+      action: 'ssm:GetParametersByPath',
+      resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${path}`,
+    })),
     { action: 'kms:Decrypt', resource: PACKAGE_PARAMS.secretsKmsKeyArn as string },
     { action: 'lambda:UpdateFunctionCode', resource: fn('approval') },
     { action: 'lambda:UpdateFunctionConfiguration', resource: fn('approval') },
@@ -458,6 +467,26 @@ describe('state machine roles', () => {
       expect(failures).toEqual([]);
     },
   );
+});
+
+describe('the build guardrails', () => {
+  it('deny GetParametersByPath on every ancestor path of the secrets, the root included', () => {
+    const guardrails = resolveConditionals(template, resource(template, 'BuildGuardrailsPolicy')) as {
+      Properties: {
+        PolicyDocument: { Statement: { Sid?: string; Effect: string; Action: unknown; Resource: unknown }[] };
+      };
+    };
+    const byPath = guardrails.Properties.PolicyDocument.Statement.find(
+      (statement) =>
+        statement.Effect === 'Deny' &&
+        asList(statement.Action as string | string[]).includes('ssm:GetParametersByPath'),
+    );
+    const ssm = 'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter';
+
+    expect(byPath?.Resource).toEqual(
+      ['/stepline/test', '/stepline', '/'].map((path) => ({ 'Fn::Sub': `${ssm}${path}` })),
+    );
+  });
 });
 
 describe('IAM, simulated', () => {
