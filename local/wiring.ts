@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isNotFound, writeFileAtomic } from '#local/state/atomic-file.ts';
+import { ConfigurationError } from '#shared/errors.ts';
 import type { StateMachineDefinition } from '#local/stepfunctions/definition.ts';
 import type { EventPattern } from './eventbridge/event-pattern.ts';
 
@@ -166,7 +167,12 @@ async function printWiring(
       },
     }));
   } catch (error) {
-    const detail = (error as { stderr?: string }).stderr?.trim() ?? (error as Error).message;
+    const output = error as { stdout?: string; stderr?: string };
+    const detail = `${output.stderr ?? ''}\n${output.stdout ?? ''}`.trim() || (error as Error).message;
+    // serverless.params.cjs refuses a parameter it cannot expand (`Parameter settings: …`): that is the
+    // user's input, and its one line says what to fix.
+    const refused = /Received rejection: Error: (Parameter [^\n]+)/.exec(detail)?.[1];
+    if (refused !== undefined) throw new ConfigurationError(refused);
     throw new Error(`Could not read serverless.yml: ${detail}`);
   }
   return wiringFrom(JSON.parse(stdout) as Printed);

@@ -94,7 +94,7 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
     for (const file of [
       'control-token',
       'approval-key',
-      'webhook-secret',
+      'webhook-secret-github',
       'deliveries.jsonl',
       ...outboxFiles.map((f) => join('outbox', f)),
     ])

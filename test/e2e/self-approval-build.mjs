@@ -59,7 +59,7 @@ async function tryRead(path) {
 }
 
 async function readStateFolder(dir) {
-  for (const name of ['control-token', 'approval-key', 'webhook-secret']) {
+  for (const name of ['control-token', 'approval-key', 'webhook-secret-github']) {
     const text = await tryRead(join(dir, name));
     if (text) tokens.add(text.trim());
   }

@@ -83,7 +83,7 @@ async function readReport(stateDir: string): Promise<AttackReport | undefined> {
 /** The runtime's secrets, as the operator can read them: none may reach a build. */
 async function runtimeSecrets(stateDir: string): Promise<{ name: string; value: string }[]> {
   return Promise.all(
-    ['control-token', 'approval-key', 'webhook-secret'].map(async (name) => ({
+    ['control-token', 'approval-key', 'webhook-secret-github'].map(async (name) => ({
       name,
       value: (await readFile(join(stateDir, name), 'utf8')).trim(),
     })),
@@ -149,7 +149,7 @@ describe('a build cannot approve its own gate', () => {
       expect.arrayContaining([
         join(stateDir, 'control-token'),
         join(stateDir, 'approval-key'),
-        join(stateDir, 'webhook-secret'),
+        join(stateDir, 'webhook-secret-github'),
         join(stateDir, 'outbox'),
       ]),
     );
