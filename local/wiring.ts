@@ -5,8 +5,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isNotFound, writeFileAtomic } from '#local/state/atomic-file.ts';
-import { ConfigurationError } from '#shared/errors.ts';
 import type { StateMachineDefinition } from '#local/stepfunctions/definition.ts';
+import { ConfigurationError } from '#shared/errors.ts';
 import type { EventPattern } from './eventbridge/event-pattern.ts';
 
 const exec = promisify(execFile);
