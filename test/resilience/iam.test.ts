@@ -50,9 +50,35 @@ const STATE_MACHINE_LOGS = [
   'logs:DescribeLogGroups',
 ];
 
+/** Terraform state in the state bucket: each environment's own prefix (test/template/iam-model.test.ts). */
+const STATE = ['s3:ListBucket', 's3:GetObject', 's3:PutObject', 's3:DeleteObject'];
+/** The environments the template tests package (PACKAGE_PARAMS.settings). */
+const ENVIRONMENTS = ['Dev', 'Prod'];
+/** BuildGuardrailsPolicy, the explicit denials every build role carries; plus the Terraform policy. */
+const GUARDRAILS = 1;
+
 /** What each role that is not a function's may do, and who may assume it. */
 const ALLOWED: Record<string, { service: string; actions: string[]; managedPolicies: number }> = {
-  InfrastructureProjectRole: { service: 'codebuild', actions: [...LOGS, ...PULL], managedPolicies: 1 },
+  ...Object.fromEntries(
+    ENVIRONMENTS.flatMap((environment) => [
+      [
+        `InfrastructureProjectRole${environment}`,
+        { service: 'codebuild', actions: [...LOGS, ...PULL, ...STATE], managedPolicies: GUARDRAILS + 1 },
+      ],
+      [
+        `DeployProjectRole${environment}`,
+        {
+          service: 'codebuild',
+          actions: [...LOGS, ...PULL, 'eks:DescribeCluster'],
+          managedPolicies: GUARDRAILS,
+        },
+      ],
+      [
+        `TeardownProjectRole${environment}`,
+        { service: 'codebuild', actions: [...LOGS, ...PULL, ...STATE], managedPolicies: GUARDRAILS + 1 },
+      ],
+    ]),
+  ),
   ImageProjectRole: {
     service: 'codebuild',
     actions: [
@@ -71,14 +97,8 @@ const ALLOWED: Record<string, { service: string; actions: string[]; managedPolic
       'ecr:BatchImportUpstreamImage',
       'ecr:CreateRepository',
     ],
-    managedPolicies: 0,
+    managedPolicies: GUARDRAILS,
   },
-  DeployProjectRole: {
-    service: 'codebuild',
-    actions: [...LOGS, ...PULL, 'eks:DescribeCluster'],
-    managedPolicies: 0,
-  },
-  TeardownProjectRole: { service: 'codebuild', actions: [...LOGS, ...PULL], managedPolicies: 1 },
   PipelineStateMachineRole: {
     service: 'states',
     actions: [...RUN_BUILDS, ...SYNC_RULE, 'lambda:InvokeFunction', ...STATE_MACHINE_LOGS],
@@ -127,12 +147,16 @@ describe('IAM roles of the packaged stack', () => {
   );
 
   it('scopes every project role’s logs to its own log group', () => {
-    for (const [roleId, project] of [
-      ['InfrastructureProjectRole', 'infrastructure'],
+    const projects: [string, string][] = [
       ['ImageProjectRole', 'image'],
-      ['DeployProjectRole', 'deploy'],
-      ['TeardownProjectRole', 'teardown'],
-    ] as const) {
+      ...ENVIRONMENTS.flatMap((environment): [string, string][] =>
+        ['Infrastructure', 'Deploy', 'Teardown'].map((stage) => [
+          `${stage}ProjectRole${environment}`,
+          `${environment.toLowerCase()}-${stage.toLowerCase()}`,
+        ]),
+      ),
+    ];
+    for (const [roleId, project] of projects) {
       const logs = roleStatements(template, roleId).filter((s) =>
         asList(s.Action).includes('logs:PutLogEvents'),
       );
