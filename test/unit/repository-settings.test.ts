@@ -110,7 +110,7 @@ describe('the AWS ingest with per-repository settings', () => {
     const starter = {
       start: async ({ name, input }: { name: string; input: ExecutionInput }) => {
         inputs.push(input);
-        return { outcome: 'started' as const, executionName: name };
+        return { outcome: 'started' as const, executionName: name, executionArn: `arn:${name}` };
       },
     };
     const logger = createLogger('test', 'SILENT');
