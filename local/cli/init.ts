@@ -22,6 +22,10 @@ const PURPOSE: Record<string, string> = {
   deploy: 'Deploy stage, per environment (Helm: see its comments)',
 };
 
+/** The stages in the order they run; a stage this list does not know comes last. */
+const STAGES = ['test', 'image', 'infrastructure', 'deploy'];
+const stageOrder = (stage: string) => (STAGES.includes(stage) ? STAGES.indexOf(stage) : STAGES.length);
+
 /** The Test stage's buildspec, for settings that do not name one (yet). */
 const TEST_BUILDSPEC = 'buildspecs/test.yml';
 
@@ -35,7 +39,11 @@ export interface InitOptions {
 /** The files `init` writes, relative to the repository, with their content and what they are for. */
 export async function starterFiles(): Promise<{ path: string; content: string; purpose: string }[]> {
   const defaults = PipelineSettingsSchema.parse({});
-  const buildspecs: Record<string, string> = { test: TEST_BUILDSPEC, ...defaults.buildspecs };
+  // In the order the stages run; the Test stage's first, whether or not these settings name it yet.
+  const named: Record<string, string> = { test: TEST_BUILDSPEC, ...defaults.buildspecs };
+  const buildspecs = Object.fromEntries(
+    Object.entries(named).sort(([a], [b]) => stageOrder(a) - stageOrder(b)),
+  ) as Record<string, string>;
   const files = await Promise.all(
     Object.entries(buildspecs).map(async ([stage, path]) => ({
       path,
@@ -45,7 +53,7 @@ export async function starterFiles(): Promise<{ path: string; content: string; p
   );
   files.push({
     path: REPOSITORY_SETTINGS_FILE,
-    content: `${JSON.stringify(defaults, null, 2)}\n`,
+    content: `${JSON.stringify({ ...defaults, buildspecs }, null, 2)}\n`,
     purpose: "this repository's pipeline: the defaults spelled out (environments, approval, buildspecs)",
   });
   return files;
