@@ -1,4 +1,4 @@
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { git } from '#local/git/command.ts';
 import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
@@ -56,6 +56,13 @@ async function boot(options: LocalOptions, report: (event: RuntimeEvent) => void
   try {
     // Only the operator may enter the state folder; the runtime tightens one made by an older version.
     await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+    // Started inside a repository (the default state folder is the current directory's), the state folder
+    // and its secrets stay out of that repository's commits.
+    await writeFile(join(options.stateDir, '.gitignore'), '*\n', { flag: 'wx', mode: 0o600 }).catch(
+      (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+      },
+    );
     runtime = await LocalRuntime.start({
       projectDir: options.projectDir,
       stateDir: options.stateDir,

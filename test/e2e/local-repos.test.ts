@@ -102,6 +102,8 @@ describe('stepline on your own repositories, the real process', () => {
     );
     const url = match[1] ?? '';
     expect(match[2]).toBe(stateDir);
+    // A state folder inside a repository stays out of its commits.
+    expect(await readFile(join(stateDir, '.gitignore'), 'utf8')).toBe('*\n');
     expect(await addPrintedRemote(stepline, scope.root, 'local/shop')).toBe(
       join(stateDir, 'git', 'shop.git'),
     );
