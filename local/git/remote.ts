@@ -115,7 +115,10 @@ export async function createLocalRemote(options: LocalRemoteOptions): Promise<{ 
   const stateDir = resolve(options.stateDir);
   const remotePath = join(stateDir, 'git', `${options.name}.git`);
   const defaultBranch = options.defaultBranch ?? 'main';
-  if (!(await gitSucceeds(['check-ref-format', `refs/heads/${defaultBranch}`]))) {
+  if (
+    options.defaultBranch !== undefined &&
+    !(await gitSucceeds(['check-ref-format', `refs/heads/${defaultBranch}`]))
+  ) {
     throw new SteplineError(`"${defaultBranch}" is not a valid branch name`);
   }
   await initBareRepository(remotePath, defaultBranch);
