@@ -198,4 +198,35 @@ describe('stepline on your own repositories, the real process', () => {
 
     expect(await stepline.stop('SIGTERM')).toEqual({ code: 0, signal: null });
   }, 120_000);
+
+  it("the README's three commands: init, a commit, run --repo --approve; exit 0, and the same commit runs again on a second run", async ({
+    onTestFinished,
+  }) => {
+    const scope = await LocalTestScope.create('stepline-e2e-repos-run-', onTestFinished);
+    const app = join(scope.root, 'my-app');
+    await createApp(app, 'my-app');
+    await commitAll(app, 'First page');
+
+    const init = scope.cli(['init', 'my-app'], { cwd: scope.root });
+    expect(await init.waitForExit()).toEqual({ code: 0, signal: null });
+    await git(['add', 'buildspecs', 'stepline.json'], app);
+    await git(['commit', '--quiet', '-m', 'Add stepline'], app);
+    const head = (await git(['rev-parse', 'HEAD'], app)).trim();
+
+    const first = scope.cli(['run', '--repo', 'my-app', '--approve', '--port', '0'], { cwd: scope.root });
+    expect(await first.waitForExit(60_000), first.output).toEqual({ code: 0, signal: null });
+    const name = first.output.match(
+      new RegExp(`^▶ (\\S+): local/my-app main @ ${head.slice(0, 7)} Add stepline`, 'm'),
+    )?.[1];
+    expect(name, first.output).toBeDefined();
+    expect(first.output).toMatch(new RegExp(`^✔ ${name} SUCCEEDED in `, 'm'));
+    expect(first.output).toMatch(/^\s+✔ prod: Deploy succeeded in /m);
+
+    const second = scope.cli(['run', '--repo', 'my-app', '--approve', '--port', '0'], { cwd: scope.root });
+    expect(await second.waitForExit(60_000), second.output).toEqual({ code: 0, signal: null });
+    expect(second.output).toContain(
+      `${head.slice(0, 7)} ran before as ${name}: running it again as ${name}-r1`,
+    );
+    expect(second.output).toMatch(new RegExp(`^✔ ${name}-r1 SUCCEEDED in `, 'm'));
+  }, 120_000);
 });
