@@ -63,6 +63,7 @@ const codecommitArn = (name) => ({
 const ENVIRONMENT_NAME = /^[a-z][a-z0-9-]{0,30}$/;
 const IAM_POLICY_ARN = /^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/[\w+=,.@/-]+$/;
 const IAM_ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/;
+const SETTINGS_MAX_BYTES = 3072;
 const DEFAULT_ENVIRONMENTS = [
   { name: 'dev', approval: false },
   { name: 'prod', approval: true },
@@ -123,6 +124,15 @@ function checkedEnvironments(list, where) {
  */
 async function environments(resolveVariable) {
   const raw = String((await resolveVariable('param:settings')) ?? '{}').trim() || '{}';
+  // The settings reach the webhook and CodeCommit functions whole, as STEPLINE_SETTINGS, and a function's
+  // environment variables total at most 4 KB (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
+  // the rest of their variables (ARNs, triggers, providers) keep the last kilobyte.
+  if (Buffer.byteLength(raw) > SETTINGS_MAX_BYTES) {
+    throw new Error(
+      `Parameter settings: ${Buffer.byteLength(raw)} bytes, over the ${SETTINGS_MAX_BYTES} that fit in a function's 4 KB of environment variables ` +
+        '(remove spaces, or cover several repositories with one glob)',
+    );
+  }
   let settings;
   try {
     settings = JSON.parse(raw);

@@ -238,4 +238,13 @@ describe('per-environment builds from the settings parameter', () => {
       'Parameter settings: repositories["acme/shop"].environments[0].name: "QA" is not lower-case',
     );
   });
+
+  it("refuses settings that would not fit in a function's 4 KB of environment variables", async () => {
+    const repositories = Object.fromEntries(
+      Array.from({ length: 60 }, (_, i) => [`acme/service-${i}`, { environments: [{ name: 'dev' }] }]),
+    );
+    await expect(params.buildProjectNames(withSettings({ repositories }))).rejects.toThrow(
+      /^Parameter settings: \d+ bytes, over the 3072 that fit in a function's 4 KB of environment variables/,
+    );
+  });
 });
