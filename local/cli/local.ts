@@ -176,6 +176,23 @@ async function remoteFor(options: LocalOptions, serverUrl: string) {
   return { ...remote, fresh };
 }
 
+/** The sample app's remote, said in the terminal, and pushed once when it is new. */
+async function startSampleApp(options: LocalOptions, serverUrl: string): Promise<void> {
+  const remote = await remoteFor(options, serverUrl);
+  print(`git remote of the sample app: ${remote.remotePath}`);
+  print(
+    `  git clone ${remote.remotePath} hello-service && cd hello-service && … && git push   # starts a run`,
+  );
+  if (remote.fresh) {
+    print('Pushing the sample application (examples/hello-service)…');
+    await pushSampleApp({
+      remotePath: remote.remotePath,
+      workDir: join(options.stateDir, 'checkout'),
+      sourceDir: options.sampleApp,
+    });
+  }
+}
+
 /** `stepline start`: runs until SIGINT or SIGTERM, which stop the runs in flight and what they deployed. */
 export async function start(options: LocalOptions): Promise<void> {
   const repositories = await inspectRepositories(options.repos);
@@ -204,25 +221,8 @@ export async function start(options: LocalOptions): Promise<void> {
       const { remotePath } = await repositoryRemote(options, server.url, repository);
       await printRemote(repository, remotePath);
     }
-    if (repositories.length > 0) {
-      print(
-        `${runtime.store.executions().length} run(s) so far; Ctrl-C stops stepline and everything it started.`,
-      );
-      return;
-    }
-    const remote = await remoteFor(options, server.url);
-    print(`git remote of the sample app: ${remote.remotePath}`);
-    print(
-      `  git clone ${remote.remotePath} hello-service && cd hello-service && … && git push   # starts a run`,
-    );
-    if (remote.fresh) {
-      print('Pushing the sample application (examples/hello-service)…');
-      await pushSampleApp({
-        remotePath: remote.remotePath,
-        workDir: join(options.stateDir, 'checkout'),
-        sourceDir: options.sampleApp,
-      });
-    }
+    // Without --repo, the sample app: its remote, pushed once when new.
+    if (repositories.length === 0) await startSampleApp(options, server.url);
     print(
       `${runtime.store.executions().length} run(s) so far; Ctrl-C stops stepline and everything it started.`,
     );
