@@ -37,7 +37,9 @@ function isObject(value: unknown): value is JsonObject {
 export function mergeSettings(base: JsonObject, over: JsonObject): JsonObject {
   const merged: JsonObject = { ...base };
   for (const [key, value] of Object.entries(over)) {
-    const current = merged[key];
+    // JSON.parse makes `__proto__` an own key; assigned, it would replace the merged object's prototype.
+    if (key === '__proto__') continue;
+    const current = Object.hasOwn(merged, key) ? merged[key] : undefined;
     merged[key] = isObject(current) && isObject(value) ? mergeSettings(current, value) : value;
   }
   return merged;

@@ -6,6 +6,7 @@ import { startPipelines } from '#shared/ingest.ts';
 import { createLogger } from '#shared/logger.ts';
 import type { ExecutionInput } from '#shared/pipeline.ts';
 import {
+  mergeSettings,
   overrideFor,
   parseRepositorySettingsFile,
   StackSettingsSchema,
@@ -55,6 +56,16 @@ describe('per-repository settings', () => {
     });
     expect(shop.approvalTimeoutSeconds).toBe(600);
     expect(names(shop)).toEqual(['dev', 'qa', 'prod*']);
+  });
+
+  it('merges nothing through a __proto__ key', () => {
+    const merged = mergeSettings(
+      { buildspecs: { deploy: 'a.yml' } },
+      JSON.parse('{"__proto__":{"polluted":true},"buildspecs":{"__proto__":{"image":"b.yml"}}}'),
+    );
+    expect(merged).toEqual({ buildspecs: { deploy: 'a.yml' } });
+    expect(Object.getPrototypeOf(merged.buildspecs)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
   it("lays the repository's own file over the defaults, and the override over the file", () => {
