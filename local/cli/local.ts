@@ -4,6 +4,7 @@ import { git } from '#local/git/command.ts';
 import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
 import {
   checkBuildspecs,
+  checkCommittedBuildspecs,
   inspectRepository,
   type LocalRepository,
   workTreeSettingsFile,
@@ -109,10 +110,17 @@ async function inspectRepositories(paths: string[]): Promise<LocalRepository[]> 
  * Checks each repository against the settings it would run with (its override, its stepline.json as it
  * is in its work tree): a buildspec for every stage. One line naming the repository when not.
  */
-async function checkRepositories(runtime: LocalRuntime, repositories: LocalRepository[]): Promise<void> {
+async function checkRepositories(
+  runtime: LocalRuntime,
+  repositories: LocalRepository[],
+  { committed = false } = {},
+): Promise<void> {
   for (const repository of repositories) {
     const file = await workTreeSettingsFile(repository);
-    await checkBuildspecs(repository, runtime.repositorySettings(repository.fullName, file));
+    const settings = runtime.repositorySettings(repository.fullName, file);
+    await checkBuildspecs(repository, settings);
+    // A one-shot run pushes HEAD: what is only in the work tree does not run.
+    if (committed) await checkCommittedBuildspecs(repository, settings);
   }
 }
 
@@ -285,7 +293,7 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
   try {
     let pushed: { commit: string; output: string };
     if (repository) {
-      await checkRepositories(runtime, [repository]);
+      await checkRepositories(runtime, [repository], { committed: true });
       pushed = await pushRepository(
         repository,
         (await repositoryRemote(options, server.url, repository)).remotePath,

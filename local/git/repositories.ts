@@ -126,6 +126,32 @@ export async function checkBuildspecs(
 }
 
 /**
+ * Checks that the repository's HEAD holds a buildspec for every stage (what `run --repo` pushes): one line
+ * naming those that are only in the work tree, or that there is no commit yet.
+ */
+export async function checkCommittedBuildspecs(
+  repository: LocalRepository,
+  settings: PipelineSettings,
+): Promise<void> {
+  const paths = [...new Set(Object.values(settings.buildspecs as Record<string, string>))];
+  const listed = await git(['ls-tree', '-r', '--name-only', 'HEAD', '--', ...paths], repository.path).catch(
+    () => undefined,
+  );
+  if (listed === undefined) {
+    throw new SteplineError(
+      `${repository.fullName} (${repository.path}) has no commit yet: commit its files, then run again`,
+    );
+  }
+  const committed = new Set(listed.stdout.split('\n'));
+  const missing = paths.filter((path) => !committed.has(path));
+  if (missing.length > 0) {
+    throw new SteplineError(
+      `${repository.fullName} (${repository.path}) has ${missing.join(', ')} in its work tree but not in HEAD, which is what runs: commit them, then run again`,
+    );
+  }
+}
+
+/**
  * The settings a pushed commit runs with locally: the stack's (defaults and override) and, when the clone
  * URL is a repository on this machine, the `stepline.json` of the pushed commit itself.
  */

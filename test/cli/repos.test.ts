@@ -33,7 +33,7 @@ async function gitRepository(folder: string): Promise<void> {
   await git(['init', '--quiet', folder]);
 }
 
-describe('stepline start --repo on a repository it cannot run', () => {
+describe('stepline start and run --repo on a repository they cannot run', () => {
   it('names a folder that is not a git repository, before starting anything', async ({ onTestFinished }) => {
     const scope = await LocalTestScope.create('stepline-cli-repo-', onTestFinished);
     const folder = join(scope.root, 'not-a-repo');
@@ -108,6 +108,29 @@ describe('stepline start --repo on a repository it cannot run', () => {
       );
       expect(line).toMatch(
         new RegExp(`^stepline: ${folder}/stepline\\.json is invalid at environments\\.0\\.approval: `),
+      );
+      expect(code).toBe(1);
+    },
+    SLOW_MS,
+  );
+
+  it(
+    'run --repo names the buildspecs that are written but not committed, since HEAD is what runs',
+    async ({ onTestFinished }) => {
+      const scope = await LocalTestScope.create('stepline-cli-repo-', onTestFinished);
+      const folder = join(scope.root, 'app');
+      await gitRepository(folder);
+      await writeFile(join(folder, 'README.md'), 'app\n');
+      await git(['add', 'README.md'], folder);
+      await git(['commit', '--quiet', '-m', 'First'], folder);
+      const init = scope.cli(['init', folder]);
+      expect((await init.waitForExit()).code).toBe(0);
+      const { line, code } = await expectOneLineFailure(
+        scope.cli(['run', '--port', '0', '--state-dir', scope.stateDir, '--repo', folder]),
+        SLOW_MS,
+      );
+      expect(line).toBe(
+        `stepline: local/app (${folder}) has buildspecs/infrastructure.yml, buildspecs/image.yml, buildspecs/deploy.yml in its work tree but not in HEAD, which is what runs: commit them, then run again`,
       );
       expect(code).toBe(1);
     },
