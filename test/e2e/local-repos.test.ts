@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { PendingApproval, RunDetail } from '#local/runs/read-model.ts';
+import type { PendingApproval, RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import { authorized, getJson, git, type LocalProcess, LocalTestScope } from '../helpers/local-process.ts';
 
 /** A small application of the test's own, not the sample: a page, a package.json with a test script, a test. */
@@ -169,6 +169,14 @@ describe('stepline on your own repositories, the real process', () => {
     expect(await released('local_shop', 'prod', 'index.html')).toContain('<h1>shop</h1>');
     expect((await released('local_shop', 'prod', 'VERSION')).trim()).toBe(shopCommit.slice(0, 12));
     expect((await released('local_docs', 'qa', 'VERSION')).trim()).toBe(docsCommit.slice(0, 12));
+    // The console's runs list (the API it reads) names each run's repository.
+    const runs = await getJson<RunSummary[]>(`${url}/api/runs`, stateDir);
+    expect(runs.map((run) => [run.name, run.repository]).sort()).toEqual(
+      [
+        [shopName, 'local/shop'],
+        [docsName, 'local/docs'],
+      ].sort(),
+    );
     const subjects = await outboxSubjects(stateDir);
     expect(subjects).toContain('✔ local/shop main deployed to dev, prod');
     expect(subjects).toContain('✔ local/docs main deployed to preview, qa');
