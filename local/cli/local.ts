@@ -228,6 +228,14 @@ export async function start(options: LocalOptions): Promise<void> {
     for (const repository of repositories) {
       const { remotePath } = await repositoryRemote(options, server.url, repository);
       await printRemote(repository, remotePath);
+      // What its pushes will run through, as its stepline.json (work tree) and its override make it.
+      const { environments } = runtime.repositorySettings(
+        repository.fullName,
+        await workTreeSettingsFile(repository),
+      );
+      print(
+        `  environments: ${environments.map((e) => (e.approval ? `${e.name} (after approval)` : e.name)).join(' → ')}`,
+      );
     }
     // Without --repo, the sample app: its remote, pushed once when new.
     if (repositories.length === 0) await startSampleApp(options, server.url);

@@ -111,6 +111,8 @@ describe('stepline on your own repositories, the real process', () => {
       join(stateDir, 'git', 'docs.git'),
     );
     await stepline.waitForLine(/^\s+then: git push stepline main /);
+    await stepline.waitForLine(/^\s+environments: dev → prod \(after approval\)$/);
+    await stepline.waitForLine(/^\s+environments: preview → qa$/);
 
     // Both pushed at once.
     const [shopPush, docsPush] = await Promise.all([
