@@ -63,6 +63,7 @@ const codecommitArn = (name) => ({
 const ENVIRONMENT_NAME = /^[a-z][a-z0-9-]{0,30}$/;
 const IAM_POLICY_ARN = /^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/[\w+=,.@/-]+$/;
 const IAM_ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/;
+const SETTINGS_MAX_BYTES = 3072;
 const DEFAULT_ENVIRONMENTS = [
   { name: 'dev', approval: false },
   { name: 'prod', approval: true },
@@ -74,12 +75,64 @@ const ENVIRONMENT_STAGES = {
   teardown: { id: 'Teardown', description: 'teardown (Terraform destroy)', timeout: 60 },
 };
 
+/** One environment of `settings`, checked; `where` names it in errors (`Parameter settings: environments[1]`). */
+function checkedEnvironment(environment, where) {
+  if (environment === null || typeof environment !== 'object') throw new Error(`${where} is not an object`);
+  const { name, approval = false, infrastructurePolicyArn, assumeRoleArn } = environment;
+  if (typeof name !== 'string' || !ENVIRONMENT_NAME.test(name)) {
+    throw new Error(
+      `${where}.name: "${name}" is not lower-case letters, digits and dashes, starting with a letter`,
+    );
+  }
+  if (typeof approval !== 'boolean') throw new Error(`${where}.approval: must be true or false`);
+  if (infrastructurePolicyArn !== undefined && !IAM_POLICY_ARN.test(String(infrastructurePolicyArn))) {
+    throw new Error(
+      `${where}.infrastructurePolicyArn: "${infrastructurePolicyArn}" is not an IAM policy ARN`,
+    );
+  }
+  if (assumeRoleArn !== undefined && !IAM_ROLE_ARN.test(String(assumeRoleArn))) {
+    throw new Error(`${where}.assumeRoleArn: "${assumeRoleArn}" is not an IAM role ARN`);
+  }
+  return { name, id: pascalCase(name), approval, infrastructurePolicyArn, assumeRoleArn, where };
+}
+
+/** A non-empty list of environments, checked, with no two names that make one logical id. */
+function checkedEnvironments(list, where) {
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new Error(`Parameter settings: ${where} must be a non-empty list`);
+  }
+  const seen = new Map();
+  return list.map((environment, index) => {
+    const checked = checkedEnvironment(environment, `Parameter settings: ${where}[${index}]`);
+    if (seen.has(checked.id) && seen.get(checked.id) !== checked.name) {
+      throw new Error(`${checked.where}.name: "${checked.name}" clashes with "${seen.get(checked.id)}"`);
+    }
+    if (seen.has(checked.id)) throw new Error(`${checked.where}.name: "${checked.name}" is listed twice`);
+    seen.set(checked.id, checked.name);
+    return checked;
+  });
+}
+
 /**
  * The environments of the `settings` parameter (shared/pipeline.ts, EnvironmentSchema), checked here because
- * they decide which projects and roles exist. Unknown fields are left to the handlers' schema.
+ * they decide which projects and roles exist: the defaults' environments, then those that only the
+ * per-repository overrides (`repositories`, shared/repository-settings.ts) name, so that every run, of any
+ * repository, finds its environments' projects. An environment has one set of projects and roles, so one
+ * authority: a name that two lists give different `infrastructurePolicyArn` or `assumeRoleArn` is refused,
+ * naming both. (`approval` may differ: it is the run's, not the project's.) Unknown fields are left to the
+ * handlers' schema.
  */
 async function environments(resolveVariable) {
   const raw = String((await resolveVariable('param:settings')) ?? '{}').trim() || '{}';
+  // The settings reach the webhook and CodeCommit functions whole, as STEPLINE_SETTINGS, and a function's
+  // environment variables total at most 4 KB (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
+  // the rest of their variables (ARNs, triggers, providers) keep the last kilobyte.
+  if (Buffer.byteLength(raw) > SETTINGS_MAX_BYTES) {
+    throw new Error(
+      `Parameter settings: ${Buffer.byteLength(raw)} bytes, over the ${SETTINGS_MAX_BYTES} that fit in a function's 4 KB of environment variables ` +
+        '(remove spaces, or cover several repositories with one glob)',
+    );
+  }
   let settings;
   try {
     settings = JSON.parse(raw);
@@ -89,34 +142,40 @@ async function environments(resolveVariable) {
   if (settings === null || typeof settings !== 'object' || Array.isArray(settings)) {
     throw new Error('Parameter settings: must be a JSON object');
   }
-  const list = settings.environments ?? DEFAULT_ENVIRONMENTS;
-  if (!Array.isArray(list) || list.length === 0) {
-    throw new Error('Parameter settings: environments must be a non-empty list');
+  const all = checkedEnvironments(settings.environments ?? DEFAULT_ENVIRONMENTS, 'environments');
+  const repositories = settings.repositories ?? {};
+  if (repositories === null || typeof repositories !== 'object' || Array.isArray(repositories)) {
+    throw new Error(
+      'Parameter settings: repositories must be an object keyed by repository (e.g. {"acme/shop": {…}})',
+    );
   }
-  const seen = new Map();
-  return list.map((environment, index) => {
-    const where = `Parameter settings: environments[${index}]`;
-    if (environment === null || typeof environment !== 'object') throw new Error(`${where} is not an object`);
-    const { name, approval = false, infrastructurePolicyArn, assumeRoleArn } = environment;
-    if (typeof name !== 'string' || !ENVIRONMENT_NAME.test(name)) {
-      throw new Error(
-        `${where}.name: "${name}" is not lower-case letters, digits and dashes, starting with a letter`,
-      );
+  for (const [pattern, override] of Object.entries(repositories)) {
+    if (override === null || typeof override !== 'object' || override.environments === undefined) continue;
+    for (const environment of checkedEnvironments(
+      override.environments,
+      `repositories["${pattern}"].environments`,
+    )) {
+      const same = all.find((other) => other.id === environment.id);
+      if (same === undefined) {
+        all.push(environment);
+        continue;
+      }
+      if (same.name !== environment.name) {
+        throw new Error(
+          `${environment.where}.name: "${environment.name}" clashes with "${same.name}" (${same.where})`,
+        );
+      }
+      for (const field of ['infrastructurePolicyArn', 'assumeRoleArn']) {
+        if (same[field] !== environment[field]) {
+          throw new Error(
+            `${environment.where}.${field}: ${environment.name} is also ${same.where} with another ${field} ` +
+              `("${same[field] ?? ''}"); an environment has one set of build projects and roles: give it one ${field}, or another name`,
+          );
+        }
+      }
     }
-    const id = pascalCase(name);
-    if (seen.has(id)) throw new Error(`${where}.name: "${name}" clashes with "${seen.get(id)}"`);
-    seen.set(id, name);
-    if (typeof approval !== 'boolean') throw new Error(`${where}.approval: must be true or false`);
-    if (infrastructurePolicyArn !== undefined && !IAM_POLICY_ARN.test(String(infrastructurePolicyArn))) {
-      throw new Error(
-        `${where}.infrastructurePolicyArn: "${infrastructurePolicyArn}" is not an IAM policy ARN`,
-      );
-    }
-    if (assumeRoleArn !== undefined && !IAM_ROLE_ARN.test(String(assumeRoleArn))) {
-      throw new Error(`${where}.assumeRoleArn: "${assumeRoleArn}" is not an IAM role ARN`);
-    }
-    return { name, id, approval, infrastructurePolicyArn, assumeRoleArn };
-  });
+  }
+  return all.map(({ where, ...environment }) => environment);
 }
 
 const CODEBUILD_ASSUME_ROLE = {

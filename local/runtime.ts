@@ -2,9 +2,10 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
-import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
+import { EnvironmentSchema, type ExecutionInput, type PipelineSettings } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
+import { settingsForRepository } from '#shared/repository-settings.ts';
 import { forTerminal } from '#shared/text.ts';
 import { allowedHostVariables } from './codebuild/build-variables.ts';
 import { deployDirOf, stopDeployedServices } from './codebuild/deployed-services.ts';
@@ -12,6 +13,7 @@ import { chooseSandbox, type Sandbox, type SandboxMode, sandboxMode } from './co
 import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
 import { LocalEventBus } from './eventbridge/bus.ts';
 import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
+import { pushedRepositorySettings } from './git/repositories.ts';
 import { createControlToken } from './http/control-token.ts';
 import { type FunctionConfiguration, functionConfiguration } from './lambda/configuration.ts';
 import { LOCAL_ACCOUNT } from './lambda/context.ts';
@@ -66,6 +68,7 @@ export class LocalRuntime {
   /** Each run's builds and pending approval, for the read model. */
   readonly #runs: RunLedger;
   readonly #buildExecution = new Map<string, string>();
+  #configuration: FunctionConfiguration | undefined;
 
   private constructor(parts: {
     options: RuntimeOptions;
@@ -278,12 +281,24 @@ export class LocalRuntime {
     };
   }
 
+  /**
+   * The settings a repository's runs start with: the defaults, its own `stepline.json` (`file`, when given)
+   * and its override in `settings`. Throws InvalidInputError naming the repository and the field.
+   */
+  repositorySettings(fullName: string, file?: Record<string, unknown>): PipelineSettings {
+    if (!this.#configuration) throw new Error('The local runtime is not started yet');
+    return settingsForRepository(this.#configuration.settings, fullName, file);
+  }
+
   /** Binds every function of serverless.yml to its handler, composed over the local ports. */
   #composeHandlers(configuration: FunctionConfiguration): void {
+    this.#configuration = configuration;
     const logLevel = (process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR') as LogLevel;
     const ports: LocalPorts = {
       starter: this.starter(),
       configuration,
+      // A push's own stepline.json is read from the pushed commit in the local remote it came from.
+      settingsFor: (push) => pushedRepositorySettings(configuration.settings, push),
       webhookSecrets: Object.fromEntries(
         WEBHOOK_PROVIDERS.map((provider) => {
           const read = async () => this.#secrets.webhookSecrets[provider];

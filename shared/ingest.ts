@@ -14,7 +14,13 @@ export type PushOutcome =
 export interface IngestDeps {
   starter: PipelineStarter;
   triggers: Triggers;
+  /** The defaults: what a run starts with when `settingsFor` is not given. */
   settings: PipelineSettings;
+  /**
+   * The settings of the pushed repository (shared/repository-settings.ts: its override, and locally its
+   * own `stepline.json`). Throws InvalidInputError, naming the repository and the field, when invalid.
+   */
+  settingsFor?: (push: Push) => Promise<PipelineSettings>;
   logger: Logger;
 }
 
@@ -74,7 +80,8 @@ export async function startPipelines(
       deps.logger.info('Push has a truncated commit list; changed files may be incomplete', context);
     }
     const name = executionName(push);
-    const result = await deps.starter.start({ name, input: executionInput(push, deliveryId, deps.settings) });
+    const settings = deps.settingsFor ? await deps.settingsFor(push) : deps.settings;
+    const result = await deps.starter.start({ name, input: executionInput(push, deliveryId, settings) });
     deps.logger.info(result.outcome === 'started' ? 'Run started' : 'Run was already started', {
       ...context,
       commit: push.after,

@@ -1,6 +1,14 @@
-import { access, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, mkdir, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { git } from '#local/git/command.ts';
 import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
+import {
+  checkBuildspecs,
+  checkCommittedBuildspecs,
+  inspectRepository,
+  type LocalRepository,
+  workTreeSettingsFile,
+} from '#local/git/repositories.ts';
 import { consoleUrlWithToken } from '#local/http/control-token.ts';
 import { startServer } from '#local/http/server.ts';
 import { runOrigin } from '#local/runs/read-model.ts';
@@ -8,7 +16,7 @@ import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
 import { LocalRuntime } from '#local/runtime.ts';
 import { SteplineError } from '#shared/errors.ts';
 import { forTerminal } from '#shared/text.ts';
-import { checkGit, checkParams, explainListenError } from './checks.ts';
+import { checkGit, checkParams, explainListenError, UsageError } from './checks.ts';
 import { decide } from './client.ts';
 import { flushCompileCache } from './compile-cache.ts';
 import { terminalLine } from './terminal.ts';
@@ -25,6 +33,8 @@ export interface LocalOptions {
   port: number;
   stateDir: string;
   params: string[];
+  /** `--repo` folders: the person's own repositories, run on their own buildspecs (none: the sample app). */
+  repos: string[];
 }
 
 function print(line: string): void {
@@ -47,6 +57,13 @@ async function boot(options: LocalOptions, report: (event: RuntimeEvent) => void
   try {
     // Only the operator may enter the state folder; the runtime tightens one made by an older version.
     await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+    // Started inside a repository (the default state folder is the current directory's), the state folder
+    // and its secrets stay out of that repository's commits.
+    await writeFile(join(options.stateDir, '.gitignore'), '*\n', { flag: 'wx', mode: 0o600 }).catch(
+      (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+      },
+    );
     runtime = await LocalRuntime.start({
       projectDir: options.projectDir,
       stateDir: options.stateDir,
@@ -72,6 +89,88 @@ async function boot(options: LocalOptions, report: (event: RuntimeEvent) => void
   return { server, runtime, stop };
 }
 
+/** The `--repo` folders as repositories: each a git work tree, no two with one remote name. */
+async function inspectRepositories(paths: string[]): Promise<LocalRepository[]> {
+  const repositories = await Promise.all(paths.map(inspectRepository));
+  const byName = new Map<string, LocalRepository>();
+  for (const repository of repositories) {
+    const same = byName.get(repository.name);
+    if (same && same.path === repository.path) continue;
+    if (same) {
+      throw new SteplineError(
+        `--repo ${same.path} and ${repository.path} would share the remote ${repository.name}.git: rename one folder`,
+      );
+    }
+    byName.set(repository.name, repository);
+  }
+  return [...byName.values()];
+}
+
+/**
+ * Checks each repository against the settings it would run with (its override, its stepline.json as it
+ * is in its work tree): a buildspec for every stage. One line naming the repository when not.
+ */
+async function checkRepositories(
+  runtime: LocalRuntime,
+  repositories: LocalRepository[],
+  { committed = false } = {},
+): Promise<void> {
+  for (const repository of repositories) {
+    const file = await workTreeSettingsFile(repository);
+    const settings = runtime.repositorySettings(repository.fullName, file);
+    await checkBuildspecs(repository, settings);
+    // A one-shot run pushes HEAD: what is only in the work tree does not run.
+    if (committed) await checkCommittedBuildspecs(repository, settings);
+  }
+}
+
+/** Creates (or points at this server again) the local remote of one of the person's repositories. */
+async function repositoryRemote(options: LocalOptions, serverUrl: string, repository: LocalRepository) {
+  return createLocalRemote({
+    stateDir: options.stateDir,
+    name: repository.name,
+    fullName: repository.fullName,
+    defaultBranch: repository.branch,
+    webhookUrl: `${serverUrl}/webhooks/github`,
+  });
+}
+
+/** Says how to push a repository to its local remote: the one `git remote add` (or that it is there). */
+async function printRemote(repository: LocalRepository, remotePath: string): Promise<void> {
+  const shown = relative(process.cwd(), repository.path) || '.';
+  const current = await git(['remote', 'get-url', 'stepline'], repository.path).then(
+    (result) => result.stdout.trim(),
+    () => undefined,
+  );
+  print(`${repository.fullName}: local remote ${remotePath}`);
+  if (current === remotePath) print(`  (${shown} has it as its remote "stepline")`);
+  else if (current === undefined) print(`  cd ${shown} && git remote add stepline ${remotePath}`);
+  else print(`  cd ${shown} && git remote set-url stepline ${remotePath}   # "stepline" named ${current}`);
+  print(
+    `  then: git push stepline ${repository.branch}   # each push runs the pipeline on its own buildspecs`,
+  );
+}
+
+/**
+ * Pushes the repository's HEAD to its local remote, on its branch (forced: the remote is stepline's own
+ * copy; the person's hooks do not run). Resolves with the commit and git's output (the hook's lines).
+ */
+async function pushRepository(repository: LocalRepository, remotePath: string) {
+  const head = await git(['rev-parse', '--verify', '-q', 'HEAD^{commit}'], repository.path).catch(
+    () => undefined,
+  );
+  if (!head) {
+    throw new SteplineError(
+      `${repository.fullName} (${repository.path}) has no commit yet: commit its files, then run again`,
+    );
+  }
+  const pushed = await git(
+    ['push', '--porcelain', '--no-verify', '--force', remotePath, `HEAD:refs/heads/${repository.branch}`],
+    repository.path,
+  );
+  return { commit: head.stdout.trim(), output: `${pushed.stderr}${pushed.stdout}` };
+}
+
 async function remoteFor(options: LocalOptions, serverUrl: string) {
   const remote = await createLocalRemote({
     stateDir: options.stateDir,
@@ -85,8 +184,26 @@ async function remoteFor(options: LocalOptions, serverUrl: string) {
   return { ...remote, fresh };
 }
 
+/** The sample app's remote, said in the terminal, and pushed once when it is new. */
+async function startSampleApp(options: LocalOptions, serverUrl: string): Promise<void> {
+  const remote = await remoteFor(options, serverUrl);
+  print(`git remote of the sample app: ${remote.remotePath}`);
+  print(
+    `  git clone ${remote.remotePath} hello-service && cd hello-service && … && git push   # starts a run`,
+  );
+  if (remote.fresh) {
+    print('Pushing the sample application (examples/hello-service)…');
+    await pushSampleApp({
+      remotePath: remote.remotePath,
+      workDir: join(options.stateDir, 'checkout'),
+      sourceDir: options.sampleApp,
+    });
+  }
+}
+
 /** `stepline start`: runs until SIGINT or SIGTERM, which stop the runs in flight and what they deployed. */
 export async function start(options: LocalOptions): Promise<void> {
+  const repositories = await inspectRepositories(options.repos);
   const { server, runtime, stop } = await boot(options, (event) => {
     const line = terminalLine(event, process.cwd());
     if (line) print(line);
@@ -103,23 +220,25 @@ export async function start(options: LocalOptions): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
+    await checkRepositories(runtime, repositories);
     print(`stepline is running at ${server.url} (state in ${options.stateDir})`);
     // The one place the token is shown: opening this URL signs the browser in (a cookie) and drops it.
     print(`  console: ${consoleUrlWithToken(server.url, runtime.controlToken)}`);
     flushCompileCache();
-    const remote = await remoteFor(options, server.url);
-    print(`git remote of the sample app: ${remote.remotePath}`);
-    print(
-      `  git clone ${remote.remotePath} hello-service && cd hello-service && … && git push   # starts a run`,
-    );
-    if (remote.fresh) {
-      print('Pushing the sample application (examples/hello-service)…');
-      await pushSampleApp({
-        remotePath: remote.remotePath,
-        workDir: join(options.stateDir, 'checkout'),
-        sourceDir: options.sampleApp,
-      });
+    for (const repository of repositories) {
+      const { remotePath } = await repositoryRemote(options, server.url, repository);
+      await printRemote(repository, remotePath);
+      // What its pushes will run through, as its stepline.json (work tree) and its override make it.
+      const { environments } = runtime.repositorySettings(
+        repository.fullName,
+        await workTreeSettingsFile(repository),
+      );
+      print(
+        `  environments: ${environments.map((e) => (e.approval ? `${e.name} (after approval)` : e.name)).join(' → ')}`,
+      );
     }
+    // Without --repo, the sample app: its remote, pushed once when new.
+    if (repositories.length === 0) await startSampleApp(options, server.url);
     print(
       `${runtime.store.executions().length} run(s) so far; Ctrl-C stops stepline and everything it started.`,
     );
@@ -135,6 +254,8 @@ export async function start(options: LocalOptions): Promise<void> {
  * code is 0 when the run succeeded, 1 otherwise.
  */
 export async function runOnce(options: LocalOptions & { approve: boolean }): Promise<void> {
+  if (options.repos.length > 1) throw new UsageError('run takes one --repo (start takes several)');
+  const [repository] = await inspectRepositories(options.repos);
   let commit: string | undefined;
   let target: string | undefined;
   const failedStages = new Map<string, string>();
@@ -178,16 +299,36 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const remote = await remoteFor(options, server.url);
-    const pushed = await pushSampleApp({
-      remotePath: remote.remotePath,
-      workDir: join(options.stateDir, 'checkout'),
-      sourceDir: process.env.STEPLINE_SAMPLE_APP ?? options.sampleApp,
-      message: `stepline run at ${new Date().toISOString()}`,
-    });
+    let pushed: { commit: string; output: string };
+    if (repository) {
+      await checkRepositories(runtime, [repository], { committed: true });
+      pushed = await pushRepository(
+        repository,
+        (await repositoryRemote(options, server.url, repository)).remotePath,
+      );
+    } else {
+      const remote = await remoteFor(options, server.url);
+      pushed = await pushSampleApp({
+        remotePath: remote.remotePath,
+        workDir: join(options.stateDir, 'checkout'),
+        sourceDir: process.env.STEPLINE_SAMPLE_APP ?? options.sampleApp,
+        message: `stepline run at ${new Date().toISOString()}`,
+      });
+    }
     commit = pushed.commit;
+    const startedName = /stepline: started (\S+)/.exec(pushed.output)?.[1];
     // The hook may have started the run before `commit` was known here.
-    target ??= runtime.store.executions().find((r) => runOrigin(r.input).commit === commit)?.executionArn;
+    if (startedName) target ??= runtime.store.execution(startedName)?.executionArn;
+    const earlier = runtime.store
+      .executions()
+      .find((r) => r.stateMachine === 'pipeline' && runOrigin(r.input).commit === commit);
+    if (!startedName && repository && earlier) {
+      // This commit ran before (the remote had it already): a one-shot run runs it again.
+      const again = await runtime.restart(earlier.name);
+      print(`  ${commit.slice(0, 7)} ran before as ${earlier.name}: running it again as ${again.name}`);
+      target = again.executionArn;
+    }
+    target ??= earlier?.executionArn;
     if (!target) throw new SteplineError(`the push of ${commit} started no run: ${pushed.output}`);
     const done = runtime.store.execution(target);
     const result = done && done.status !== 'RUNNING' ? done : await finished;

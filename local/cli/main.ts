@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, type CommanderError, Option } from 'commander';
 import { forTerminal } from '#shared/text.ts';
@@ -19,6 +19,7 @@ enableCompileCache();
 // The commands' modules load when a command runs: help and command-line mistakes answer without loading
 // the runtime (the AWS SDK, the state machine engine), in a fraction of the time.
 const local = () => import('./local.ts');
+const starter = () => import('./init.ts');
 const remote = () => import('./client.ts');
 
 const PROJECT_DIR = fileURLToPath(new URL('../..', import.meta.url));
@@ -72,7 +73,14 @@ function localCommand(program: Command, name: string, description: string): Comm
 const stateDirOption = () =>
   new Option('--state-dir <dir>', 'where runs, logs and secrets are kept')
     .env('STEPLINE_STATE_DIR')
-    .default(join(PROJECT_DIR, '.stepline'), '.stepline');
+    // The current directory's: stepline may be started from anywhere (a global install, another folder).
+    .default(resolve('.stepline'), '.stepline in the current directory');
+
+const repoOption = (description: string) =>
+  new Option('--repo <path>', description).argParser((value: string, previous: string[] | undefined) => [
+    ...(previous ?? []),
+    value,
+  ]);
 
 function clientCommand(program: Command, nameAndArgs: string, description: string): Command {
   return reportingErrors(program.command(nameAndArgs).description(description))
@@ -80,13 +88,19 @@ function clientCommand(program: Command, nameAndArgs: string, description: strin
     .addOption(stateDirOption());
 }
 
-function localOptions(options: { port: number; stateDir: string; param?: string[] }): LocalOptions {
+function localOptions(options: {
+  port: number;
+  stateDir: string;
+  param?: string[];
+  repo?: string[];
+}): LocalOptions {
   return {
     projectDir: PROJECT_DIR,
     sampleApp: SAMPLE_APP,
     port: options.port,
     stateDir: options.stateDir,
     params: options.param ?? [],
+    repos: options.repo ?? [],
   };
 }
 
@@ -110,15 +124,40 @@ function program(): Command {
     stepline,
     'start',
     'run stepline locally: server, pipeline and console at http://127.0.0.1:4700, until Ctrl-C',
-  ).action(async (options) => (await local()).start(localOptions(options)));
+  )
+    .addOption(
+      repoOption(
+        'a git repository of yours: a local remote whose pushes run its own buildspecs (repeatable; default: the sample app)',
+      ),
+    )
+    .action(async (options) => (await local()).start(localOptions(options)));
   localCommand(
     stepline,
     'run',
-    'push the sample app, run the pipeline to its end, stop; exit 0 if the run succeeded',
+    'push the sample app (or --repo), run the pipeline to its end, stop; exit 0 if the run succeeded',
   )
+    .addOption(repoOption('a git repository of yours: run its HEAD on its own buildspecs'))
     .option('--approve', 'approve the run when it waits for an approval', false)
     .action((options) =>
       local().then((l) => l.runOnce({ ...localOptions(options), approve: options.approve })),
+    );
+
+  reportingErrors(
+    stepline
+      .command('init [path]')
+      .description(
+        'write starter buildspecs (test, image, infrastructure, deploy) and a stepline.json into a repository',
+      ),
+  )
+    .option('--force', 'overwrite the files that are already there', false)
+    .action((path: string | undefined, options: { force: boolean }) =>
+      starter().then((s) =>
+        s.init({
+          path: path ?? '.',
+          force: options.force,
+          print: (line) => process.stdout.write(`${forTerminal(line)}\n`),
+        }),
+      ),
     );
 
   clientCommand(stepline, 'runs', 'list the runs of a running stepline').action((options) =>

@@ -207,7 +207,7 @@ function pushPayload(config: HookConfig, update: RefUpdate, updates: RefUpdate[]
       name: config.fullName.split('/').pop(),
       full_name: config.fullName,
       private: true,
-      owner: { name: 'local', login: 'local' },
+      owner: { name: config.fullName.split('/')[0], login: config.fullName.split('/')[0] },
       clone_url: config.cloneUrl,
       url: config.cloneUrl,
       default_branch: defaultBranch,

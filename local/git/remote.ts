@@ -57,8 +57,12 @@ export async function writeWebhookSecret(
 export interface LocalRemoteOptions {
   /** The local mode's state folder; the repository is `<stateDir>/git/<name>.git`. */
   stateDir: string;
-  /** The repository's name: letters, digits, dots, dashes and underscores. Its full name is `local/<name>`. */
+  /** The repository's name: letters, digits, dots, dashes and underscores. */
   name: string;
+  /** The full name its pushes carry (runs, console, notifications); default `local/<name>`. */
+  fullName?: string;
+  /** The branch a new remote's HEAD names: the default branch, which the default trigger runs. Default `main`. */
+  defaultBranch?: string;
   /** The local server's GitHub webhook route, e.g. `http://127.0.0.1:3000/webhooks/github`. */
   webhookUrl: string;
   /** The pusher's environment variable the hook reads the secret from when the secret file is absent. */
@@ -110,7 +114,18 @@ export async function createLocalRemote(options: LocalRemoteOptions): Promise<{ 
 
   const stateDir = resolve(options.stateDir);
   const remotePath = join(stateDir, 'git', `${options.name}.git`);
-  await initBareRepository(remotePath);
+  const defaultBranch = options.defaultBranch ?? 'main';
+  if (
+    options.defaultBranch !== undefined &&
+    !(await gitSucceeds(['check-ref-format', `refs/heads/${defaultBranch}`]))
+  ) {
+    throw new SteplineError(`"${defaultBranch}" is not a valid branch name`);
+  }
+  await initBareRepository(remotePath, defaultBranch);
+  // Named on purpose (a repository of the person's): its branch of the moment is the one pushes run on.
+  if (options.defaultBranch !== undefined) {
+    await git(['--git-dir', remotePath, 'symbolic-ref', 'HEAD', `refs/heads/${defaultBranch}`]);
+  }
 
   const hooksDir = join(remotePath, 'hooks');
   await mkdir(hooksDir, { recursive: true });
@@ -122,7 +137,7 @@ export async function createLocalRemote(options: LocalRemoteOptions): Promise<{ 
     webhookUrl: url.href,
     secretFile: webhookSecretPath(stateDir, HOOK_PROVIDER),
     secretEnvVar,
-    fullName: `local/${options.name}`,
+    fullName: options.fullName ?? `local/${options.name}`,
     cloneUrl: remotePath,
   };
   await writeFileAtomic(join(hooksDir, HOOK_FILES.config), `${JSON.stringify(config, null, 2)}\n`, {
@@ -137,7 +152,7 @@ export async function createLocalRemote(options: LocalRemoteOptions): Promise<{ 
   return { remotePath };
 }
 
-async function initBareRepository(remotePath: string): Promise<void> {
+async function initBareRepository(remotePath: string, defaultBranch: string): Promise<void> {
   if (await exists(join(remotePath, 'HEAD'))) {
     if (!(await gitSucceeds(['--git-dir', remotePath, 'rev-parse', '--is-bare-repository']))) {
       throw new SteplineError(`${remotePath} exists but is not a git repository`);
@@ -153,7 +168,7 @@ async function initBareRepository(remotePath: string): Promise<void> {
   await mkdir(remotePath, { recursive: true });
   await git(['init', '--quiet', '--bare', remotePath]);
   // Set explicitly rather than with --initial-branch (git 2.28+) or the user's init.defaultBranch.
-  await git(['--git-dir', remotePath, 'symbolic-ref', 'HEAD', 'refs/heads/main']);
+  await git(['--git-dir', remotePath, 'symbolic-ref', 'HEAD', `refs/heads/${defaultBranch}`]);
 }
 
 /**

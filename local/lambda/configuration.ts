@@ -1,12 +1,13 @@
 import { parseJsonSetting } from '#shared/config.ts';
-import { type PipelineSettings, PipelineSettingsSchema } from '#shared/pipeline.ts';
+import { type StackSettings, StackSettingsSchema } from '#shared/repository-settings.ts';
 import { type Triggers, TriggersSchema } from '#shared/triggers.ts';
 import type { LocalFunction } from '../wiring.ts';
 
 /** The functions' configuration, parsed once for every function of the local mode. */
 export interface FunctionConfiguration {
   triggers: Triggers;
-  settings: PipelineSettings;
+  /** The defaults and the per-repository overrides (shared/repository-settings.ts). */
+  settings: StackSettings;
 }
 
 /**
@@ -21,7 +22,8 @@ const JSON_PARAMETERS = {
 /**
  * Parses the functions' JSON configuration out of the resolved wiring, once, at start-up. A value that is
  * not JSON or breaks its schema throws a ConfigurationError naming the `--param` and the field, e.g.
- * `--param settings is invalid at environments.0.name: …`.
+ * `--param settings is invalid at environments.0.name: …`, or for an override
+ * `--param settings is invalid at repositories.acme/shop.environments.0.name: …`.
  */
 export function functionConfiguration(functions: LocalFunction[]): FunctionConfiguration {
   const value = (variable: string): string | undefined => {
@@ -30,11 +32,6 @@ export function functionConfiguration(functions: LocalFunction[]): FunctionConfi
   };
   return {
     triggers: parseJsonSetting('--param triggers', value(JSON_PARAMETERS.triggers), TriggersSchema, {}),
-    settings: parseJsonSetting(
-      '--param settings',
-      value(JSON_PARAMETERS.settings),
-      PipelineSettingsSchema,
-      {},
-    ),
+    settings: parseJsonSetting('--param settings', value(JSON_PARAMETERS.settings), StackSettingsSchema, {}),
   };
 }

@@ -9,7 +9,9 @@ import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts
 import { createWebhookHandler } from '#shared/handlers/webhook.ts';
 import type { IngestDeps } from '#shared/ingest.ts';
 import type { Logger } from '#shared/logger.ts';
+import type { PipelineSettings } from '#shared/pipeline.ts';
 import type { MilestoneEmitter, Notifier, PipelineStarter, TaskDecider } from '#shared/ports.ts';
+import type { Push } from '#shared/push.ts';
 import type { WebhookSecrets } from '#shared/secrets.ts';
 import type { LocalFunction } from '../wiring.ts';
 import type { FunctionConfiguration } from './configuration.ts';
@@ -19,6 +21,8 @@ import type { LocalHandler } from './host.ts';
 export interface LocalPorts {
   starter: PipelineStarter;
   configuration: FunctionConfiguration;
+  /** The settings of a pushed repository: its override and its own stepline.json (local/runtime.ts). */
+  settingsFor: (push: Push) => Promise<PipelineSettings>;
   /** One secret per webhook provider (a provider without one has no route). */
   webhookSecrets: WebhookSecrets;
   approvalKey: () => Promise<string>;
@@ -56,7 +60,13 @@ function registered<Deps, Event>(
 }
 
 function ingestDeps(ports: LocalPorts, key: string): IngestDeps {
-  return { starter: ports.starter, ...ports.configuration, logger: ports.logger(key) };
+  return {
+    starter: ports.starter,
+    triggers: ports.configuration.triggers,
+    settings: ports.configuration.settings.defaults,
+    settingsFor: ports.settingsFor,
+    logger: ports.logger(key),
+  };
 }
 
 /** serverless.yml's function keys → what the local mode runs for each, with the same factory as Lambda. */

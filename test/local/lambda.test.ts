@@ -27,6 +27,7 @@ function portsPublishingTo(
   const ports: LocalPorts = {
     starter: { start: async () => ({ outcome: 'already-started', executionName: 'x' }) },
     configuration: functionConfiguration([]),
+    settingsFor: async () => functionConfiguration([]).settings.defaults,
     webhookSecrets: {},
     approvalKey: async () => 'approval-key-0123456789abcdef0123',
     approvalBaseUrl: 'http://127.0.0.1:4700/approvals',
@@ -57,9 +58,23 @@ describe('the functions configuration, from --param', () => {
         STEPLINE_TRIGGERS: '{}',
       }),
     );
-    expect(configuration.settings.environments).toEqual([
+    expect(configuration.settings.defaults.environments).toEqual([
       expect.objectContaining({ name: 'qa', approval: false }),
     ]);
+  });
+
+  it('names the repository and the field of an override its schema refuses', () => {
+    const parse = () =>
+      functionConfiguration(
+        withEnvironment({
+          STEPLINE_SETTINGS: JSON.stringify({
+            repositories: { 'acme/shop': { environments: [{ name: 'Prod' }] } },
+          }),
+        }),
+      );
+    expect(parse).toThrow(
+      /^--param settings is invalid at repositories\.acme\/shop\.environments\.0\.name: lower-case/,
+    );
   });
 
   it('names the --param and the field of a value its schema refuses', () => {

@@ -195,4 +195,56 @@ describe('per-environment builds from the settings parameter', () => {
       'stepline-test-qa-deploy',
     ]);
   });
+
+  it("gives the environments only a repository's override names their own projects, after the defaults'", async () => {
+    const settings = {
+      environments: [{ name: 'dev' }, { name: 'prod', approval: true }],
+      repositories: {
+        'acme/docs': { environments: [{ name: 'preview' }, { name: 'prod' }] },
+        'acme/*': { approvalTimeoutSeconds: 600 },
+      },
+    };
+    const names = (await params.buildProjectNames(withSettings(settings))) as string[];
+    expect(names.filter((name) => name.endsWith('-deploy'))).toEqual([
+      'stepline-test-dev-deploy',
+      'stepline-test-prod-deploy',
+      'stepline-test-preview-deploy',
+    ]);
+    const [run] = (await params.pipelineBuildStatements(withSettings(settings))) as {
+      Resource: { 'Fn::Sub': string }[];
+    }[];
+    expect(run?.Resource.map((arn) => arn['Fn::Sub'].split(':project/')[1])).toContain(
+      'stepline-test-preview-deploy',
+    );
+  });
+
+  it('refuses one environment name with two authorities, naming the repository and both places', async () => {
+    const settings = {
+      environments: [{ name: 'prod', assumeRoleArn: 'arn:aws:iam::210987654321:role/deployer' }],
+      repositories: {
+        'acme/shop': {
+          environments: [{ name: 'prod', assumeRoleArn: 'arn:aws:iam::111111111111:role/other' }],
+        },
+      },
+    };
+    await expect(params.buildProjectNames(withSettings(settings))).rejects.toThrow(
+      /^Parameter settings: repositories\["acme\/shop"\]\.environments\[0\]\.assumeRoleArn: prod is also Parameter settings: environments\[0\] with another assumeRoleArn/,
+    );
+  });
+
+  it("names the repository and the field of an override's invalid environment", async () => {
+    const settings = { repositories: { 'acme/shop': { environments: [{ name: 'QA' }] } } };
+    await expect(params.buildProjectNames(withSettings(settings))).rejects.toThrow(
+      'Parameter settings: repositories["acme/shop"].environments[0].name: "QA" is not lower-case',
+    );
+  });
+
+  it("refuses settings that would not fit in a function's 4 KB of environment variables", async () => {
+    const repositories = Object.fromEntries(
+      Array.from({ length: 60 }, (_, i) => [`acme/service-${i}`, { environments: [{ name: 'dev' }] }]),
+    );
+    await expect(params.buildProjectNames(withSettings({ repositories }))).rejects.toThrow(
+      /^Parameter settings: \d+ bytes, over the 3072 that fit in a function's 4 KB of environment variables/,
+    );
+  });
 });
