@@ -1,5 +1,5 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { awsIngestDeps } from '#shared/aws/ingest.ts';
+import { awsIngestDeps, awsRunStopper } from '#shared/aws/ingest.ts';
 import { SsmSecretReader } from '#shared/aws/ssm.ts';
 import { createWebhookHandler, type WebhookDeps } from '#shared/handlers/webhook.ts';
 import { webhookSecretsFor } from '#shared/secrets.ts';
@@ -9,6 +9,7 @@ function awsDeps(): WebhookDeps {
     ...awsIngestDeps('webhook'),
     webhookSecrets: webhookSecretsFor(process.env, () => new SsmSecretReader(new SSMClient({}))),
     builds: 'codebuild',
+    runStopper: awsRunStopper(),
   };
 }
 

@@ -3,7 +3,13 @@ import { join, resolve } from 'node:path';
 import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
-import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
+import type {
+  Notification,
+  PipelineStarter,
+  RunStopper,
+  StartPipelineResult,
+  TaskDecider,
+} from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
 import { forTerminal } from '#shared/text.ts';
 import { allowedHostVariables } from './codebuild/build-variables.ts';
@@ -278,11 +284,28 @@ export class LocalRuntime {
     };
   }
 
+  /** Stops running pipeline executions by name prefix, as StopExecution would. */
+  runStopper(): RunStopper {
+    return {
+      stopRunning: async ({ namePrefix, keep, error, cause }) => {
+        const stopped: string[] = [];
+        for (const executionArn of this.engine.running) {
+          const record = this.store.execution(executionArn);
+          if (!record || record.stateMachine !== 'pipeline') continue;
+          if (!record.name.startsWith(namePrefix) || record.name === keep) continue;
+          if (await this.engine.stopExecution(executionArn, error, cause)) stopped.push(record.name);
+        }
+        return stopped;
+      },
+    };
+  }
+
   /** Binds every function of serverless.yml to its handler, composed over the local ports. */
   #composeHandlers(configuration: FunctionConfiguration): void {
     const logLevel = (process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR') as LogLevel;
     const ports: LocalPorts = {
       starter: this.starter(),
+      runStopper: this.runStopper(),
       configuration,
       webhookSecrets: Object.fromEntries(
         WEBHOOK_PROVIDERS.map((provider) => {

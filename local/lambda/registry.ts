@@ -9,7 +9,13 @@ import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts
 import { createWebhookHandler } from '#shared/handlers/webhook.ts';
 import type { IngestDeps } from '#shared/ingest.ts';
 import type { Logger } from '#shared/logger.ts';
-import type { MilestoneEmitter, Notifier, PipelineStarter, TaskDecider } from '#shared/ports.ts';
+import type {
+  MilestoneEmitter,
+  Notifier,
+  PipelineStarter,
+  RunStopper,
+  TaskDecider,
+} from '#shared/ports.ts';
 import type { WebhookSecrets } from '#shared/secrets.ts';
 import type { LocalFunction } from '../wiring.ts';
 import type { FunctionConfiguration } from './configuration.ts';
@@ -18,6 +24,7 @@ import type { LocalHandler } from './host.ts';
 /** Every local adapter a handler may need, bound once by the composition root. */
 export interface LocalPorts {
   starter: PipelineStarter;
+  runStopper: RunStopper;
   configuration: FunctionConfiguration;
   /** One secret per webhook provider (a provider without one has no route). */
   webhookSecrets: WebhookSecrets;
@@ -66,6 +73,7 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
     webhookSecrets: ports.webhookSecrets,
     // The local build runner clones by itself: Bitbucket Data Center pushes and local paths build here.
     builds: 'local' as const,
+    runStopper: ports.runStopper,
   })),
   codecommit: registered('functions/codecommit.ts', createCodeCommitHandler, ingestDeps),
   approvalRequest: registered(

@@ -4,7 +4,7 @@ import type { IngestDeps } from '../ingest.ts';
 import { createLogger } from '../logger.ts';
 import { PipelineSettingsSchema } from '../pipeline.ts';
 import { TriggersSchema } from '../triggers.ts';
-import { SfnPipelineStarter } from './sfn.ts';
+import { SfnPipelineStarter, SfnRunStopper } from './sfn.ts';
 
 /**
  * What the webhook and CodeCommit Lambdas need to start runs in AWS, read once from their environment:
@@ -21,4 +21,9 @@ export function awsIngestDeps(
     settings: jsonEnv('STEPLINE_SETTINGS', PipelineSettingsSchema, {}, env),
     logger: createLogger(serviceName),
   };
+}
+
+/** What the webhook Lambda needs besides {@link awsIngestDeps}: it also stops a pull request's older runs. */
+export function awsRunStopper(env: Record<string, string | undefined> = process.env): SfnRunStopper {
+  return new SfnRunStopper(new SFNClient({}), requireEnv('STATE_MACHINE_ARN', env));
 }

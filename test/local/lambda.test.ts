@@ -26,6 +26,7 @@ function portsPublishingTo(
 ) {
   const ports: LocalPorts = {
     starter: { start: async () => ({ outcome: 'already-started', executionName: 'x' }) },
+    runStopper: { stopRunning: async () => [] },
     configuration: functionConfiguration([]),
     webhookSecrets: {},
     approvalKey: async () => 'approval-key-0123456789abcdef0123',
