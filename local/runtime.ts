@@ -150,6 +150,9 @@ export class LocalRuntime {
         self().trackBuild(tracked);
         return codebuild.startBuildSync(build, context.signal);
       },
+      'arn:aws:states:::codebuild:batchGetReports': async (input) => codebuild.batchGetReports(input),
+      'arn:aws:states:::aws-sdk:codebuild:describeTestCases': async (input) =>
+        codebuild.describeTestCases(input),
       'arn:aws:states:::lambda:invoke': async (input) => lambdaInvokeResult(await self().invoke(input)),
       'arn:aws:states:::lambda:invoke.waitForTaskToken': async (input, context) => {
         await self().invoke(input);

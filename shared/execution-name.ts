@@ -47,15 +47,17 @@ export function executionName(push: Pick<Push, 'provider' | 'repository' | 'ref'
  * pullRequestExecutionName(pr); // { prefix: 'app-pr12-9c1f03aa-', name: 'app-pr12-9c1f03aa-6113728-4f1c2a9be07d' }
  * ```
  */
-export function pullRequestExecutionName(
-  pr: Pick<PullRequest, 'provider' | 'number' | 'head' | 'target'>,
-): { name: string; prefix: string } {
+export function pullRequestExecutionName(pr: Pick<PullRequest, 'provider' | 'number' | 'head' | 'target'>): {
+  name: string;
+  prefix: string;
+} {
   const request = [pr.provider, pr.target.repository, String(pr.number)].join('\n');
   const requestHash = createHash('sha256').update(request).digest('hex').slice(0, 8);
   const hash = createHash('sha256').update(`${request}\n${pr.head}`).digest('hex').slice(0, 12);
   const commit = pr.head.slice(0, 7);
   const number = `pr${pr.number}`;
-  const budget = EXECUTION_NAME_MAX_LENGTH - number.length - requestHash.length - commit.length - hash.length - 4;
+  const budget =
+    EXECUTION_NAME_MAX_LENGTH - number.length - requestHash.length - commit.length - hash.length - 4;
   const repository = slug(pr.target.repository.split('/').pop() ?? '', budget);
   const prefix = `${[repository, number, requestHash].filter((part) => part !== '').join('-')}-`;
   return { prefix, name: `${prefix}${commit}-${hash}` };

@@ -31,7 +31,14 @@ export const MAX_FAILED_TESTS = 20;
  */
 export function summariseTests(test: TestOutcome): TestSummary {
   if ('skipped' in test) return { ran: false };
-  const summary = { ran: true as const, reports: 0, passed: 0, failed: 0, skipped: 0, failures: [] as FailedTest[] };
+  const summary = {
+    ran: true as const,
+    reports: 0,
+    passed: 0,
+    failed: 0,
+    skipped: 0,
+    failures: [] as FailedTest[],
+  };
   for (const read of test.reports) {
     summary.reports += 1;
     const counts = read.Report.TestSummary?.StatusCounts ?? {};

@@ -9,13 +9,7 @@ import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts
 import { createWebhookHandler } from '#shared/handlers/webhook.ts';
 import type { IngestDeps } from '#shared/ingest.ts';
 import type { Logger } from '#shared/logger.ts';
-import type {
-  MilestoneEmitter,
-  Notifier,
-  PipelineStarter,
-  RunStopper,
-  TaskDecider,
-} from '#shared/ports.ts';
+import type { MilestoneEmitter, Notifier, PipelineStarter, RunStopper, TaskDecider } from '#shared/ports.ts';
 import type { WebhookSecrets } from '#shared/secrets.ts';
 import type { LocalFunction } from '../wiring.ts';
 import type { FunctionConfiguration } from './configuration.ts';

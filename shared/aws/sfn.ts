@@ -111,7 +111,8 @@ export class SfnRunStopper implements RunStopper {
     for await (const page of pages) {
       for (const execution of page.executions ?? []) {
         const name = execution.name ?? '';
-        if (!name.startsWith(request.namePrefix) || name === request.keep || !execution.executionArn) continue;
+        if (!name.startsWith(request.namePrefix) || name === request.keep || !execution.executionArn)
+          continue;
         try {
           await this.#client.send(
             new StopExecutionCommand({

@@ -10,12 +10,7 @@ import {
   parseJsonBody,
   rawBody,
 } from '#shared/http.ts';
-import {
-  deliveryResponse,
-  type IngestDeps,
-  startPipelines,
-  startPullRequestRun,
-} from '#shared/ingest.ts';
+import { deliveryResponse, type IngestDeps, startPipelines, startPullRequestRun } from '#shared/ingest.ts';
 import type { RunStopper } from '#shared/ports.ts';
 import { normalizeWebhook } from '#shared/providers/index.ts';
 import { type Push, WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';

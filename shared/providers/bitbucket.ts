@@ -376,7 +376,11 @@ export function bitbucketCloudPullRequest(
     head: headCommit(pr.source.commit.hash, 'pullrequest.source.commit.hash', CLOUD_PR, {
       abbreviated: true,
     }),
-    target: { repository: target, branch: pr.destination.branch.name, ...(defaultBranch ? { defaultBranch } : {}) },
+    target: {
+      repository: target,
+      branch: pr.destination.branch.name,
+      ...(defaultBranch ? { defaultBranch } : {}),
+    },
     source: { repository: source, branch: pr.source.branch.name },
   };
   return {

@@ -182,7 +182,8 @@ const GITHUB_PULL_REQUEST_EVENTS: Record<string, PullRequestEvent> = {
 
 /** A `pull_request` delivery: a pull request to run, or why it starts nothing (closed, another action). */
 export function gitHubPullRequest(body: unknown, deliveryId: string | undefined): WebhookOutcome {
-  const action = typeof body === 'object' && body !== null ? (body as { action?: unknown }).action : undefined;
+  const action =
+    typeof body === 'object' && body !== null ? (body as { action?: unknown }).action : undefined;
   if (action === 'closed') {
     const number = (body as { number?: unknown }).number;
     return { kind: 'ignored', reason: `pull request #${String(number)} was closed` };
