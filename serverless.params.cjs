@@ -486,6 +486,7 @@ module.exports = {
   buildProjectNames: async ({ resolveVariable }) => {
     const context = await buildContext(resolveVariable);
     return [
+      `${context.prefix}-test`,
       `${context.prefix}-image`,
       ...context.list.flatMap((environment) =>
         Object.keys(ENVIRONMENT_STAGES).map((stage) => projectName(context.prefix, environment.name, stage)),
@@ -502,6 +503,7 @@ module.exports = {
   pipelineBuildStatements: async ({ resolveVariable }) => {
     const context = await buildContext(resolveVariable);
     const names = [
+      `${context.prefix}-test`,
       `${context.prefix}-image`,
       ...context.list.flatMap((environment) =>
         ['infrastructure', 'deploy'].map((stage) => projectName(context.prefix, environment.name, stage)),

@@ -119,6 +119,9 @@ export function summariseJUnitXml(xml: string): JUnitSummary | undefined {
 /** How many failed test cases a report keeps (DescribeTestCases' page, as the state machine asks for). */
 export const MAX_FAILED_CASES = 20;
 
+/** A tag's attributes, each `name="value"` or `name='value'`, whatever the values hold. */
+const ATTRIBUTES = `(?:\\s+[\\w:.-]+\\s*=\\s*(?:"[^"]*"|'[^']*'))*`;
+
 const XML_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 
 function decodeXml(text: string): string {
@@ -154,9 +157,14 @@ function textAttributes(tag: string): Record<string, string> {
 export function failedJUnitCases(xml: string): FailedTestCase[] {
   const text = xml.replace(/<!--[\s\S]*?-->/g, '');
   const cases: FailedTestCase[] = [];
-  for (const match of text.matchAll(/<testcase(?=[\s>/])([^>]*?)(\/>|>([\s\S]*?)<\/testcase>)/g)) {
+  // Attribute values may hold a `>` (Node's reporter leaves it unescaped): tags are matched attribute by attribute.
+  for (const match of text.matchAll(
+    new RegExp(`<testcase(${ATTRIBUTES})\\s*(\\/>|>([\\s\\S]*?)<\\/testcase>)`, 'g'),
+  )) {
     const body = match[3] ?? '';
-    const failure = /<(failure|error)(?=[\s>/])([^>]*?)(?:\/>|>([\s\S]*?)<\/\1>)/.exec(body);
+    const failure = new RegExp(`<(failure|error)(${ATTRIBUTES})\\s*(?:\\/>|>([\\s\\S]*?)<\\/\\1>)`).exec(
+      body,
+    );
     if (!failure) continue;
     const attributes = textAttributes(match[1] ?? '');
     const details = textAttributes(failure[2] ?? '');
