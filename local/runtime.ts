@@ -294,7 +294,7 @@ export class LocalRuntime {
         const stopped: string[] = [];
         for (const executionArn of this.engine.running) {
           const record = this.store.execution(executionArn);
-          if (!record || record.stateMachine !== 'pipeline') continue;
+          if (record?.stateMachine !== 'pipeline') continue;
           if (!record.name.startsWith(namePrefix) || record.name === keep) continue;
           if (await this.engine.stopExecution(executionArn, error, cause)) stopped.push(record.name);
         }

@@ -139,6 +139,7 @@ describe('stepline killed and started again on the same state folder', () => {
     // The finished run's builds and their logs are still shown after the restart.
     const finished = await getJson<RunDetail>(`${secondUrl}/api/runs/${finishedName}`, stateDir);
     expect(finished.builds.map((b) => [b.stage, b.status])).toEqual([
+      ['Test', 'SUCCEEDED'],
       ['Image', 'SUCCEEDED'],
       ['dev: Infrastructure', 'SUCCEEDED'],
       ['dev: Deploy', 'SUCCEEDED'],
