@@ -14,16 +14,23 @@ import { SfnPipelineStarter, SfnRunStopper } from './sfn.ts';
 export function awsIngestDeps(
   serviceName: string,
   env: Record<string, string | undefined> = process.env,
+  client: SFNClient = new SFNClient({}),
 ): IngestDeps {
   return {
-    starter: new SfnPipelineStarter(new SFNClient({}), requireEnv('STATE_MACHINE_ARN', env)),
+    starter: new SfnPipelineStarter(client, requireEnv('STATE_MACHINE_ARN', env)),
     triggers: jsonEnv('STEPLINE_TRIGGERS', TriggersSchema, {}, env),
     settings: jsonEnv('STEPLINE_SETTINGS', PipelineSettingsSchema, {}, env),
     logger: createLogger(serviceName),
   };
 }
 
-/** What the webhook Lambda needs besides {@link awsIngestDeps}: it also stops a pull request's older runs. */
-export function awsRunStopper(env: Record<string, string | undefined> = process.env): SfnRunStopper {
-  return new SfnRunStopper(new SFNClient({}), requireEnv('STATE_MACHINE_ARN', env));
+/**
+ * What the webhook Lambda needs besides {@link awsIngestDeps}: it also stops a pull request's older runs, with
+ * the same client.
+ */
+export function awsRunStopper(
+  client: SFNClient,
+  env: Record<string, string | undefined> = process.env,
+): SfnRunStopper {
+  return new SfnRunStopper(client, requireEnv('STATE_MACHINE_ARN', env));
 }
