@@ -156,34 +156,36 @@ export const ApprovalDecisionSchema = z.object({
 });
 export type ApprovalDecision = z.infer<typeof ApprovalDecisionSchema>;
 
+const CodeBuildReportSchema = z.looseObject({
+  Arn: z.string().nullish(),
+  Name: z.string().nullish(),
+  Status: z.string().nullish(),
+  TestSummary: z
+    .looseObject({
+      Total: z.number().nullish(),
+      StatusCounts: z.record(z.string(), z.number()).nullish(),
+    })
+    .nullish(),
+});
+
+const CodeBuildTestCaseSchema = z.looseObject({
+  Name: z.string().nullish(),
+  Prefix: z.string().nullish(),
+  TestSuiteName: z.string().nullish(),
+  Message: z.string().nullish(),
+  Status: z.string().nullish(),
+});
+
 /**
- * One test report of the Test build, as the state machine reads it: CodeBuild's report
- * (BatchGetReports, with its TestSummary) and its failed test cases (DescribeTestCases with a FAILED
- * filter), with the field names Step Functions' CodeBuild integrations return (PascalCase).
+ * One test report of the Test build, as the state machine reads it: its ARN, the BatchGetReports response
+ * (`Reports`, with the TestSummary) and the DescribeTestCases response of its FAILED cases (`TestCases`), as
+ * Step Functions' CodeBuild integrations return them (PascalCase). Both are empty objects when the report
+ * could not be read.
  */
 export const TestReportReadSchema = z.object({
-  Report: z.looseObject({
-    Arn: z.string().nullish(),
-    Name: z.string().nullish(),
-    Status: z.string().nullish(),
-    TestSummary: z
-      .looseObject({
-        Total: z.number().nullish(),
-        StatusCounts: z.record(z.string(), z.number()).nullish(),
-      })
-      .nullish(),
-  }),
-  FailedCases: z
-    .array(
-      z.looseObject({
-        Name: z.string().nullish(),
-        Prefix: z.string().nullish(),
-        TestSuiteName: z.string().nullish(),
-        Message: z.string().nullish(),
-        Status: z.string().nullish(),
-      }),
-    )
-    .nullish(),
+  Arn: z.string(),
+  Read: z.looseObject({ Reports: z.array(CodeBuildReportSchema).nullish() }),
+  Failed: z.looseObject({ TestCases: z.array(CodeBuildTestCaseSchema).nullish() }),
 });
 export type TestReportRead = z.infer<typeof TestReportReadSchema>;
 

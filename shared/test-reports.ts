@@ -25,7 +25,9 @@ export const MAX_FAILED_TESTS = 20;
  *
  * @example
  * ```ts
- * summariseTests({ reports: [{ Report: { TestSummary: { StatusCounts: { SUCCEEDED: 12, FAILED: 1 } } }, FailedCases: [] }] });
+ * summariseTests({
+ *   reports: [{ Arn: 'arn:…', Read: { Reports: [{ TestSummary: { StatusCounts: { SUCCEEDED: 12, FAILED: 1 } } }] }, Failed: {} }],
+ * });
  * // { ran: true, reports: 1, passed: 12, failed: 1, skipped: 0, failures: [] }
  * ```
  */
@@ -41,11 +43,11 @@ export function summariseTests(test: TestOutcome): TestSummary {
   };
   for (const read of test.reports) {
     summary.reports += 1;
-    const counts = read.Report.TestSummary?.StatusCounts ?? {};
+    const counts = read.Read.Reports?.[0]?.TestSummary?.StatusCounts ?? {};
     summary.passed += counts.SUCCEEDED ?? 0;
     summary.failed += (counts.FAILED ?? 0) + (counts.ERROR ?? 0);
     summary.skipped += counts.SKIPPED ?? 0;
-    for (const testCase of read.FailedCases ?? []) {
+    for (const testCase of read.Failed.TestCases ?? []) {
       if (summary.failures.length >= MAX_FAILED_TESTS) break;
       const where = testCase.TestSuiteName ?? testCase.Prefix ?? '';
       const name = [where, testCase.Name ?? 'unnamed test'].filter((part) => part !== '').join(' › ');

@@ -160,11 +160,16 @@ describe('a passing run with the default environments', () => {
         test: {
           reports: [
             {
-              Report: expect.objectContaining({
-                Arn: TEST_REPORT_ARN,
-                TestSummary: { Total: 12, StatusCounts: { SUCCEEDED: 12 } },
-              }),
-              FailedCases: [],
+              Arn: TEST_REPORT_ARN,
+              Read: {
+                Reports: [
+                  expect.objectContaining({
+                    Arn: TEST_REPORT_ARN,
+                    TestSummary: { Total: 12, StatusCounts: { SUCCEEDED: 12 } },
+                  }),
+                ],
+              },
+              Failed: { TestCases: [] },
             },
           ],
         },

@@ -95,10 +95,15 @@ describe('the Test stage of a push run', () => {
         test: {
           reports: [
             {
-              Report: expect.objectContaining({
-                TestSummary: { Total: 13, StatusCounts: { SUCCEEDED: 12, FAILED: 1 } },
-              }),
-              FailedCases: [FAILED_CASE],
+              Arn: TEST_REPORT_ARN,
+              Read: {
+                Reports: [
+                  expect.objectContaining({
+                    TestSummary: { Total: 13, StatusCounts: { SUCCEEDED: 12, FAILED: 1 } },
+                  }),
+                ],
+              },
+              Failed: { TestCases: [FAILED_CASE] },
             },
           ],
         },
@@ -134,7 +139,22 @@ describe('the Test stage of a push run', () => {
     expect(run.status).toBe('SUCCEEDED');
     expect(notifications(run)[0]).toMatchObject({
       kind: 'succeeded',
-      test: { reports: [{ Report: { Arn: TEST_REPORT_ARN }, FailedCases: [] }] },
+      test: { reports: [{ Arn: TEST_REPORT_ARN, Read: {}, Failed: {} }] },
+    });
+  });
+
+  it('keeps going when the service answers without the lists it leaves out when empty', async () => {
+    const run = await runStateMachine(pipeline, anExecutionInput(), {
+      handlers: {
+        ...passingHandlers(),
+        [RESOURCE.batchGetReports]: (input) => ({ ReportsNotFound: input.ReportArns }),
+        [RESOURCE.describeTestCases]: () => ({}),
+      },
+    });
+
+    expect(run.status).toBe('SUCCEEDED');
+    expect(notifications(run)[0]).toMatchObject({
+      test: { reports: [{ Arn: TEST_REPORT_ARN, Read: { ReportsNotFound: [TEST_REPORT_ARN] }, Failed: {} }] },
     });
   });
 
@@ -184,7 +204,7 @@ describe('a pull-request run', () => {
         push: input.push,
         pullRequest: input.pullRequest,
         imageUri: '',
-        test: { reports: [expect.objectContaining({ FailedCases: [] })] },
+        test: { reports: [expect.objectContaining({ Arn: TEST_REPORT_ARN, Failed: { TestCases: [] } })] },
       },
     ]);
   });
@@ -212,7 +232,7 @@ describe('a pull-request run', () => {
         kind: 'failed',
         stage: 'Test',
         pullRequest: { number: 12 },
-        test: { reports: [{ FailedCases: [FAILED_CASE] }] },
+        test: { reports: [{ Failed: { TestCases: [FAILED_CASE] } }] },
       },
     ]);
   });

@@ -11,22 +11,37 @@ const ARN = 'arn:aws:states:eu-west-1:123456789012:execution:stepline-test-pipel
 const FAILED: TestOutcome = {
   reports: [
     {
-      Report: {
-        Arn: 'arn:report:1',
-        TestSummary: { Total: 15, StatusCounts: { SUCCEEDED: 12, FAILED: 1, SKIPPED: 2 } },
+      Arn: 'arn:report:1',
+      Read: {
+        Reports: [
+          {
+            Arn: 'arn:report:1',
+            TestSummary: { Total: 15, StatusCounts: { SUCCEEDED: 12, FAILED: 1, SKIPPED: 2 } },
+          },
+        ],
       },
-      FailedCases: [
-        {
-          Name: 'answers 200 on /',
-          Prefix: 'hello-service',
-          Message: 'Expected values to be strictly equal:\n\n500 !== 200',
-        },
-      ],
+      Failed: {
+        TestCases: [
+          {
+            Name: 'answers 200 on /',
+            Prefix: 'hello-service',
+            Message: 'Expected values to be strictly equal:\n\n500 !== 200',
+          },
+        ],
+      },
     },
     {
-      Report: { Arn: 'arn:report:2', TestSummary: { Total: 3, StatusCounts: { SUCCEEDED: 2, ERROR: 1 } } },
-      FailedCases: [],
+      Arn: 'arn:report:2',
+      Read: {
+        Reports: [
+          { Arn: 'arn:report:2', TestSummary: { Total: 3, StatusCounts: { SUCCEEDED: 2, ERROR: 1 } } },
+        ],
+      },
+      // The service leaves an empty list out of its answer.
+      Failed: {},
     },
+    // A report that could not be read counts for nothing.
+    { Arn: 'arn:report:3', Read: {}, Failed: {} },
   ],
 };
 
@@ -49,7 +64,7 @@ describe('summariseTests', () => {
   it('sums passed, failed (and errors) and skipped over the reports, and names the failed tests', () => {
     expect(summariseTests(FAILED)).toEqual({
       ran: true,
-      reports: 2,
+      reports: 3,
       passed: 14,
       failed: 2,
       skipped: 2,
@@ -95,7 +110,15 @@ describe('the notifications of the Test stage', () => {
         executionArn: ARN,
         push: aPush({ ref: 'refs/heads/feature/thing', refName: 'feature/thing' }),
         pullRequest: PULL_REQUEST,
-        test: { reports: [{ Report: { TestSummary: { StatusCounts: { SUCCEEDED: 7 } } }, FailedCases: [] }] },
+        test: {
+          reports: [
+            {
+              Arn: 'arn:report:1',
+              Read: { Reports: [{ TestSummary: { StatusCounts: { SUCCEEDED: 7 } } }] },
+              Failed: {},
+            },
+          ],
+        },
         imageUri: '',
       },
       'eu-west-1',
