@@ -145,7 +145,7 @@ function textAttributes(tag: string): Record<string, string> {
 
 /**
  * The failed test cases of a JUnit XML file: each `<testcase>` holding a `<failure>` or an `<error>`, with
- * its name, its class name or suite (as CodeBuild's test case `prefix`) and the failure's message (its
+ * its name, its class name or else its suite's name (as CodeBuild's test case `prefix`) and the failure's message (its
  * `message` attribute, else the first line of its text).
  *
  * @example
@@ -157,6 +157,11 @@ function textAttributes(tag: string): Record<string, string> {
 export function failedJUnitCases(xml: string): FailedTestCase[] {
   const text = xml.replace(/<!--[\s\S]*?-->/g, '');
   const cases: FailedTestCase[] = [];
+  // The suite a case sits in, for a case without a class name: the last suite opened before it.
+  const suites = [...text.matchAll(new RegExp(`<testsuite(${ATTRIBUTES})\\s*>`, 'g'))].map((match) => ({
+    at: match.index,
+    name: textAttributes(match[1] ?? '').name,
+  }));
   // Attribute values may hold a `>` (Node's reporter leaves it unescaped): tags are matched attribute by attribute.
   for (const match of text.matchAll(
     new RegExp(`<testcase(${ATTRIBUTES})\\s*(\\/>|>([\\s\\S]*?)<\\/testcase>)`, 'g'),
@@ -168,11 +173,12 @@ export function failedJUnitCases(xml: string): FailedTestCase[] {
     if (!failure) continue;
     const attributes = textAttributes(match[1] ?? '');
     const details = textAttributes(failure[2] ?? '');
+    const prefix = attributes.classname || suites.findLast((suite) => suite.at < match.index)?.name;
     const content = decodeXml((failure[3] ?? '').replace(/^<!\[CDATA\[|\]\]>$/g, '').trim());
     const message = details.message || content.split(/\r?\n/, 1)[0] || undefined;
     cases.push({
       name: attributes.name ?? 'unnamed test',
-      ...(attributes.classname ? { prefix: attributes.classname } : {}),
+      ...(prefix ? { prefix } : {}),
       status: failure[1] === 'error' ? 'ERROR' : 'FAILED',
       ...(message ? { message } : {}),
     });
