@@ -545,6 +545,7 @@ module.exports = {
   buildProjectNames: async ({ resolveVariable }) => {
     const context = await buildContext(resolveVariable);
     return [
+      `${context.prefix}-test`,
       `${context.prefix}-image`,
       ...context.list.flatMap((environment) =>
         Object.keys(ENVIRONMENT_STAGES).map((stage) => projectName(context.prefix, environment.name, stage)),
@@ -561,6 +562,7 @@ module.exports = {
   pipelineBuildStatements: async ({ resolveVariable }) => {
     const context = await buildContext(resolveVariable);
     const names = [
+      `${context.prefix}-test`,
       `${context.prefix}-image`,
       ...context.list.flatMap((environment) =>
         ['infrastructure', 'deploy'].map((stage) => projectName(context.prefix, environment.name, stage)),

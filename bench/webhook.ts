@@ -78,6 +78,7 @@ export async function webhookThroughput(): Promise<BenchSection> {
     // Printing 10 000 log lines would measure the terminal, not the handler.
     logger: new Logger({ serviceName: 'stepline', logLevel: 'SILENT' }),
     webhookSecrets: { github: { current: async () => SECRET, fetchAgain: async () => SECRET } },
+    runStopper: { stopRunning: async () => [] },
     builds: 'codebuild',
   });
 

@@ -3,7 +3,13 @@ import { join, resolve } from 'node:path';
 import { InvalidInputError } from '#shared/errors.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput, type PipelineSettings } from '#shared/pipeline.ts';
-import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
+import type {
+  Notification,
+  PipelineStarter,
+  RunStopper,
+  StartPipelineResult,
+  TaskDecider,
+} from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
 import { settingsForRepository } from '#shared/repository-settings.ts';
 import { forTerminal } from '#shared/text.ts';
@@ -147,6 +153,9 @@ export class LocalRuntime {
         self().trackBuild(tracked);
         return codebuild.startBuildSync(build, context.signal);
       },
+      'arn:aws:states:::codebuild:batchGetReports': async (input) => codebuild.batchGetReports(input),
+      'arn:aws:states:::aws-sdk:codebuild:describeTestCases': async (input) =>
+        codebuild.describeTestCases(input),
       'arn:aws:states:::lambda:invoke': async (input) => lambdaInvokeResult(await self().invoke(input)),
       'arn:aws:states:::lambda:invoke.waitForTaskToken': async (input, context) => {
         await self().invoke(input);
@@ -290,12 +299,29 @@ export class LocalRuntime {
     return settingsForRepository(this.#configuration.settings, fullName, file);
   }
 
+  /** Stops running pipeline executions by name prefix, as StopExecution would. */
+  runStopper(): RunStopper {
+    return {
+      stopRunning: async ({ namePrefix, keep, error, cause }) => {
+        const stopped: string[] = [];
+        for (const executionArn of this.engine.running) {
+          const record = this.store.execution(executionArn);
+          if (record?.stateMachine !== 'pipeline') continue;
+          if (!record.name.startsWith(namePrefix) || record.name === keep) continue;
+          if (await this.engine.stopExecution(executionArn, error, cause)) stopped.push(record.name);
+        }
+        return stopped;
+      },
+    };
+  }
+
   /** Binds every function of serverless.yml to its handler, composed over the local ports. */
   #composeHandlers(configuration: FunctionConfiguration): void {
     this.#configuration = configuration;
     const logLevel = (process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR') as LogLevel;
     const ports: LocalPorts = {
       starter: this.starter(),
+      runStopper: this.runStopper(),
       configuration,
       // A push's own stepline.json is read from the pushed commit in the local remote it came from.
       settingsFor: (push) => pushedRepositorySettings(configuration.settings, push),

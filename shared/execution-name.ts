@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { PullRequest } from './pull-request.ts';
 import type { Push } from './push.ts';
 
 /** Step Functions allows at most 80 characters in an execution name. */
@@ -34,4 +35,30 @@ export function executionName(push: Pick<Push, 'provider' | 'repository' | 'ref'
   const repository = slug(push.repository.fullName.split('/').pop() ?? '', Math.ceil(budget / 2));
   const ref = slug(push.ref.replace(/^refs\/(heads|tags)\//, ''), budget - repository.length);
   return [repository, ref, commit, hash].filter((part) => part !== '').join('-');
+}
+
+/**
+ * The execution name of a pull request's run at its head commit, and the prefix every run of that request
+ * shares (so a newer run can find and stop the older ones). The same for every delivery of the same head
+ * (a redelivery starts nothing new); never the name of a push's run (`-pr<number>-` and the hashes differ).
+ *
+ * @example
+ * ```ts
+ * pullRequestExecutionName(pr); // { prefix: 'app-pr12-9c1f03aa-', name: 'app-pr12-9c1f03aa-6113728-4f1c2a9be07d' }
+ * ```
+ */
+export function pullRequestExecutionName(pr: Pick<PullRequest, 'provider' | 'number' | 'head' | 'target'>): {
+  name: string;
+  prefix: string;
+} {
+  const request = [pr.provider, pr.target.repository, String(pr.number)].join('\n');
+  const requestHash = createHash('sha256').update(request).digest('hex').slice(0, 8);
+  const hash = createHash('sha256').update(`${request}\n${pr.head}`).digest('hex').slice(0, 12);
+  const commit = pr.head.slice(0, 7);
+  const number = `pr${pr.number}`;
+  const budget =
+    EXECUTION_NAME_MAX_LENGTH - number.length - requestHash.length - commit.length - hash.length - 4;
+  const repository = slug(pr.target.repository.split('/').pop() ?? '', budget);
+  const prefix = `${[repository, number, requestHash].filter((part) => part !== '').join('-')}-`;
+  return { prefix, name: `${prefix}${commit}-${hash}` };
 }

@@ -1,10 +1,11 @@
 import { InvalidInputError } from './errors.ts';
-import { executionName } from './execution-name.ts';
+import { executionName, pullRequestExecutionName } from './execution-name.ts';
 import type { Logger } from './logger.ts';
 import { type ExecutionInput, type PipelineSettings, sourceTypeOf } from './pipeline.ts';
-import type { PipelineStarter } from './ports.ts';
+import type { PipelineStarter, RunStopper } from './ports.ts';
+import { executionPullRequest, type PullRequest } from './pull-request.ts';
 import { executionPush, type Push } from './push.ts';
-import { matchTriggers, type Triggers } from './triggers.ts';
+import { matchPullRequestTriggers, matchTriggers, type Triggers } from './triggers.ts';
 
 /** What became of one push. */
 export type PushOutcome =
@@ -37,10 +38,12 @@ export function executionInput(
   push: Push,
   deliveryId: string | undefined,
   settings: PipelineSettings,
+  pullRequest: PullRequest | null = null,
 ): ExecutionInput {
   if (push.after === null) throw new Error('A deleted ref has no commit to build');
   return {
     push: executionPush(push),
+    pullRequest: pullRequest === null ? null : executionPullRequest(pullRequest),
     ...(deliveryId === undefined ? {} : { deliveryId }),
     source: { type: sourceTypeOf(push), location: push.repository.cloneUrl, version: push.after },
     settings,
@@ -95,6 +98,72 @@ export async function startPipelines(
     });
   }
   return outcomes;
+}
+
+/** The error a superseded pull-request run is stopped with (StopExecution's `error`). */
+export const SUPERSEDED_ERROR = 'Pipeline.Superseded';
+
+/**
+ * Starts the CI run of a pull request's head (the Test stage, and Image when `settings.pullRequests.image`
+ * is true; never an environment), when the pull-request filters let it, under a name derived from the
+ * request and its head so that a redelivery starts nothing new. Once started, the runs of the same request's
+ * older heads that still run are stopped: the newest commit supersedes them.
+ */
+export async function startPullRequestRun(
+  pullRequest: PullRequest,
+  head: Push,
+  deliveryId: string | undefined,
+  deps: IngestDeps & { runStopper: RunStopper },
+): Promise<PushOutcome> {
+  if (deliveryId !== undefined && deliveryId.length > MAX_DELIVERY_ID_LENGTH) {
+    throw new InvalidInputError(`The delivery id is over ${MAX_DELIVERY_ID_LENGTH} characters`);
+  }
+  const ref = head.ref;
+  const context = {
+    provider: pullRequest.provider,
+    repository: pullRequest.target.repository,
+    pullRequest: pullRequest.number,
+    deliveryId,
+  };
+  const { settings } = deps;
+  if (!settings.test && !settings.pullRequests.image) {
+    const reason =
+      'pull requests run the Test stage, which settings.test turns off, and no Image (settings.pullRequests.image is false)';
+    deps.logger.info('Pull request starts no run', { ...context, reason });
+    return { outcome: 'skipped', ref, reason };
+  }
+  const decision = matchPullRequestTriggers(deps.triggers, pullRequest);
+  if (!decision.matches) {
+    deps.logger.info('Pull request starts no run', { ...context, reason: decision.reason });
+    return { outcome: 'skipped', ref, reason: decision.reason };
+  }
+  const { name, prefix } = pullRequestExecutionName(pullRequest);
+  const input = executionInput(head, deliveryId, settings, pullRequest);
+  const result = await deps.starter.start({ name, input });
+  deps.logger.info(result.outcome === 'started' ? 'Run started' : 'Run was already started', {
+    ...context,
+    commit: pullRequest.head,
+    executionName: name,
+  });
+  // Also after a redelivery: stopping is idempotent, and the first delivery's attempt may have failed.
+  // A run that cannot be stopped is logged, not answered with an error: the new run has started.
+  try {
+    const stopped = await deps.runStopper.stopRunning({
+      namePrefix: prefix,
+      keep: name,
+      error: SUPERSEDED_ERROR,
+      cause: `Superseded by ${name}: pull request #${pullRequest.number} moved to ${pullRequest.head}`,
+    });
+    if (stopped.length > 0) deps.logger.info('Superseded runs stopped', { ...context, stopped });
+  } catch (error) {
+    deps.logger.error('Could not stop the superseded runs', { ...context, error: (error as Error).message });
+  }
+  return {
+    outcome: result.outcome,
+    ref,
+    executionName: name,
+    reason: result.outcome === 'started' ? decision.reason : 'this pull request head already started a run',
+  };
 }
 
 /** The HTTP answer for a delivery: 202 when a run started, 200 with the reasons when none did. */

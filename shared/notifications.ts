@@ -1,8 +1,10 @@
 import * as z from 'zod';
 import type { BuildReport, ExecutionReport } from './events.ts';
-import type { ApprovalDecision, NotifyRequest } from './pipeline.ts';
+import type { ApprovalDecision, NotifyRequest, TestOutcome } from './pipeline.ts';
 import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
+import type { PullRequest } from './pull-request.ts';
 import type { Push } from './push.ts';
+import { summariseTests, testCounts } from './test-reports.ts';
 import { formatDuration, oneLine, shortSha } from './text.ts';
 
 /**
@@ -44,9 +46,25 @@ export function executionLink(region: string, executionArn: string): string {
  */
 export function pipelineNotification(request: NotifyRequest, region: string): Notification {
   const { push } = request;
-  const what = `${oneLine(push.repository.fullName, 40)} ${oneLine(refLabel(push), 30)}`;
+  const pullRequest = request.kind === 'checked' || request.kind === 'failed' ? request.pullRequest : null;
+  const what = pullRequest
+    ? `${oneLine(pullRequest.target.repository, 40)} #${pullRequest.number} ${oneLine(pullRequest.source.branch, 30)}`
+    : `${oneLine(push.repository.fullName, 40)} ${oneLine(refLabel(push), 30)}`;
   const link = `Execution: ${executionLink(region, request.executionArn)}`;
   switch (request.kind) {
+    case 'checked': {
+      const counts = testCounts(summariseTests(request.test));
+      return notification(`${MARKS.succeeded} ${what} passed: ${counts}`, [
+        `${pullRequestLabel(request.pullRequest)} passed its checks at ${shortSha(request.pullRequest.head)}.`,
+        '',
+        ...pullRequestLines(request.pullRequest),
+        'Status: succeeded',
+        '',
+        ...testLines(request.test),
+        ...(request.imageUri ? [`Image: ${request.imageUri}`, ''] : []),
+        link,
+      ]);
+    }
     case 'succeeded': {
       const where = request.deployed.length > 0 ? `deployed to ${request.deployed.join(', ')}` : 'succeeded';
       return notification(`${MARKS.succeeded} ${what} ${where}`, [
@@ -55,24 +73,28 @@ export function pipelineNotification(request: NotifyRequest, region: string): No
         ...pushLines(push),
         'Status: succeeded',
         '',
+        ...(request.test ? testLines(request.test) : []),
         ...deployedLines(request.deployed, request.imageUri),
         ...approvalLines(request.approvals),
         link,
       ]);
     }
-    case 'failed':
-      return notification(`${MARKS.failed} ${what} failed at ${oneLine(request.stage, 40)}`, [
-        `${repoAndRef(push)} failed at ${request.stage}.`,
+    case 'failed': {
+      const counts = request.test ? `: ${testCounts(summariseTests(request.test))}` : '';
+      return notification(`${MARKS.failed} ${what} failed at ${oneLine(request.stage, 40)}${counts}`, [
+        `${pullRequest ? pullRequestLabel(pullRequest) : repoAndRef(push)} failed at ${request.stage}.`,
         '',
-        ...pushLines(push),
+        ...(pullRequest ? pullRequestLines(pullRequest) : pushLines(push)),
         `Stage: ${request.stage}`,
         'Status: failed',
         '',
+        ...(request.test ? testLines(request.test) : []),
         `Error: ${oneLine(request.error, 200)}`,
         ...(request.cause ? readableCause(request.cause) : []),
         '',
         link,
       ]);
+    }
     case 'rejected': {
       const by = request.decision?.approver ? ` by ${oneLine(request.decision.approver, 30)}` : '';
       return notification(`Rejected: ${what} for ${request.environment}${by}`, [
@@ -280,6 +302,43 @@ function phaseLines(type: string, status: string, context: readonly string[]): s
   return [
     `Failed phase: ${type} (${status})`,
     ...context.filter((message) => message.trim() !== '').map((message) => `  ${oneLine(message, 500)}`),
+  ];
+}
+
+/** The Test stage's outcome: counts, then each failed test with its message. */
+function testLines(test: TestOutcome): string[] {
+  const summary = summariseTests(test);
+  if (!summary.ran) return ['Tests: skipped (settings.test is false)', ''];
+  if (summary.reports === 0) {
+    return ['Tests: no test reports (the test buildspec names no JUnit reports under `reports`)', ''];
+  }
+  return [
+    `Tests: ${testCounts(summary)}`,
+    ...(summary.failures.length > 0
+      ? [
+          'Failed tests:',
+          ...summary.failures.map(
+            (failure) =>
+              `  ✖ ${oneLine(failure.name, 200)}${failure.message ? `: ${oneLine(failure.message, 300)}` : ''}`,
+          ),
+        ]
+      : []),
+    '',
+  ];
+}
+
+function pullRequestLabel(pullRequest: PullRequest): string {
+  return `Pull request #${pullRequest.number} of ${pullRequest.target.repository}`;
+}
+
+function pullRequestLines(pullRequest: PullRequest): string[] {
+  return [
+    `Pull request: #${pullRequest.number} ${oneLine(pullRequest.title, 200)}`,
+    ...(pullRequest.url ? [`Link: ${pullRequest.url}`] : []),
+    `Repository: ${pullRequest.target.repository}`,
+    `Branch: ${pullRequest.source.branch}${pullRequest.fork ? ` (fork ${pullRequest.source.repository})` : ''} into ${pullRequest.target.branch}`,
+    `Commit: ${shortSha(pullRequest.head)}`,
+    ...(pullRequest.author ? [`Opened by: ${pullRequest.author}`] : []),
   ];
 }
 

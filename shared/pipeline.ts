@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { PullRequestSchema } from './pull-request.ts';
 import { PushSchema } from './push.ts';
 
 /**
@@ -36,6 +37,8 @@ export type Environment = z.infer<typeof EnvironmentSchema>;
 
 /** Where each stage's buildspec lives in the pushed repository. */
 export const BuildspecPathsSchema = z.object({
+  /** The Test stage's, first in every run (push or pull request) unless `settings.test` is false. */
+  test: z.string().min(1).default('buildspecs/test.yml'),
   infrastructure: z.string().min(1).default('buildspecs/infrastructure.yml'),
   image: z.string().min(1).default('buildspecs/image.yml'),
   deploy: z.string().min(1).default('buildspecs/deploy.yml'),
@@ -51,10 +54,19 @@ export const PipelineSettingsSchema = z.object({
       { name: 'prod', approval: true },
     ]),
   buildspecs: BuildspecPathsSchema.default({
+    test: 'buildspecs/test.yml',
     infrastructure: 'buildspecs/infrastructure.yml',
     image: 'buildspecs/image.yml',
     deploy: 'buildspecs/deploy.yml',
   }),
+  /**
+   * Whether the Test stage runs (the `buildspecs.test` build, first in every run). `false` skips it: a
+   * repository without tests then deploys as before, and pull requests start a run only when
+   * `pullRequests.image` is true.
+   */
+  test: z.boolean().default(true),
+  /** What a pull-request run builds besides the Test stage: `image: true` adds the Image stage. */
+  pullRequests: z.object({ image: z.boolean().default(false) }).default({ image: false }),
   /** How long the approval gate waits before the run fails as expired. Default 24 hours. */
   approvalTimeoutSeconds: z
     .number()
@@ -102,9 +114,14 @@ export const BuildSourceSchema = z.object({
   version: z.string().min(1),
 });
 
-/** The execution input: the push, where to build it from, and the settings. Never a secret. */
+/**
+ * The execution input: the push, where to build it from, and the settings. Never a secret. A pull-request
+ * run carries the request in `pullRequest` (and its head commit as `push`); a push run carries
+ * `pullRequest: null`, which the state machine's choices read.
+ */
 export const ExecutionInputSchema = z.object({
   push: PushSchema,
+  pullRequest: PullRequestSchema.nullable().default(null),
   deliveryId: z.string().optional(),
   source: BuildSourceSchema,
   settings: PipelineSettingsSchema,
@@ -139,6 +156,49 @@ export const ApprovalDecisionSchema = z.object({
 });
 export type ApprovalDecision = z.infer<typeof ApprovalDecisionSchema>;
 
+const CodeBuildReportSchema = z.looseObject({
+  Arn: z.string().nullish(),
+  Name: z.string().nullish(),
+  Status: z.string().nullish(),
+  TestSummary: z
+    .looseObject({
+      Total: z.number().nullish(),
+      StatusCounts: z.record(z.string(), z.number()).nullish(),
+    })
+    .nullish(),
+});
+
+const CodeBuildTestCaseSchema = z.looseObject({
+  Name: z.string().nullish(),
+  Prefix: z.string().nullish(),
+  TestSuiteName: z.string().nullish(),
+  Message: z.string().nullish(),
+  Status: z.string().nullish(),
+});
+
+/**
+ * One test report of the Test build, as the state machine reads it: its ARN, the BatchGetReports response
+ * (`Reports`, with the TestSummary) and the DescribeTestCases response of its FAILED cases (`TestCases`), as
+ * Step Functions' CodeBuild integrations return them (PascalCase). Both are empty objects when the report
+ * could not be read.
+ */
+export const TestReportReadSchema = z.object({
+  Arn: z.string(),
+  Read: z.looseObject({ Reports: z.array(CodeBuildReportSchema).nullish() }),
+  Failed: z.looseObject({ TestCases: z.array(CodeBuildTestCaseSchema).nullish() }),
+});
+export type TestReportRead = z.infer<typeof TestReportReadSchema>;
+
+/**
+ * What the Test stage left for the notifications: `skipped` when `settings.test` is false, else the reports
+ * read after the build (none when its buildspec names no `reports`).
+ */
+export const TestOutcomeSchema = z.union([
+  z.object({ skipped: z.literal(true) }),
+  z.looseObject({ reports: z.array(TestReportReadSchema).default([]) }),
+]);
+export type TestOutcome = z.infer<typeof TestOutcomeSchema>;
+
 /** What the notification task (`lambda:invoke` of the notify function) receives from the state machine. */
 export const NotifyRequestSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -156,11 +216,25 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
       .array(ApprovalDecisionSchema.nullable())
       .default([])
       .transform((entries) => entries.filter((entry): entry is ApprovalDecision => entry !== null)),
+    test: TestOutcomeSchema.optional(),
+  }),
+  z.object({
+    /** A pull-request run whose stages (Test, and Image when asked) all passed. Nothing is deployed. */
+    kind: z.literal('checked'),
+    executionArn: z.string(),
+    push: PushSchema,
+    pullRequest: PullRequestSchema,
+    test: TestOutcomeSchema,
+    imageUri: z.string().optional(),
   }),
   z.object({
     kind: z.literal('failed'),
     executionArn: z.string(),
     push: PushSchema,
+    /** The pull request of a pull-request run, when the failed stage is Test. */
+    pullRequest: PullRequestSchema.nullish(),
+    /** The Test stage's reports, when it is the stage that failed. */
+    test: TestOutcomeSchema.optional(),
     /** The stage that failed, as people read it (`dev: Deploy`). */
     stage: z.string(),
     /** The error and cause Step Functions caught (`States.TaskFailed`, the build JSON, …). */

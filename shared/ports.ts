@@ -22,6 +22,18 @@ export interface PipelineStarter {
   start(request: { name: string; input: PipelineInput }): Promise<StartPipelineResult>;
 }
 
+/**
+ * Stops runs of the pipeline state machine (StopExecution on AWS): a pull request's newer head supersedes
+ * the runs of its older heads.
+ */
+export interface RunStopper {
+  /**
+   * Stops every running execution whose name starts with `namePrefix`, except the one named `keep`, with
+   * the given error and cause. Resolves with the names it stopped.
+   */
+  stopRunning(request: { namePrefix: string; keep: string; error: string; cause: string }): Promise<string[]>;
+}
+
 /** Reads a secret by its name (an SSM SecureString parameter on AWS). */
 export interface SecretReader {
   read(name: string): Promise<string>;

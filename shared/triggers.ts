@@ -1,5 +1,6 @@
 import picomatch from 'picomatch';
 import * as z from 'zod';
+import type { PullRequest } from './pull-request.ts';
 import type { Push } from './push.ts';
 
 const PatternsSchema = z.array(z.string().min(1)).min(1).max(8);
@@ -28,6 +29,26 @@ export const PushFilterSchema = z
 export type PushFilter = z.infer<typeof PushFilterSchema>;
 
 /**
+ * One pull-request filter, as CodePipeline V2's `gitConfiguration.pullRequest[]`
+ * (https://docs.aws.amazon.com/codepipeline/latest/APIReference/API_GitPullRequestFilter.html): which events
+ * (default OPEN and UPDATED; CLOSED never starts a run), the target `branches`, the `sourceBranches`, and
+ * `filePaths`. Beyond CodePipeline: `drafts` and `forks` (both false by default) let draft requests and
+ * requests from forks start runs.
+ */
+export const PullRequestFilterSchema = z.object({
+  events: z
+    .array(z.enum(['OPEN', 'UPDATED']))
+    .min(1)
+    .default(['OPEN', 'UPDATED']),
+  branches: CriteriaSchema.optional(),
+  sourceBranches: CriteriaSchema.optional(),
+  filePaths: CriteriaSchema.optional(),
+  drafts: z.boolean().default(false),
+  forks: z.boolean().default(false),
+});
+export type PullRequestFilter = z.infer<typeof PullRequestFilterSchema>;
+
+/**
  * Which pushes start a run (`STEPLINE_TRIGGERS`). With no push filters, a push to the repository's default branch
  * starts a run (main or master when the payload does not name the default branch); tags and other branches do not.
  * With `repositories`, only those repositories (full names, case-insensitive) are accepted.
@@ -41,6 +62,7 @@ export type PushFilter = z.infer<typeof PushFilterSchema>;
 export const TriggersSchema = z.object({
   repositories: z.array(z.string().min(1)).optional(),
   push: z.array(PushFilterSchema).max(3).default([]),
+  pullRequest: z.array(PullRequestFilterSchema).max(3).default([]),
 });
 export type Triggers = z.infer<typeof TriggersSchema>;
 
@@ -122,4 +144,78 @@ export function matchTriggers(triggers: Triggers, push: Push): TriggerDecision {
   return triggers.push.length === 1
     ? last
     : { matches: false, reason: `no push filter matches (${last.reason})` };
+}
+
+function repositoryAllowed(triggers: Triggers, fullName: string): TriggerDecision | undefined {
+  if (!triggers.repositories) return undefined;
+  const name = fullName.toLowerCase();
+  return triggers.repositories.some((allowed) => allowed.toLowerCase() === name)
+    ? undefined
+    : { matches: false, reason: `repository ${fullName} is not in the configured repositories` };
+}
+
+function pullRequestFilterMatches(filter: PullRequestFilter, pr: PullRequest): TriggerDecision {
+  const which = `pull request #${pr.number}`;
+  if (pr.event === 'CLOSED' || !filter.events.includes(pr.event)) {
+    return { matches: false, reason: `${which} was ${pr.event.toLowerCase()}, an event no filter names` };
+  }
+  if (filter.branches && !criteriaMatch(filter.branches, pr.target.branch)) {
+    return { matches: false, reason: `${which} targets ${pr.target.branch}, which matches no branch filter` };
+  }
+  if (filter.sourceBranches && !criteriaMatch(filter.sourceBranches, pr.source.branch)) {
+    return {
+      matches: false,
+      reason: `${which} comes from ${pr.source.branch}, which matches no source branch filter`,
+    };
+  }
+  if (pr.draft && !filter.drafts) {
+    return { matches: false, reason: `${which} is a draft (a filter with "drafts": true runs drafts)` };
+  }
+  if (pr.fork && !filter.forks) {
+    return {
+      matches: false,
+      reason: `${which} comes from the fork ${pr.source.repository} (a filter with "forks": true runs forks)`,
+    };
+  }
+  return filter.filePaths
+    ? {
+        matches: true,
+        reason: `${which} matches a filter; its changed files are not in the payload, so the file path filter cannot rule it out`,
+      }
+    : { matches: true, reason: `${which} targets ${pr.target.branch} and matches a pull request filter` };
+}
+
+/**
+ * Decides whether a pull request starts a CI run, with a reason a person can read. Closed requests never do.
+ * With no pull-request filters, a request targeting the repository's default branch (main or master when
+ * the payload does not name it) does, unless it is a draft or comes from a fork.
+ *
+ * @example
+ * ```ts
+ * matchPullRequestTriggers({ push: [], pullRequest: [] }, pr); // { matches: true, reason: 'pull request #3 targets main …' }
+ * ```
+ */
+export function matchPullRequestTriggers(triggers: Triggers, pr: PullRequest): TriggerDecision {
+  if (pr.event === 'CLOSED') return { matches: false, reason: `pull request #${pr.number} was closed` };
+  const refused = repositoryAllowed(triggers, pr.target.repository);
+  if (refused) return refused;
+  if (triggers.pullRequest.length === 0) {
+    const defaults = pr.target.defaultBranch ? [pr.target.defaultBranch] : ['main', 'master'];
+    if (!defaults.includes(pr.target.branch)) {
+      return {
+        matches: false,
+        reason: `no pull request filters are configured and pull request #${pr.number} targets ${pr.target.branch}, not the default branch (${defaults.join(' or ')})`,
+      };
+    }
+    return pullRequestFilterMatches(PullRequestFilterSchema.parse({}), pr);
+  }
+  let last: TriggerDecision = { matches: false, reason: 'no pull request filter matches' };
+  for (const filter of triggers.pullRequest) {
+    const decision = pullRequestFilterMatches(filter, pr);
+    if (decision.matches) return decision;
+    last = decision;
+  }
+  return triggers.pullRequest.length === 1
+    ? last
+    : { matches: false, reason: `no pull request filter matches (${last.reason})` };
 }

@@ -26,9 +26,6 @@ const PURPOSE: Record<string, string> = {
 const STAGES = ['test', 'image', 'infrastructure', 'deploy'];
 const stageOrder = (stage: string) => (STAGES.includes(stage) ? STAGES.indexOf(stage) : STAGES.length);
 
-/** The Test stage's buildspec, for settings that do not name one (yet). */
-const TEST_BUILDSPEC = 'buildspecs/test.yml';
-
 export interface InitOptions {
   /** The repository's folder (default: the current directory). */
   path: string;
@@ -39,8 +36,8 @@ export interface InitOptions {
 /** The files `init` writes, relative to the repository, with their content and what they are for. */
 export async function starterFiles(): Promise<{ path: string; content: string; purpose: string }[]> {
   const defaults = PipelineSettingsSchema.parse({});
-  // In the order the stages run; the Test stage's first, whether or not these settings name it yet.
-  const named: Record<string, string> = { test: TEST_BUILDSPEC, ...defaults.buildspecs };
+  // In the order the stages run.
+  const named: Record<string, string> = defaults.buildspecs;
   const buildspecs = Object.fromEntries(
     Object.entries(named).sort(([a], [b]) => stageOrder(a) - stageOrder(b)),
   ) as Record<string, string>;

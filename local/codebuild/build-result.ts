@@ -85,6 +85,15 @@ export interface ArtifactResult {
   files: string[];
 }
 
+/** A failed test case, with CodeBuild's names for it (a TestCase of DescribeTestCases). */
+export interface FailedTestCase {
+  name: string;
+  /** The class name or suite the case belongs to. */
+  prefix?: string;
+  status: 'FAILED' | 'ERROR';
+  message?: string;
+}
+
 export interface ReportSummary {
   /** The report group's name or ARN, as the buildspec gives it. */
   name: string;
@@ -97,6 +106,8 @@ export interface ReportSummary {
   failures: number;
   errors: number;
   skipped: number;
+  /** The failed test cases (at most 20), for JUnit reports. */
+  failedCases?: FailedTestCase[];
   message?: string;
 }
 

@@ -40,6 +40,19 @@ export interface CodeBuildBuild {
   Environment: { EnvironmentVariables: { Name: string; Type: string; Value: string }[] };
   ExportedEnvironmentVariables: { Name: string; Value: string }[];
   Logs: { DeepLink: string; GroupName: string; StreamName: string };
+  /** The build's test reports, when its buildspec names any (CodeBuild's `reportArns`). */
+  ReportArns?: string[];
+}
+
+/** A report as Step Functions' `codebuild:batchGetReports` returns it (PascalCase), as far as stepline reads it. */
+export interface CodeBuildReport {
+  Arn: string;
+  Name: string;
+  Type: 'TEST';
+  Status: ReportSummary['status'];
+  ReportGroupArn: string;
+  ExecutionId: string;
+  TestSummary: { Total: number; StatusCounts: Record<string, number> };
 }
 
 /** A local stand-in for one CodeBuild event (the "Build State Change" / "Build Phase Change" detail). */
@@ -86,6 +99,8 @@ const FAILED = 'States.TaskFailed';
 export class LocalCodeBuild {
   readonly #options: LocalCodeBuildOptions;
   readonly #numbers = new Map<string, number>();
+  /** The reports of the builds run so far, by report ARN (CodeBuild keeps them in report groups). */
+  readonly #reports = new Map<string, { report: CodeBuildReport; summary: ReportSummary }>();
   readonly #ownership = new ProcessOwnership();
 
   constructor(options: LocalCodeBuildOptions) {
@@ -190,6 +205,8 @@ export class LocalCodeBuild {
     }
 
     const finished = completeBuild(build, result);
+    const reportArns = result.reports.map((summary) => this.#keepReport(finished, uuid, summary));
+    if (reportArns.length > 0) finished.ReportArns = reportArns;
     o.onEvent({
       kind: 'state',
       build: finished,
@@ -203,6 +220,81 @@ export class LocalCodeBuild {
       throw error;
     }
     return { Build: finished };
+  }
+
+  /**
+   * Keeps a build's report under the ARN CodeBuild would give it: in the report group
+   * `<project>-<report name>` (a buildspec's report named by ARN keeps that group).
+   */
+  #keepReport(build: CodeBuildBuild, uuid: string, summary: ReportSummary): string {
+    const o = this.#options;
+    const group = summary.name.startsWith('arn:')
+      ? summary.name
+      : `arn:aws:codebuild:${o.region}:${o.account}:report-group/${build.ProjectName}-${summary.name}`;
+    const arn = `${group.replace(':report-group/', ':report/')}:${uuid}`;
+    const counts: Record<string, number> = {
+      SUCCEEDED: Math.max(0, summary.tests - summary.failures - summary.errors - summary.skipped),
+      FAILED: summary.failures,
+      ERROR: summary.errors,
+      SKIPPED: summary.skipped,
+    };
+    this.#reports.set(arn, {
+      summary,
+      report: {
+        Arn: arn,
+        Name: group.slice(group.indexOf(':report-group/') + ':report-group/'.length),
+        Type: 'TEST',
+        Status: summary.status,
+        ReportGroupArn: group,
+        ExecutionId: build.Arn,
+        TestSummary: { Total: summary.tests, StatusCounts: counts },
+      },
+    });
+    return arn;
+  }
+
+  /** `codebuild:batchGetReports`: the reports found, and the ARNs of those that are not. */
+  batchGetReports(input: { ReportArns?: string[] }): {
+    Reports: CodeBuildReport[];
+    ReportsNotFound: string[];
+  } {
+    const arns = input.ReportArns ?? [];
+    return {
+      Reports: arns.flatMap((arn) => {
+        const kept = this.#reports.get(arn);
+        return kept ? [kept.report] : [];
+      }),
+      ReportsNotFound: arns.filter((arn) => !this.#reports.has(arn)),
+    };
+  }
+
+  /**
+   * `aws-sdk:codebuild:describeTestCases` of a report, filtered by status as the state machine asks (FAILED
+   * also lists ERROR cases, which CodeBuild's JUnit import reports as errors).
+   */
+  describeTestCases(input: { ReportArn?: string; Filter?: { Status?: string }; MaxResults?: number }): {
+    TestCases: { ReportArn: string; Name: string; Prefix?: string; Status: string; Message?: string }[];
+  } {
+    const kept = input.ReportArn ? this.#reports.get(input.ReportArn) : undefined;
+    if (!kept || !input.ReportArn) {
+      const error = new Error(`Report ${input.ReportArn ?? ''} does not exist`);
+      error.name = 'CodeBuild.ResourceNotFoundException';
+      throw error;
+    }
+    const reportArn = input.ReportArn;
+    const wanted = input.Filter?.Status;
+    return {
+      TestCases: (kept.summary.failedCases ?? [])
+        .filter((testCase) => wanted === undefined || wanted === 'FAILED' || testCase.status === wanted)
+        .slice(0, input.MaxResults ?? 50)
+        .map((testCase) => ({
+          ReportArn: reportArn,
+          Name: testCase.name,
+          ...(testCase.prefix ? { Prefix: testCase.prefix } : {}),
+          Status: testCase.status,
+          ...(testCase.message ? { Message: testCase.message } : {}),
+        })),
+    };
   }
 
   /** A fresh checkout of the exact commit, and the buildspec read from it. */

@@ -55,8 +55,22 @@ export class BuildLog {
         'li',
         { 'data-report': r.name },
         badge(r.status),
-        ` ${r.name}: ${r.tests} tests, ${r.failures} failures, ${r.errors} errors, ${r.skipped} skipped`,
+        ` ${r.name}: ${r.tests - r.failures - r.errors - r.skipped} passed, ${r.failures + r.errors} failed, ${r.skipped} skipped`,
         r.message ? ` — ${r.message}` : '',
+        r.failedCases?.length
+          ? h(
+              'ul',
+              { class: 'failed-tests' },
+              r.failedCases.map((testCase) =>
+                h(
+                  'li',
+                  { 'data-failed-test': testCase.name },
+                  h('strong', {}, [testCase.prefix, testCase.name].filter(Boolean).join(' › ')),
+                  testCase.message ? h('pre', {}, testCase.message) : null,
+                ),
+              ),
+            )
+          : null,
       ),
     );
     this.#meta.replaceChildren(

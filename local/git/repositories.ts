@@ -98,6 +98,12 @@ export async function workTreeSettingsFile(
   return text === undefined ? undefined : parseRepositorySettingsFile(text, file);
 }
 
+/** The buildspecs a run reads, in stage order: the Test stage's only when the stage is on. */
+function stageBuildspecs(settings: PipelineSettings): string[] {
+  const { test, ...others } = settings.buildspecs;
+  return [...new Set([...(settings.test ? [test] : []), ...Object.values(others)])];
+}
+
 /**
  * Checks that the repository has a buildspec for every stage its settings name, in its work tree. Throws
  * one line naming the missing files and how to write them.
@@ -106,7 +112,7 @@ export async function checkBuildspecs(
   repository: LocalRepository,
   settings: PipelineSettings,
 ): Promise<void> {
-  const paths = [...new Set(Object.values(settings.buildspecs as Record<string, string>))];
+  const paths = stageBuildspecs(settings);
   const missing: string[] = [];
   for (const path of paths) {
     if (
@@ -133,7 +139,7 @@ export async function checkCommittedBuildspecs(
   repository: LocalRepository,
   settings: PipelineSettings,
 ): Promise<void> {
-  const paths = [...new Set(Object.values(settings.buildspecs as Record<string, string>))];
+  const paths = stageBuildspecs(settings);
   const listed = await git(['ls-tree', '-r', '--name-only', 'HEAD', '--', ...paths], repository.path).catch(
     () => undefined,
   );

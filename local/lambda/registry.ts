@@ -10,7 +10,7 @@ import { createWebhookHandler } from '#shared/handlers/webhook.ts';
 import type { IngestDeps } from '#shared/ingest.ts';
 import type { Logger } from '#shared/logger.ts';
 import type { PipelineSettings } from '#shared/pipeline.ts';
-import type { MilestoneEmitter, Notifier, PipelineStarter, TaskDecider } from '#shared/ports.ts';
+import type { MilestoneEmitter, Notifier, PipelineStarter, RunStopper, TaskDecider } from '#shared/ports.ts';
 import type { Push } from '#shared/push.ts';
 import type { WebhookSecrets } from '#shared/secrets.ts';
 import type { LocalFunction } from '../wiring.ts';
@@ -20,6 +20,7 @@ import type { LocalHandler } from './host.ts';
 /** Every local adapter a handler may need, bound once by the composition root. */
 export interface LocalPorts {
   starter: PipelineStarter;
+  runStopper: RunStopper;
   configuration: FunctionConfiguration;
   /** The settings of a pushed repository: its override and its own stepline.json (local/runtime.ts). */
   settingsFor: (push: Push) => Promise<PipelineSettings>;
@@ -76,6 +77,7 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
     webhookSecrets: ports.webhookSecrets,
     // The local build runner clones by itself: Bitbucket Data Center pushes and local paths build here.
     builds: 'local' as const,
+    runStopper: ports.runStopper,
   })),
   codecommit: registered('functions/codecommit.ts', createCodeCommitHandler, ingestDeps),
   approvalRequest: registered(

@@ -59,6 +59,17 @@ export const RunBuildSchema = z.object({
       failures: z.number(),
       errors: z.number(),
       skipped: z.number(),
+      /** The failed test cases, with their names and messages (JUnit reports). */
+      failedCases: z
+        .array(
+          z.object({
+            name: z.string(),
+            prefix: z.string().optional(),
+            status: z.enum(['FAILED', 'ERROR']),
+            message: z.string().optional(),
+          }),
+        )
+        .optional(),
       message: z.string().optional(),
     }),
   ),

@@ -126,6 +126,15 @@ export class LocalTaskTokens implements TaskDecider {
   }
 }
 
+/** Why a run was stopped by StopExecution (ABORTED), rather than by stepline stopping (INTERRUPTED). */
+class StopExecutionRequest extends Error {
+  readonly error: string;
+  constructor(error: string, cause: string) {
+    super(cause);
+    this.error = error;
+  }
+}
+
 /** Keys whose values never reach the stored history. */
 const SECRET_KEYS = /^(taskToken|token)$/i;
 
@@ -221,6 +230,18 @@ export class LocalStepFunctions {
     return [...this.#running.keys()];
   }
 
+  /**
+   * StopExecution: stops one running execution, which ends ABORTED with `error` and `cause`. Resolves when
+   * it has ended; false when it was not running.
+   */
+  async stopExecution(executionArn: string, error: string, cause: string): Promise<boolean> {
+    const run = this.#running.get(executionArn);
+    if (!run) return false;
+    run.abort.abort(new StopExecutionRequest(error, cause));
+    await run.done;
+    return true;
+  }
+
   /** Stops every running execution, recording it as interrupted. */
   async stopAll(reason: string): Promise<void> {
     const runs = [...this.#running.entries()];
@@ -291,7 +312,13 @@ export class LocalStepFunctions {
       const output = await execution.result;
       finished = await this.#finish(record, { status: 'SUCCEEDED', output });
     } catch (error) {
-      if (signal.aborted) {
+      if (signal.aborted && signal.reason instanceof StopExecutionRequest) {
+        finished = await this.#finish(record, {
+          status: 'ABORTED',
+          error: signal.reason.error,
+          cause: signal.reason.message,
+        });
+      } else if (signal.aborted) {
         const reason = signal.reason instanceof Error ? signal.reason.message : 'stopped';
         finished = await this.#finish(record, {
           status: 'INTERRUPTED',
@@ -339,7 +366,9 @@ export class LocalStepFunctions {
           }
         : patch.status === 'FAILED'
           ? { type: 'ExecutionFailed', timestamp: stopDate, ...failure }
-          : { type: 'ExecutionInterrupted', timestamp: stopDate, ...failure };
+          : patch.status === 'ABORTED'
+            ? { type: 'ExecutionAborted', timestamp: stopDate, ...failure }
+            : { type: 'ExecutionInterrupted', timestamp: stopDate, ...failure };
     await this.#history(record, [end]);
     await this.#options.store.finishExecution(record.executionArn, { ...patch, stopDate });
     const finished = this.#options.store.execution(record.executionArn) ?? { ...record, ...patch, stopDate };

@@ -4,7 +4,7 @@ import type { IngestDeps } from '../ingest.ts';
 import { createLogger } from '../logger.ts';
 import { StackSettingsSchema, settingsForRepository } from '../repository-settings.ts';
 import { TriggersSchema } from '../triggers.ts';
-import { SfnPipelineStarter } from './sfn.ts';
+import { SfnPipelineStarter, SfnRunStopper } from './sfn.ts';
 
 /**
  * What the webhook and CodeCommit Lambdas need to start runs in AWS, read once from their environment:
@@ -15,13 +15,25 @@ import { SfnPipelineStarter } from './sfn.ts';
 export function awsIngestDeps(
   serviceName: string,
   env: Record<string, string | undefined> = process.env,
+  client: SFNClient = new SFNClient({}),
 ): IngestDeps {
   const stack = jsonEnv('STEPLINE_SETTINGS', StackSettingsSchema, {}, env);
   return {
-    starter: new SfnPipelineStarter(new SFNClient({}), requireEnv('STATE_MACHINE_ARN', env)),
+    starter: new SfnPipelineStarter(client, requireEnv('STATE_MACHINE_ARN', env)),
     triggers: jsonEnv('STEPLINE_TRIGGERS', TriggersSchema, {}, env),
     settings: stack.defaults,
     settingsFor: async (push) => settingsForRepository(stack, push.repository.fullName),
     logger: createLogger(serviceName),
   };
+}
+
+/**
+ * What the webhook Lambda needs besides {@link awsIngestDeps}: it also stops a pull request's older runs, with
+ * the same client.
+ */
+export function awsRunStopper(
+  client: SFNClient,
+  env: Record<string, string | undefined> = process.env,
+): SfnRunStopper {
+  return new SfnRunStopper(client, requireEnv('STATE_MACHINE_ARN', env));
 }

@@ -1,15 +1,24 @@
 import {
   ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
   InvalidToken,
+  paginateListExecutions,
   SendTaskFailureCommand,
   SendTaskSuccessCommand,
   type SFNClient,
   StartExecutionCommand,
+  StopExecutionCommand,
   TaskDoesNotExist,
   TaskTimedOut,
 } from '@aws-sdk/client-sfn';
 import { TaskNoLongerWaitingError } from '../errors.ts';
-import type { PipelineInput, PipelineStarter, StartPipelineResult, TaskDecider } from '../ports.ts';
+import type {
+  PipelineInput,
+  PipelineStarter,
+  RunStopper,
+  StartPipelineResult,
+  TaskDecider,
+} from '../ports.ts';
 
 /** Starts executions of one state machine. `ExecutionAlreadyExists` means the run was already started. */
 export class SfnPipelineStarter implements PipelineStarter {
@@ -68,5 +77,56 @@ export class SfnTaskDecider implements TaskDecider {
       if (error instanceof InvalidToken) throw new TaskNoLongerWaitingError('invalid', { cause: error });
       throw error;
     }
+  }
+}
+
+/**
+ * Stops running executions of one state machine by name prefix: ListExecutions with `statusFilter: RUNNING`
+ * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_ListExecutions.html), then
+ * StopExecution with an error and cause, which the execution's ABORTED status and history keep
+ * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_StopExecution.html). StopExecution of an
+ * execution that has ended in the meantime changes nothing and is not an error; one that no longer exists
+ * is skipped.
+ */
+export class SfnRunStopper implements RunStopper {
+  readonly #client: SFNClient;
+  readonly #stateMachineArn: string;
+
+  constructor(client: SFNClient, stateMachineArn: string) {
+    this.#client = client;
+    this.#stateMachineArn = stateMachineArn;
+  }
+
+  async stopRunning(request: {
+    namePrefix: string;
+    keep: string;
+    error: string;
+    cause: string;
+  }): Promise<string[]> {
+    const stopped: string[] = [];
+    const pages = paginateListExecutions(
+      { client: this.#client },
+      { stateMachineArn: this.#stateMachineArn, statusFilter: 'RUNNING' },
+    );
+    for await (const page of pages) {
+      for (const execution of page.executions ?? []) {
+        const name = execution.name ?? '';
+        if (!name.startsWith(request.namePrefix) || name === request.keep || !execution.executionArn)
+          continue;
+        try {
+          await this.#client.send(
+            new StopExecutionCommand({
+              executionArn: execution.executionArn,
+              error: request.error,
+              cause: request.cause,
+            }),
+          );
+          stopped.push(name);
+        } catch (error) {
+          if (!(error instanceof ExecutionDoesNotExist)) throw error;
+        }
+      }
+    }
+    return stopped;
   }
 }

@@ -10,7 +10,8 @@ import {
   parseJsonBody,
   rawBody,
 } from '#shared/http.ts';
-import { deliveryResponse, type IngestDeps, startPipelines } from '#shared/ingest.ts';
+import { deliveryResponse, type IngestDeps, startPipelines, startPullRequestRun } from '#shared/ingest.ts';
+import type { RunStopper } from '#shared/ports.ts';
 import { normalizeWebhook } from '#shared/providers/index.ts';
 import { type Push, WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
 import { type RotatingSecret, type WebhookSecrets, webhookSecretVariable } from '#shared/secrets.ts';
@@ -34,6 +35,8 @@ export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 export interface WebhookDeps extends IngestDeps {
   webhookSecrets: WebhookSecrets;
   builds: 'codebuild' | 'local';
+  /** Stops a pull request's older runs when a newer head starts one. */
+  runStopper: RunStopper;
 }
 
 function webhookProvider(value: string | undefined): WebhookProvider {
@@ -101,6 +104,17 @@ export function createWebhookHandler(deps: WebhookDeps) {
           alreadyStarted: [],
           skipped: [],
         });
+      }
+      if (delivery.kind === 'pull-request') {
+        if (deps.builds === 'codebuild') requireCodeBuildSource(delivery.head);
+        const outcome = await startPullRequestRun(
+          delivery.pullRequest,
+          delivery.head,
+          delivery.deliveryId,
+          deps,
+        );
+        const response = deliveryResponse([outcome]);
+        return json(response.statusCode, response.body);
       }
       if (deps.builds === 'codebuild' && delivery.edition === 'bitbucket-data-center') {
         deps.logger.info('Delivery starts no run', { provider, reason: 'Bitbucket Data Center on AWS' });

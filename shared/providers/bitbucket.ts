@@ -1,8 +1,16 @@
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
+import { type PullRequest, type PullRequestEvent, pullRequestHead } from '../pull-request.ts';
 import type { Push } from '../push.ts';
 import { findHeader } from '../signatures.ts';
-import { commitOrNull, parsePayload, pushedCommit, refParts, type WebhookOutcome } from './payload.ts';
+import {
+  commitOrNull,
+  headCommit,
+  parsePayload,
+  pushedCommit,
+  refParts,
+  type WebhookOutcome,
+} from './payload.ts';
 
 /*
  * Bitbucket push payloads carry no file lists: Cloud lists at most 5 commits, Data Center a few, and
@@ -253,6 +261,10 @@ export function normalizeBitbucketWebhook(
   if (event === undefined) {
     throw new InvalidInputError('Missing X-Event-Key header');
   }
+  const deliveryId = findHeader(headers, 'X-Request-UUID') ?? findHeader(headers, 'X-Request-Id');
+  if (event.startsWith('pullrequest:')) {
+    return bitbucketCloudPullRequest(event, body, deliveryId);
+  }
   let pushes: Push[];
   const dataCenter = event === 'repo:refs_changed';
   if (event === 'repo:push') {
@@ -260,16 +272,121 @@ export function normalizeBitbucketWebhook(
   } else if (dataCenter) {
     pushes = bitbucketDataCenterPushes(parsePayload(BitbucketDataCenterPushPayloadSchema, body, DATA_CENTER));
   } else {
-    return { kind: 'ignored', reason: `Bitbucket event "${event}" is not a push` };
+    return { kind: 'ignored', reason: `Bitbucket event "${event}" is neither a push nor a pull request` };
   }
   if (pushes.length === 0) {
     return { kind: 'ignored', reason: 'no changes' };
   }
-  const deliveryId = findHeader(headers, 'X-Request-UUID') ?? findHeader(headers, 'X-Request-Id');
   return {
     kind: 'pushes',
     pushes,
     ...(deliveryId ? { deliveryId } : {}),
     ...(dataCenter ? { edition: 'bitbucket-data-center' as const } : {}),
+  };
+}
+
+const BitbucketCloudEndSchema = z.looseObject({
+  branch: z.looseObject({ name: z.string().min(1) }),
+  commit: z.looseObject({ hash: z.string().min(1) }),
+  repository: z.looseObject({ full_name: z.string().min(1) }),
+});
+
+/** The fields of a Bitbucket Cloud `pullrequest:created` / `pullrequest:updated` delivery a run needs. */
+export const BitbucketCloudPullRequestPayloadSchema = z.looseObject({
+  pullrequest: z.looseObject({
+    id: z.number().int().nonnegative(),
+    title: z.string().nullish(),
+    /** Sent since Bitbucket Cloud added draft pull requests (2023); absent before: not a draft. */
+    draft: z.boolean().nullish(),
+    links: z.looseObject({ html: z.looseObject({ href: z.string().nullish() }).nullish() }).nullish(),
+    author: z.looseObject({ display_name: z.string().nullish(), nickname: z.string().nullish() }).nullish(),
+    source: BitbucketCloudEndSchema,
+    destination: BitbucketCloudEndSchema,
+  }),
+  repository: z.looseObject({
+    full_name: z.string().min(1),
+    links: z.looseObject({ html: z.looseObject({ href: z.string().min(1) }) }),
+    mainbranch: z.looseObject({ name: z.string().nullish() }).nullish(),
+  }),
+});
+
+const CLOUD_PR = 'Bitbucket Cloud pull request payload';
+
+/**
+ * Bitbucket Cloud's pull request events that start a run: created is OPEN, updated (new commits, or the
+ * request edited) UPDATED; fulfilled (merged) and rejected (declined) start nothing
+ * (https://support.atlassian.com/bitbucket-cloud/docs/event-payloads/#Pull-request-events).
+ */
+const BITBUCKET_PULL_REQUEST_EVENTS: Record<string, PullRequestEvent> = {
+  'pullrequest:created': 'OPEN',
+  'pullrequest:updated': 'UPDATED',
+};
+
+/**
+ * A Bitbucket Cloud pull request delivery. Its commit hashes are abbreviated (12 hex digits): the head is
+ * kept as sent and the build resolves it in the source repository. The clone URL is derived from the
+ * source repository's full name on the host of the repository's web address, as for pushes.
+ */
+export function bitbucketCloudPullRequest(
+  event: string,
+  body: unknown,
+  deliveryId: string | undefined,
+): WebhookOutcome {
+  const id =
+    typeof body === 'object' && body !== null
+      ? (body as { pullrequest?: { id?: unknown } }).pullrequest?.id
+      : undefined;
+  if (event === 'pullrequest:fulfilled' || event === 'pullrequest:rejected') {
+    return {
+      kind: 'ignored',
+      reason: `pull request #${String(id)} was ${event === 'pullrequest:fulfilled' ? 'merged' : 'declined'}`,
+    };
+  }
+  const prEvent = BITBUCKET_PULL_REQUEST_EVENTS[event];
+  if (prEvent === undefined) {
+    return {
+      kind: 'ignored',
+      reason: `Bitbucket event "${event}" starts no run (pullrequest:created and pullrequest:updated do)`,
+    };
+  }
+  const payload = parsePayload(BitbucketCloudPullRequestPayloadSchema, body, CLOUD_PR);
+  const pr = payload.pullrequest;
+  const href = payload.repository.links.html.href;
+  const web = URL.canParse(href) ? new URL(href) : undefined;
+  if (web?.protocol !== 'https:' && web?.protocol !== 'http:') {
+    throw new InvalidInputError(
+      `${CLOUD_PR} has an invalid repository.links.html.href: expected an http(s) URL`,
+    );
+  }
+  const source = pr.source.repository.full_name;
+  const target = pr.destination.repository.full_name;
+  const defaultBranch = payload.repository.mainbranch?.name ?? undefined;
+  const author = pr.author?.display_name ?? pr.author?.nickname ?? undefined;
+  const url = pr.links?.html?.href ?? undefined;
+  const pullRequest: PullRequest = {
+    provider: 'bitbucket',
+    number: pr.id,
+    title: pr.title ?? '',
+    ...(url ? { url } : {}),
+    event: prEvent,
+    action: event,
+    draft: pr.draft ?? false,
+    fork: source.toLowerCase() !== target.toLowerCase(),
+    ...(author ? { author } : {}),
+    head: headCommit(pr.source.commit.hash, 'pullrequest.source.commit.hash', CLOUD_PR, {
+      abbreviated: true,
+    }),
+    target: {
+      repository: target,
+      branch: pr.destination.branch.name,
+      ...(defaultBranch ? { defaultBranch } : {}),
+    },
+    source: { repository: source, branch: pr.source.branch.name },
+  };
+  return {
+    kind: 'pull-request',
+    pullRequest,
+    head: pullRequestHead(pullRequest, { cloneUrl: `${web.protocol}//${web.host}/${source}.git` }),
+    ...(deliveryId ? { deliveryId } : {}),
   };
 }

@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
 import type { Push } from '../push.ts';
-import { parsePayload, refParts, type WebhookOutcome } from './payload.ts';
+import { type PushDeliveryOutcome, parsePayload, refParts } from './payload.ts';
 
 export const CODECOMMIT_DETAIL_TYPE = 'CodeCommit Repository State Change';
 export const CODECOMMIT_SOURCE = 'aws.codecommit';
@@ -102,7 +102,7 @@ export function codeCommitPush(event: CodeCommitEvent): Push {
  * deleted gives one push; other events are ignored with their name. The delivery id is the EventBridge
  * event `id`. An event of another detail-type or source throws {@link InvalidInputError}.
  */
-export function normalizeCodeCommitEvent(body: unknown): WebhookOutcome {
+export function normalizeCodeCommitEvent(body: unknown): PushDeliveryOutcome {
   const envelope = parsePayload(EventBridgeEnvelopeSchema, body, WHAT);
   if (envelope['detail-type'] !== CODECOMMIT_DETAIL_TYPE || envelope.source !== CODECOMMIT_SOURCE) {
     throw new InvalidInputError(

@@ -1,11 +1,13 @@
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
+import { type PullRequest, type PullRequestEvent, pullRequestHead } from '../pull-request.ts';
 import type { Push } from '../push.ts';
 import { findHeader } from '../signatures.ts';
 import {
   type CommitFiles,
   changedFilesOf,
   commitOrNull,
+  headCommit,
   lacksFileLists,
   PushedCommitSchema,
   parsePayload,
@@ -126,10 +128,114 @@ export function normalizeGitHubWebhook(
   if (event === 'ping') {
     return { kind: 'ignored', reason: 'ping' };
   }
+  const deliveryId = findHeader(headers, 'X-GitHub-Delivery');
+  if (event === 'pull_request') {
+    return gitHubPullRequest(body, deliveryId);
+  }
   if (event !== 'push') {
-    return { kind: 'ignored', reason: `GitHub event "${event}" is not a push` };
+    return { kind: 'ignored', reason: `GitHub event "${event}" is neither a push nor a pull request` };
   }
   const push = gitHubPush(parsePayload(GitHubPushPayloadSchema, body, WHAT));
-  const deliveryId = findHeader(headers, 'X-GitHub-Delivery');
   return { kind: 'pushes', pushes: [push], ...(deliveryId ? { deliveryId } : {}) };
+}
+
+const GitHubPullRequestRepositorySchema = z.looseObject({
+  full_name: z.string().min(1),
+  clone_url: z.string().min(1),
+  html_url: z.string().nullish(),
+  default_branch: z.string().nullish(),
+});
+
+/** The fields of a GitHub `pull_request` delivery a pull-request run needs; every other field is ignored. */
+export const GitHubPullRequestPayloadSchema = z.looseObject({
+  action: z.string().min(1),
+  number: z.number().int().nonnegative(),
+  pull_request: z.looseObject({
+    title: z.string().nullish(),
+    html_url: z.string().nullish(),
+    /** Absent in payloads from before draft pull requests (2019): not a draft. */
+    draft: z.boolean().nullish(),
+    user: z.looseObject({ login: z.string().nullish() }).nullish(),
+    head: z.looseObject({
+      ref: z.string().min(1),
+      sha: z.string().min(1),
+      /** null when the fork the request came from was deleted. */
+      repo: GitHubPullRequestRepositorySchema.nullish(),
+    }),
+    base: z.looseObject({ ref: z.string().min(1), repo: GitHubPullRequestRepositorySchema }),
+  }),
+});
+
+const PR_WHAT = 'GitHub pull_request payload';
+
+/**
+ * GitHub's pull_request actions that start a run, as CodePipeline's pull-request events: opened, reopened
+ * and ready_for_review are OPEN, synchronize (new commits on the head branch) is UPDATED
+ * (https://docs.github.com/en/webhooks/webhook-events-and-payloads#pull_request).
+ */
+const GITHUB_PULL_REQUEST_EVENTS: Record<string, PullRequestEvent> = {
+  opened: 'OPEN',
+  reopened: 'OPEN',
+  ready_for_review: 'OPEN',
+  synchronize: 'UPDATED',
+};
+
+/** A `pull_request` delivery: a pull request to run, or why it starts nothing (closed, another action). */
+export function gitHubPullRequest(body: unknown, deliveryId: string | undefined): WebhookOutcome {
+  const action =
+    typeof body === 'object' && body !== null ? (body as { action?: unknown }).action : undefined;
+  if (action === 'closed') {
+    const number = (body as { number?: unknown }).number;
+    return { kind: 'ignored', reason: `pull request #${String(number)} was closed` };
+  }
+  const event = typeof action === 'string' ? GITHUB_PULL_REQUEST_EVENTS[action] : undefined;
+  if (event === undefined) {
+    return {
+      kind: 'ignored',
+      reason: `GitHub pull_request action "${String(action)}" starts no run (opened, synchronize, reopened and ready_for_review do)`,
+    };
+  }
+  const payload = parsePayload(GitHubPullRequestPayloadSchema, body, PR_WHAT);
+  const { head, base } = payload.pull_request;
+  if (head.repo == null) {
+    return {
+      kind: 'ignored',
+      reason: `pull request #${payload.number} comes from a repository that no longer exists`,
+    };
+  }
+  const source = head.repo;
+  const cloneUrl = repositoryCloneUrl(source.clone_url, source.html_url, source.full_name, {
+    what: PR_WHAT,
+    cloneField: 'pull_request.head.repo.clone_url',
+    webField: 'pull_request.head.repo.html_url',
+    fullNameField: 'pull_request.head.repo.full_name',
+  });
+  const defaultBranch = base.repo.default_branch ?? undefined;
+  const author = payload.pull_request.user?.login ?? undefined;
+  const url = payload.pull_request.html_url ?? undefined;
+  const pullRequest: PullRequest = {
+    provider: 'github',
+    number: payload.number,
+    title: payload.pull_request.title ?? '',
+    ...(url ? { url } : {}),
+    event,
+    action: payload.action,
+    draft: payload.pull_request.draft ?? false,
+    fork: source.full_name.toLowerCase() !== base.repo.full_name.toLowerCase(),
+    ...(author ? { author } : {}),
+    head: headCommit(head.sha, 'pull_request.head.sha', PR_WHAT),
+    target: {
+      repository: base.repo.full_name,
+      branch: base.ref,
+      ...(defaultBranch ? { defaultBranch } : {}),
+    },
+    source: { repository: source.full_name, branch: head.ref },
+  };
+  const sourceDefault = source.default_branch ?? undefined;
+  return {
+    kind: 'pull-request',
+    pullRequest,
+    head: pullRequestHead(pullRequest, { cloneUrl, defaultBranch: sourceDefault }),
+    ...(deliveryId ? { deliveryId } : {}),
+  };
 }

@@ -1,10 +1,12 @@
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
+import { type PullRequest, type PullRequestEvent, pullRequestHead } from '../pull-request.ts';
 import type { Push } from '../push.ts';
 import { findHeader } from '../signatures.ts';
 import {
   changedFilesOf,
   commitOrNull,
+  headCommit,
   lacksFileLists,
   PushedCommitSchema,
   parsePayload,
@@ -126,16 +128,131 @@ export function normalizeGitLabWebhook(
   if (event === undefined) {
     throw new InvalidInputError('Missing X-Gitlab-Event header');
   }
+  if (event === 'Merge Request Hook') {
+    const deliveryId =
+      findHeader(headers, 'X-Gitlab-Event-UUID') ?? findHeader(headers, 'X-Gitlab-Webhook-UUID');
+    return gitLabMergeRequest(body, deliveryId);
+  }
   if (event === 'System Hook') {
     const kind = systemHookKind(body);
     if (kind === undefined || !PUSH_KINDS.has(kind)) {
       return { kind: 'ignored', reason: `GitLab system hook "${kind ?? 'unknown'}" is not a push` };
     }
   } else if (event !== 'Push Hook' && event !== 'Tag Push Hook') {
-    return { kind: 'ignored', reason: `GitLab event "${event}" is not a push` };
+    return { kind: 'ignored', reason: `GitLab event "${event}" is neither a push nor a merge request` };
   }
   const push = gitLabPush(parsePayload(GitLabPushPayloadSchema, body, WHAT));
   const deliveryId =
     findHeader(headers, 'X-Gitlab-Event-UUID') ?? findHeader(headers, 'X-Gitlab-Webhook-UUID');
   return { kind: 'pushes', pushes: [push], ...(deliveryId ? { deliveryId } : {}) };
+}
+
+const GitLabMergeRequestProjectSchema = z.looseObject({
+  path_with_namespace: z.string().min(1),
+  git_http_url: z.string().min(1),
+  web_url: z.string().nullish(),
+  homepage: z.string().nullish(),
+  default_branch: z.string().nullish(),
+});
+
+/** The fields of a GitLab `Merge Request Hook` a pull-request run needs; every other field is ignored. */
+export const GitLabMergeRequestPayloadSchema = z.looseObject({
+  user: z.looseObject({ username: z.string().nullish(), name: z.string().nullish() }).nullish(),
+  object_attributes: z.looseObject({
+    iid: z.number().int().nonnegative(),
+    action: z.string().min(1),
+    title: z.string().nullish(),
+    url: z.string().nullish(),
+    /** `draft` since GitLab 14; `work_in_progress` before (both sent for a while). */
+    draft: z.boolean().nullish(),
+    work_in_progress: z.boolean().nullish(),
+    source_branch: z.string().min(1),
+    target_branch: z.string().min(1),
+    source_project_id: z.number().nullish(),
+    target_project_id: z.number().nullish(),
+    last_commit: z.looseObject({ id: z.string().min(1) }),
+    source: GitLabMergeRequestProjectSchema,
+    target: GitLabMergeRequestProjectSchema.pick({ path_with_namespace: true, default_branch: true }).loose(),
+  }),
+});
+
+const MR_WHAT = 'GitLab merge request payload';
+
+/**
+ * GitLab's merge request actions that start a run: open and reopen are OPEN; update (new commits, or the
+ * request changed, e.g. marked ready) is UPDATED. The same head commit starts nothing twice: a run's name
+ * is derived from it. (https://docs.gitlab.com/user/project/integrations/webhook_events/#merge-request-events)
+ */
+const GITLAB_MERGE_REQUEST_EVENTS: Record<string, PullRequestEvent> = {
+  open: 'OPEN',
+  reopen: 'OPEN',
+  update: 'UPDATED',
+};
+
+/** A `Merge Request Hook` delivery: a merge request to run, or why it starts nothing (closed, merged, …). */
+export function gitLabMergeRequest(body: unknown, deliveryId: string | undefined): WebhookOutcome {
+  const attributes =
+    typeof body === 'object' && body !== null
+      ? ((body as { object_attributes?: unknown }).object_attributes as Record<string, unknown> | undefined)
+      : undefined;
+  const action = attributes?.action;
+  if (action === 'close' || action === 'merge') {
+    return {
+      kind: 'ignored',
+      reason: `merge request !${String(attributes?.iid)} was ${action === 'close' ? 'closed' : 'merged'}`,
+    };
+  }
+  const event = typeof action === 'string' ? GITLAB_MERGE_REQUEST_EVENTS[action] : undefined;
+  if (event === undefined) {
+    return {
+      kind: 'ignored',
+      reason: `GitLab merge request action "${String(action)}" starts no run (open, update and reopen do)`,
+    };
+  }
+  const payload = parsePayload(GitLabMergeRequestPayloadSchema, body, MR_WHAT);
+  const mr = payload.object_attributes;
+  const cloneUrl = repositoryCloneUrl(
+    mr.source.git_http_url,
+    mr.source.web_url ?? mr.source.homepage,
+    mr.source.path_with_namespace,
+    {
+      what: MR_WHAT,
+      cloneField: 'object_attributes.source.git_http_url',
+      webField: 'object_attributes.source.web_url',
+      fullNameField: 'object_attributes.source.path_with_namespace',
+    },
+  );
+  const fork =
+    mr.source_project_id != null && mr.target_project_id != null
+      ? mr.source_project_id !== mr.target_project_id
+      : mr.source.path_with_namespace.toLowerCase() !== mr.target.path_with_namespace.toLowerCase();
+  const defaultBranch = mr.target.default_branch ?? undefined;
+  const author = payload.user?.username ?? payload.user?.name ?? undefined;
+  const pullRequest: PullRequest = {
+    provider: 'gitlab',
+    number: mr.iid,
+    title: mr.title ?? '',
+    ...(mr.url ? { url: mr.url } : {}),
+    event,
+    action: mr.action,
+    draft: mr.draft ?? mr.work_in_progress ?? false,
+    fork,
+    ...(author ? { author } : {}),
+    head: headCommit(mr.last_commit.id, 'object_attributes.last_commit.id', MR_WHAT),
+    target: {
+      repository: mr.target.path_with_namespace,
+      branch: mr.target_branch,
+      ...(defaultBranch ? { defaultBranch } : {}),
+    },
+    source: { repository: mr.source.path_with_namespace, branch: mr.source_branch },
+  };
+  return {
+    kind: 'pull-request',
+    pullRequest,
+    head: pullRequestHead(pullRequest, {
+      cloneUrl,
+      defaultBranch: mr.source.default_branch ?? undefined,
+    }),
+    ...(deliveryId ? { deliveryId } : {}),
+  };
 }

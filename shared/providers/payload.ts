@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
+import type { PullRequest } from '../pull-request.ts';
 import { type Push, parseRef, ZERO_SHA } from '../push.ts';
 
 /**
@@ -14,7 +15,17 @@ export type WebhookOutcome =
       /** Set for a self-hosted server CodeBuild has no source type for. */
       edition?: 'bitbucket-data-center';
     }
+  | {
+      kind: 'pull-request';
+      pullRequest: PullRequest;
+      /** The request's head as a push of its source branch, with the clone URL of its source repository. */
+      head: Push;
+      deliveryId?: string;
+    }
   | { kind: 'ignored'; reason: string };
+
+/** What a push-only source (CodeCommit) delivers: pushes, or why none. */
+export type PushDeliveryOutcome = Exclude<WebhookOutcome, { kind: 'pull-request' }>;
 
 /** `['commits', 0, 'added']` → `commits[0].added`. */
 function formatPath(path: readonly PropertyKey[]): string {
@@ -204,4 +215,30 @@ export function repositoryCloneUrl(
     );
   }
   return cloneUrl;
+}
+
+/** A commit id as Bitbucket Cloud's pull-request payloads give it: 12 hex digits or more. */
+const ABBREVIATED_COMMIT_ID = /^[0-9a-f]{12,64}$/i;
+
+/**
+ * A pull request's head commit named by `field`: a full commit id, or, where the provider sends no other
+ * (`abbreviated: true`, Bitbucket Cloud's pull-request payloads), an abbreviated one of at least 12 hex
+ * digits, which the build resolves in the source repository. Else {@link InvalidInputError} naming the field.
+ */
+export function headCommit(
+  sha: string | null | undefined,
+  field: string,
+  what: string,
+  options: { abbreviated?: boolean } = {},
+): string {
+  const commit = commitOrNull(sha);
+  const valid =
+    commit !== null &&
+    (FULL_COMMIT_ID.test(commit) || (options.abbreviated === true && ABBREVIATED_COMMIT_ID.test(commit)));
+  if (!valid) {
+    throw new InvalidInputError(
+      `${what} has an invalid ${field}: expected a ${options.abbreviated ? 'commit id of 12 to 64' : 'full commit id (40 or 64'} hex digits${options.abbreviated ? '' : ')'}`,
+    );
+  }
+  return commit.toLowerCase();
 }

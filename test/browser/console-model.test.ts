@@ -69,7 +69,7 @@ describe('machineGraph', () => {
 
   it('ends the drawing at End from top-level Succeed and Fail states only', () => {
     const intoEnd = graph.edges.filter((e) => e.to === 'end').map((e) => e.from);
-    expect(intoEnd.sort()).toEqual(['state:Image failed', 'state:Succeeded']);
+    expect(intoEnd.sort()).toEqual(['state:Image failed', 'state:Succeeded', 'state:Test failed']);
   });
 
   it('marks the approval gate as a state that waits for a task token', () => {

@@ -283,24 +283,27 @@ describe('the console in a browser', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'runs.png') });
 
     await failed.getByRole('link').click();
-    await page.locator('[data-state="Image"][data-status="caught"]').waitFor();
-    expect(await page.locator('[data-state="Image failed"]').getAttribute('data-status')).toBe('failed');
+    await page.locator('[data-state="Test"][data-status="caught"]').waitFor();
+    expect(await page.locator('[data-state="Test failed"]').getAttribute('data-status')).toBe('failed');
+    expect(await page.locator('[data-state="Image"]').getAttribute('data-status')).not.toBe('succeeded');
     const why = page.getByRole('region', { name: 'Why this run failed' });
     await expect(why.textContent()).resolves.toMatch(/Pipeline\.StageFailed/);
-    const image = why.locator('[data-failed-state="Image"]');
-    await expect(image.textContent()).resolves.toContain('States.TaskFailed');
-    await expect(image.textContent()).resolves.toContain(
-      'BUILD: Error while executing command: node --test. Reason: exit status 1',
-    );
+    const test = why.locator('[data-failed-state="Test"]');
+    await expect(test.textContent()).resolves.toContain('States.TaskFailed');
+    await expect(test.textContent()).resolves.toContain('BUILD: Error while executing command: node --test');
     // Keyboard: Tab to a state and press Enter for what happened to it.
-    await page.locator('[data-state="Image"]').focus();
+    await page.locator('[data-state="Test"]').focus();
     await page.keyboard.press('Enter');
     const selected = page.locator('.selected-state');
-    await selected.getByRole('heading', { name: 'Image' }).waitFor();
+    await selected.getByRole('heading', { name: 'Test' }).waitFor();
     await expect(selected.textContent()).resolves.toContain('States.TaskFailed');
-    // The failed build is open with its log, where the failing test is.
-    const build = page.locator('details.build[open]', { hasText: 'Image' });
+    // The failed build is open with its log, and its report names the failed test with its message.
+    const build = page.locator('details.build[open]', { hasText: 'Test' });
     await build.locator('pre.log', { hasText: /not ok \d+|✖ answers/ }).waitFor();
+    const failedTest = build.locator(
+      '[data-failed-test="answers /health with 200, the environment and the version"]',
+    );
+    await expect(failedTest.textContent()).resolves.toContain('hello-service › answers /health with 200');
     await page.screenshot({ path: join(ARTIFACTS, 'run-failed.png'), fullPage: true });
     expect(pageErrors).toEqual([]);
   }, 90_000);

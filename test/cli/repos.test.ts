@@ -58,7 +58,7 @@ describe('stepline start and run --repo on a repository they cannot run', () => 
         SLOW_MS,
       );
       expect(line).toContain(
-        `stepline: local/bare-app (${folder}) has no buildspecs/infrastructure.yml, buildspecs/image.yml, buildspecs/deploy.yml`,
+        `stepline: local/bare-app (${folder}) has no buildspecs/test.yml, buildspecs/infrastructure.yml, buildspecs/image.yml, buildspecs/deploy.yml`,
       );
       expect(line).toContain(`npx stepline init ${folder}`);
       expect(code).toBe(1);
@@ -130,7 +130,7 @@ describe('stepline start and run --repo on a repository they cannot run', () => 
         SLOW_MS,
       );
       expect(line).toBe(
-        `stepline: local/app (${folder}) has buildspecs/infrastructure.yml, buildspecs/image.yml, buildspecs/deploy.yml in its work tree but not in HEAD, which is what runs: commit them, then run again`,
+        `stepline: local/app (${folder}) has buildspecs/test.yml, buildspecs/infrastructure.yml, buildspecs/image.yml, buildspecs/deploy.yml in its work tree but not in HEAD, which is what runs: commit them, then run again`,
       );
       expect(code).toBe(1);
     },

@@ -11,7 +11,7 @@ interface OutboxMessage {
 }
 
 describe('a push whose tests fail', () => {
-  it('fails at the image stage, says so with the build log, deploys nothing and makes `run` exit non-zero', async ({
+  it('fails at the Test stage, naming the failed test and the build log, deploys nothing and makes `run` exit non-zero', async ({
     onTestFinished,
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-failing-', onTestFinished);
@@ -30,7 +30,7 @@ describe('a push whose tests fail', () => {
     expect(failedAt, stepline.output).toBeGreaterThan(-1);
     const failure = stepline.lines[failedAt + 1] ?? '';
     expect(failure).toMatch(
-      /^\s+✖ Image FAILED in .* — BUILD: Error while executing command: node --test\. /,
+      /^\s+✖ Test FAILED in .* — BUILD: Error while executing command: node --test --test-reporter=spec /,
     );
     const logPath = /\(log: (\S+)\)$/.exec(failure)?.[1] ?? '';
     // The terminal names logs relative to the folder stepline runs in.
@@ -46,22 +46,27 @@ describe('a push whose tests fail', () => {
         .sort()
         .map(async (file) => JSON.parse(await readFile(join(outbox, file), 'utf8'))),
     );
-    const failed = messages.find((m) => m.subject === '✖ local/hello-service main failed at Image');
+    const failed = messages.find((m) => m.subject.startsWith('✖ local/hello-service main failed at Test'));
     expect(failed, messages.map((m) => m.subject).join('\n')).toBeDefined();
-    expect(failed?.body).toContain('Stage: Image');
+    expect(failed?.subject).toMatch(/failed at Test: \d+ passed, 1 failed$/);
+    expect(failed?.body).toContain('Stage: Test');
+    // The failed test, by its suite and name, with its message.
+    expect(failed?.body).toMatch(
+      /^ {2}✖ hello-service › answers \/health with 200, the environment and the version: \S/m,
+    );
     const link = /^Build log: (http:\/\/127\.0\.0\.1:\d+\/api\/builds\/(\S+)\/log)$/m.exec(
       failed?.body ?? '',
     );
     expect(link, failed?.body).not.toBeNull();
     const buildId = decodeURIComponent(link?.[2] ?? '');
-    expect(buildId).toMatch(/^stepline-local-image:[0-9a-f-]{36}$/);
+    expect(buildId).toMatch(/^stepline-local-test:[0-9a-f-]{36}$/);
     // The log file the terminal named is that build's.
     expect(logPath).toContain(buildId.replace(':', '_'));
 
     // Nothing went further: no environment prepared, no deploy build, no approval asked.
     const builds = await readdir(join(stateDir, 'builds'));
     expect(builds).toHaveLength(1);
-    expect(builds[0]).toMatch(/^stepline-local-image_/);
+    expect(builds[0]).toMatch(/^stepline-local-test_/);
     expect(await readdir(join(stateDir, 'deploy'))).not.toContain('environments');
     expect(messages.some((m) => m.topic === 'approvals')).toBe(false);
     expect(stepline.output).not.toMatch(/prod/);

@@ -152,6 +152,7 @@ describe('stepline on your own repositories, the real process', () => {
         (b) => `${b.stage} ${b.status}`,
       );
     expect(await stages(shopName)).toEqual([
+      'Test SUCCEEDED',
       'Image SUCCEEDED',
       'dev: Infrastructure SUCCEEDED',
       'dev: Deploy SUCCEEDED',
@@ -159,6 +160,7 @@ describe('stepline on your own repositories, the real process', () => {
       'prod: Deploy SUCCEEDED',
     ]);
     expect(await stages(docsName)).toEqual([
+      'Test SUCCEEDED',
       'Image SUCCEEDED',
       'preview: Infrastructure SUCCEEDED',
       'preview: Deploy SUCCEEDED',
@@ -193,6 +195,7 @@ describe('stepline on your own repositories, the real process', () => {
     );
     await stepline.waitForLine(new RegExp(`^✔ ${third.match[1]} SUCCEEDED`), { timeoutMs: 60_000 });
     expect(await stages(third.match[1] ?? '')).toEqual([
+      'Test SUCCEEDED',
       'Image SUCCEEDED',
       'dev: Infrastructure SUCCEEDED',
       'dev: Deploy SUCCEEDED',

@@ -27,12 +27,14 @@ async function slowSampleApp(dir: string): Promise<string> {
   await copySampleApp(dir);
   const file = join(dir, 'buildspecs', 'image.yml');
   const buildspec = await readFile(file, 'utf8');
-  const tests = '      - node --test\n';
-  if (!buildspec.includes(tests)) throw new Error(`${file} no longer runs "node --test" as a build command`);
+  // The hang goes before the build phase's first command, which packs the app.
+  const first = '      - STAGING_DIR="$(mktemp -d)"\n';
+  if (!buildspec.includes(first))
+    throw new Error(`${file} no longer starts its build phase with ${first.trim()}`);
   const hang = `      - sh -c 'echo "$PPID $$" >> "$STEPLINE_DEPLOY_DIR/${SLOW_PIDS}"; exec sleep 60'\n`;
   await writeFile(
     file,
-    buildspec.replace(tests, () => `${hang}${tests}`),
+    buildspec.replace(first, () => `${hang}${first}`),
   );
   return dir;
 }
@@ -139,6 +141,7 @@ describe('stepline killed and started again on the same state folder', () => {
     // The finished run's builds and their logs are still shown after the restart.
     const finished = await getJson<RunDetail>(`${secondUrl}/api/runs/${finishedName}`, stateDir);
     expect(finished.builds.map((b) => [b.stage, b.status])).toEqual([
+      ['Test', 'SUCCEEDED'],
       ['Image', 'SUCCEEDED'],
       ['dev: Infrastructure', 'SUCCEEDED'],
       ['dev: Deploy', 'SUCCEEDED'],

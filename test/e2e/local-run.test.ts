@@ -22,6 +22,7 @@ async function expectWholeRun(stepline: LocalProcess, stateDir: string, base: nu
     .filter((line) => /^\s+✔ .* succeeded in /.test(line))
     .map((line) => line.trim());
   expect(stages).toEqual([
+    expect.stringMatching(/^✔ Test succeeded in \d+\.\ds$/),
     expect.stringMatching(/^✔ Image succeeded in \d+\.\ds$/),
     expect.stringMatching(/^✔ dev: Infrastructure succeeded in /),
     expect.stringMatching(new RegExp(`^✔ dev: Deploy succeeded in \\d+\\.\\ds — answers at ${devUrl}$`)),

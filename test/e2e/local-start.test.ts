@@ -150,6 +150,7 @@ describe('npm start (node local/cli/main.ts start), the real process', () => {
       prod: `http://127.0.0.1:${prodPort}/`,
     });
     expect(run.builds?.map((b) => `${b.stage} ${b.status}`)).toEqual([
+      'Test SUCCEEDED',
       'Image SUCCEEDED',
       'dev: Infrastructure SUCCEEDED',
       'dev: Deploy SUCCEEDED',

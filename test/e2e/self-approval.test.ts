@@ -54,12 +54,14 @@ async function selfApprovingApp(dir: string, serverUrl: string, stateDir: string
   await copyFile(ATTACK, join(dir, 'self-approve.mjs'));
   const file = join(dir, 'buildspecs', 'image.yml');
   const buildspec = await readFile(file, 'utf8');
-  const tests = '      - node --test\n';
-  if (!buildspec.includes(tests)) throw new Error(`${file} no longer runs "node --test" as a build command`);
+  // The attack starts before the build phase's first command, which packs the app.
+  const first = '      - STAGING_DIR="$(mktemp -d)"\n';
+  if (!buildspec.includes(first))
+    throw new Error(`${file} no longer starts its build phase with ${first.trim()}`);
   const attack = `      - setsid nohup node self-approve.mjs ${serverUrl} ${stateDir} </dev/null >/dev/null 2>&1 &\n`;
   await writeFile(
     file,
-    buildspec.replace(tests, () => `${attack}${tests}`),
+    buildspec.replace(first, () => `${attack}${first}`),
   );
   return dir;
 }

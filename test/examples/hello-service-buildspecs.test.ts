@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BUILDSPEC_PHASES, type Buildspec, parseBuildspec } from '#local/codebuild/buildspec.ts';
+import { failedJUnitCases, summariseJUnitXml } from '#local/codebuild/reports.ts';
 import { BuildspecPathsSchema } from '#shared/pipeline.ts';
 import {
   breakSampleApp,
@@ -20,7 +21,7 @@ import {
 const run = promisify(execFile);
 
 const STAGES = ['infrastructure', 'image', 'deploy', 'teardown'] as const;
-type Stage = (typeof STAGES)[number];
+type Stage = (typeof STAGES)[number] | 'test';
 
 async function readBuildspec(stage: Stage): Promise<Buildspec> {
   const path = join(SAMPLE_APP_DIR, 'buildspecs', `${stage}.yml`);
@@ -121,8 +122,20 @@ describe('the sample app buildspecs', () => {
       expect(specs[stage].phases.pre_build?.commands.length, stage).toBeGreaterThan(0);
       expect(specs[stage].phases.build?.commands.length, stage).toBeGreaterThan(0);
     }
-    expect(specs.image.phases.build?.commands[0]).toBe('node --test');
+    // The tests run in the Test stage, before the image: the image build does not run them again.
+    expect(specs.image.phases.build?.commands).not.toContain('node --test');
     expect(specs.image.phases.build?.onFailure).toEqual({ action: 'ABORT' });
+  });
+
+  it('test runs the app tests with a JUnit report that the buildspec hands to CodeBuild', async () => {
+    const spec = await readBuildspec('test');
+
+    expect(spec.phases.build?.commands.join('\n')).toMatch(
+      /node --test .*--test-reporter=junit --test-reporter-destination=reports\/junit\.xml/,
+    );
+    expect(spec.reports).toEqual({
+      junit: expect.objectContaining({ files: ['reports/junit.xml'], fileFormat: 'JUNITXML' }),
+    });
   });
 
   it('export IMAGE_URI and IMAGE_TAG from the image stage, the port and the service URL from the others', async () => {
@@ -213,11 +226,37 @@ describe('the sample app stages, run for real', () => {
     expect(result.output).toContain('"../x" is not a valid name');
   });
 
-  it('image tests the app, packs it with its version and exports IMAGE_URI and IMAGE_TAG', async () => {
+  it('test passes on the app as it is, with every test in its JUnit report', async () => {
+    const result = await runBuild('test', checkout, stageEnv('dev'));
+
+    expect(result.exitCode).toBe(0);
+    expect(result.output).toMatch(/^(?:#|ℹ) fail 0$/m);
+    const report = await readFile(join(checkout, 'reports', 'junit.xml'), 'utf8');
+    expect(summariseJUnitXml(report)).toMatchObject({ failures: 0, errors: 0 });
+    expect(summariseJUnitXml(report)?.tests).toBeGreaterThan(3);
+  });
+
+  it('test fails when the app tests fail, its JUnit report naming the failed test and why', async () => {
+    await breakSampleApp(checkout);
+
+    const result = await runBuild('test', checkout, stageEnv('dev'));
+
+    expect(result.exitCode).not.toBe(0);
+    const report = await readFile(join(checkout, 'reports', 'junit.xml'), 'utf8');
+    expect(failedJUnitCases(report)).toEqual([
+      expect.objectContaining({
+        name: 'answers /health with 200, the environment and the version',
+        prefix: 'hello-service',
+        status: 'FAILED',
+        message: expect.stringMatching(/./),
+      }),
+    ]);
+  });
+
+  it('image packs the app with its version and exports IMAGE_URI and IMAGE_TAG', async () => {
     const result = await buildImage();
 
     const artifact = join(stateDir, 'images', `hello-service-${COMMIT_1.slice(0, 12)}.tgz`);
-    expect(result.output).toMatch(/^(?:#|ℹ) fail 0$/m);
     expect(result.exported).toEqual({ IMAGE_URI: `file://${artifact}`, IMAGE_TAG: COMMIT_1.slice(0, 12) });
     const { stdout: listing } = await run('tar', ['-tzf', artifact]);
     expect(listing.split('\n').filter(Boolean).sort()).toEqual([
@@ -228,16 +267,6 @@ describe('the sample app stages, run for real', () => {
     ]);
     const { stdout: version } = await run('tar', ['-xzOf', artifact, './VERSION']);
     expect(version).toBe(`${COMMIT_1.slice(0, 12)}\n`);
-  });
-
-  it('image fails and packs nothing when the app tests fail', async () => {
-    await breakSampleApp(checkout);
-
-    const result = await runBuild('image', checkout, stageEnv('dev'));
-
-    expect(result.exitCode).not.toBe(0);
-    expect(result.output).toMatch(/^(?:#|ℹ) fail [1-9]/m);
-    expect(existsSync(join(stateDir, 'images', `hello-service-${COMMIT_1.slice(0, 12)}.tgz`))).toBe(false);
   });
 
   it('deploy starts the service detached, answering /health with its environment and version', async () => {

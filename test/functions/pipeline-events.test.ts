@@ -75,6 +75,7 @@ function withDetail(event: Json, fields: Json): Json {
 
 const executionInput: ExecutionInput = {
   push: aPush(),
+  pullRequest: null,
   deliveryId: '72d3162e-cc78-11e3-81ab-4c9367dc0958',
   source: {
     type: 'GITHUB',
@@ -87,10 +88,13 @@ const executionInput: ExecutionInput = {
       { name: 'prod', approval: true },
     ],
     buildspecs: {
+      test: 'buildspecs/test.yml',
       infrastructure: 'buildspecs/infrastructure.yml',
       image: 'buildspecs/image.yml',
       deploy: 'buildspecs/deploy.yml',
     },
+    test: true,
+    pullRequests: { image: false },
     approvalTimeoutSeconds: 86_400,
   },
 };

@@ -4,7 +4,7 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { SfnPipelineStarter } from '#shared/aws/sfn.ts';
+import { SfnPipelineStarter, SfnRunStopper } from '#shared/aws/sfn.ts';
 import { SECRET_MAX_AGE_MS, SECRET_MIN_REFETCH_MS, SsmSecretReader } from '#shared/aws/ssm.ts';
 import { createWebhookHandler, MAX_BODY_BYTES, type WebhookDeps } from '#shared/handlers/webhook.ts';
 import { createLogger } from '#shared/logger.ts';
@@ -47,6 +47,7 @@ function webhookHandler(overrides: Partial<WebhookDeps> = {}): Handler {
       bitbucket: fixed(BITBUCKET_SECRET),
     },
     builds: 'codebuild',
+    runStopper: new SfnRunStopper(new SFNClient({}), STATE_MACHINE_ARN),
     ...overrides,
   }) as unknown as Handler;
 }

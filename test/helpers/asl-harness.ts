@@ -22,6 +22,7 @@ import {
   ExecutionInputSchema,
   type PipelineSettings,
 } from '#shared/pipeline.ts';
+import type { PullRequest } from '#shared/pull-request.ts';
 import { aPush } from './push.ts';
 
 /**
@@ -36,6 +37,8 @@ export const RESOURCE = {
   startBuildSync: 'arn:aws:states:::codebuild:startBuild.sync',
   lambdaInvoke: 'arn:aws:states:::lambda:invoke',
   lambdaInvokeWaitForTaskToken: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
+  batchGetReports: 'arn:aws:states:::codebuild:batchGetReports',
+  describeTestCases: 'arn:aws:states:::aws-sdk:codebuild:describeTestCases',
 } as const;
 
 /** The deploy-time variables the tests load the state machines with. */
@@ -191,6 +194,8 @@ export interface BuildOptions {
   /** Variables the buildspec exports (`exported-variables`). */
   exported?: Record<string, string>;
   buildNumber?: number;
+  /** The build's test reports (ReportArns); absent when the buildspec names none. */
+  reportArns?: string[];
 }
 
 const REGION = 'eu-west-1';
@@ -237,6 +242,29 @@ export function codeBuildBuild(input: TaskInput, options: BuildOptions = {}): Co
       StreamName: uuid,
       DeepLink: `https://console.aws.amazon.com/cloudwatch/home?region=${REGION}#logsV2:log-groups/log-group/${encodeURIComponent(group)}/log-events/${uuid}`,
     },
+    ...(options.reportArns ? { ReportArns: options.reportArns } : {}),
+  };
+}
+
+/** The test report the passing test build writes (report group `<project>-junit`). */
+export const TEST_REPORT_ARN = `arn:aws:codebuild:${REGION}:${ACCOUNT}:report/stepline-test-test-junit:0d6a3b1e-5f2c-4c3a-9d7e-000000000007`;
+
+/** What `codebuild:batchGetReports` returns for one report with these counts. */
+export function reportsRead(
+  arns: string[],
+  counts: Record<string, number> = { SUCCEEDED: 12 },
+): { Reports: unknown[] } {
+  return {
+    Reports: arns.map((arn) => ({
+      Arn: arn,
+      Type: 'TEST',
+      Name: 'stepline-test-test-junit',
+      Status: (counts.FAILED ?? 0) > 0 ? 'FAILED' : 'SUCCEEDED',
+      TestSummary: {
+        Total: Object.values(counts).reduce((sum, count) => sum + count, 0),
+        StatusCounts: counts,
+      },
+    })),
   };
 }
 
@@ -283,17 +311,48 @@ export function anExecutionInput(settings: Partial<PipelineSettings> = {}): Exec
   });
 }
 
+/** The execution input of a pull request's run: its head as a push of the source branch. */
+export function aPullRequestExecutionInput(
+  pullRequest: Partial<PullRequest> = {},
+  settings: Partial<PipelineSettings> = {},
+): ExecutionInput {
+  const push = aPush({ ref: 'refs/heads/feature/thing', refName: 'feature/thing' });
+  const pr: PullRequest = {
+    provider: 'github',
+    number: 12,
+    title: 'Add the thing',
+    event: 'UPDATED',
+    action: 'synchronize',
+    draft: false,
+    fork: false,
+    head: push.after ?? '',
+    target: { repository: push.repository.fullName, branch: 'main', defaultBranch: 'main' },
+    source: { repository: push.repository.fullName, branch: 'feature/thing' },
+    ...pullRequest,
+  };
+  return ExecutionInputSchema.parse({
+    push,
+    pullRequest: pr,
+    source: { type: 'GITHUB', location: push.repository.cloneUrl, version: push.after },
+    settings,
+  });
+}
+
 /**
  * Handlers for a run where everything passes: every build succeeds (the image build exports
  * TEST_IMAGE_URI), every approval is approved, every Lambda answers 200.
  */
 export function passingHandlers(decision: ApprovalDecision = APPROVED): HandlersByResource {
   return {
-    [RESOURCE.startBuildSync]: (input) =>
-      buildSucceeded(
-        input,
-        String(input.ProjectName).endsWith('-image') ? { exported: { IMAGE_URI: TEST_IMAGE_URI } } : {},
-      ),
+    [RESOURCE.startBuildSync]: (input) => {
+      const project = String(input.ProjectName);
+      if (project.endsWith('-image'))
+        return buildSucceeded(input, { exported: { IMAGE_URI: TEST_IMAGE_URI } });
+      if (project.endsWith('-test')) return buildSucceeded(input, { reportArns: [TEST_REPORT_ARN] });
+      return buildSucceeded(input);
+    },
+    [RESOURCE.batchGetReports]: (input) => reportsRead(input.ReportArns as string[]),
+    [RESOURCE.describeTestCases]: () => ({ TestCases: [] }),
     [RESOURCE.lambdaInvoke]: () => ({ StatusCode: 200, ExecutedVersion: '$LATEST', Payload: null }),
     [RESOURCE.lambdaInvokeWaitForTaskToken]: () => decision,
   };

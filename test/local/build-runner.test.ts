@@ -675,6 +675,9 @@ reports:
         failures: 1,
         errors: 1,
         skipped: 1,
+        // The failed test cases the files name, by suite, with their messages (a suite that counts an error
+        // but lists no test case has none to name).
+        failedCases: [{ name: 'b', prefix: 'api', status: 'FAILED', message: 'boom' }],
       },
       {
         name: 'coverage',

@@ -26,6 +26,7 @@ function portsPublishingTo(
 ) {
   const ports: LocalPorts = {
     starter: { start: async () => ({ outcome: 'already-started', executionName: 'x' }) },
+    runStopper: { stopRunning: async () => [] },
     configuration: functionConfiguration([]),
     settingsFor: async () => functionConfiguration([]).settings.defaults,
     webhookSecrets: {},

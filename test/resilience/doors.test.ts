@@ -159,6 +159,7 @@ function webhookDoor() {
   const { deps, started } = ingestDeps('webhook');
   const handler = factories.webhook({
     ...deps,
+    runStopper: { stopRunning: async () => [] },
     // One secret for every provider here: this suite fuzzes each door, not which secret opens which.
     webhookSecrets: Object.fromEntries(
       ['github', 'gitlab', 'bitbucket'].map((p) => [

@@ -29,9 +29,12 @@ export const ANY_REF_TRIGGERS = `triggers=${JSON.stringify({
   push: [{ branches: { includes: ['**'] } }, { tags: { includes: ['**'] } }],
 })}`;
 
-/** The `settings=` parameter for these environments. */
+/**
+ * The `settings=` parameter for these environments. The echo app has no tests: its runs skip the Test stage
+ * (`test: false`), and the suite measures the stages after it.
+ */
 export function settingsParam(environments: { name: string; approval?: boolean }[]): string {
-  return `settings=${JSON.stringify({ environments })}`;
+  return `settings=${JSON.stringify({ environments, test: false })}`;
 }
 
 // ---- the fixture app's repository ----

@@ -79,6 +79,18 @@ const ALLOWED: Record<string, { service: string; actions: string[]; managedPolic
       ],
     ]),
   ),
+  TestProjectRole: {
+    service: 'codebuild',
+    actions: [
+      ...LOGS,
+      ...PULL,
+      'codebuild:CreateReportGroup',
+      'codebuild:CreateReport',
+      'codebuild:UpdateReport',
+      'codebuild:BatchPutTestCases',
+    ],
+    managedPolicies: GUARDRAILS,
+  },
   ImageProjectRole: {
     service: 'codebuild',
     actions: [
@@ -101,7 +113,15 @@ const ALLOWED: Record<string, { service: string; actions: string[]; managedPolic
   },
   PipelineStateMachineRole: {
     service: 'states',
-    actions: [...RUN_BUILDS, ...SYNC_RULE, 'lambda:InvokeFunction', ...STATE_MACHINE_LOGS],
+    actions: [
+      ...RUN_BUILDS,
+      ...SYNC_RULE,
+      'lambda:InvokeFunction',
+      // The Test stage's reports, read for the notifications.
+      'codebuild:BatchGetReports',
+      'codebuild:DescribeTestCases',
+      ...STATE_MACHINE_LOGS,
+    ],
     managedPolicies: 0,
   },
   TeardownStateMachineRole: {
@@ -148,6 +168,7 @@ describe('IAM roles of the packaged stack', () => {
 
   it('scopes every project role’s logs to its own log group', () => {
     const projects: [string, string][] = [
+      ['TestProjectRole', 'test'],
       ['ImageProjectRole', 'image'],
       ...ENVIRONMENTS.flatMap((environment): [string, string][] =>
         ['Infrastructure', 'Deploy', 'Teardown'].map((stage) => [

@@ -77,7 +77,7 @@ describe.each(MACHINES)('statemachines/%s.asl.json', (name) => {
       expect(retrier?.BackoffRate, stateName).toBeGreaterThan(1);
       expect(retrier?.JitterStrategy, stateName).toBe('FULL');
       expect(retrier, stateName).toHaveProperty('MaxDelaySeconds');
-      const prefix = state.Resource === RESOURCE.startBuildSync ? 'CodeBuild.' : 'Lambda.';
+      const prefix = String(state.Resource).includes(':codebuild:') ? 'CodeBuild.' : 'Lambda.';
       for (const error of retrier?.ErrorEquals ?? [])
         expect(error, stateName).toMatch(new RegExp(`^${prefix}`));
     }
@@ -149,14 +149,16 @@ describe.each(MACHINES)('statemachines/%s.asl.json', (name) => {
 describe('statemachines/pipeline.asl.json', () => {
   const definition = loadProjectStateMachine('pipeline');
 
-  it('names the image project and the Lambda functions literally, after the service and stage', () => {
-    const targets = tasks(definition).map(({ state }) => {
+  it('names the test and image projects and the Lambda functions literally, after the service and stage', () => {
+    const targets = tasks(definition).flatMap(({ state }) => {
       const parameters = state.Parameters as Record<string, unknown>;
-      return String(parameters.ProjectName ?? parameters['ProjectName.$'] ?? parameters.FunctionName);
+      const target = parameters.ProjectName ?? parameters['ProjectName.$'] ?? parameters.FunctionName;
+      return target === undefined ? [] : [String(target)];
     });
 
     expect(new Set(targets)).toEqual(
       new Set([
+        'stepline-test-test',
         'stepline-test-image',
         "States.Format('stepline-test-{}-infrastructure', $.environment)",
         "States.Format('stepline-test-{}-deploy', $.environment)",
@@ -169,7 +171,7 @@ describe('statemachines/pipeline.asl.json', () => {
   it('builds every stage from the pushed source at its commit, with the buildspec from the settings', () => {
     const builds = tasks(definition).filter(({ state }) => state.Resource === RESOURCE.startBuildSync);
 
-    expect(builds.map((entry) => entry.name)).toEqual(['Image', 'Infrastructure', 'Deploy']);
+    expect(builds.map((entry) => entry.name)).toEqual(['Test', 'Image', 'Infrastructure', 'Deploy']);
     for (const { name: stateName, state } of builds) {
       expect(state.Parameters, stateName).toMatchObject({
         'SourceTypeOverride.$': '$.source.type',
@@ -178,6 +180,19 @@ describe('statemachines/pipeline.asl.json', () => {
         'BuildspecOverride.$': expect.stringMatching(new RegExp(`buildspecs\\.${stateName.toLowerCase()}$`)),
       });
     }
+  });
+
+  it('reads the test reports with CodeBuild calls on the report ARNs only, each a Task of its own', () => {
+    const readers = tasks(definition).filter(({ state }) => String(state.Resource).includes(':codebuild:'));
+
+    expect(readers.map(({ state }) => state.Resource).sort()).toEqual([
+      'arn:aws:states:::aws-sdk:codebuild:describeTestCases',
+      'arn:aws:states:::codebuild:batchGetReports',
+      RESOURCE.startBuildSync,
+      RESOURCE.startBuildSync,
+      RESOURCE.startBuildSync,
+      RESOURCE.startBuildSync,
+    ]);
   });
 
   it('runs the environments from the settings through one Map, one at a time', () => {

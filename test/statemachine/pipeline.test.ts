@@ -23,23 +23,30 @@ import {
   type TaskInput,
   TEST_EXECUTION_ARN,
   TEST_IMAGE_URI,
+  TEST_REPORT_ARN,
 } from '../helpers/asl-harness.ts';
 
 const pipeline = loadProjectStateMachine('pipeline');
 const COMMIT = '2222222222222222222222222222222222222222';
 
-/** Each stage reached, as people read it: `Image`, `dev: Deploy`, `prod: Approval`, `Notify succeeded`. */
+/**
+ * Each stage reached, as people read it: `Test`, `Image`, `dev: Deploy`, `prod: Approval`, `Notify succeeded`.
+ * The reading of the test reports is left out (see "the Test stage").
+ */
 function stagesReached(run: LocalRun): string[] {
-  return run.calls.map((call: TaskCall) => {
-    if (call.resource === RESOURCE.startBuildSync) {
-      const environment = buildEnvironment(call.input).STEPLINE_ENVIRONMENT;
-      return environment === undefined ? call.stateName : `${environment}: ${call.stateName}`;
-    }
-    if (call.resource === RESOURCE.lambdaInvokeWaitForTaskToken) {
-      return `${lambdaPayload(call.input).environment}: ${call.stateName}`;
-    }
-    return call.stateName;
-  });
+  const readers: string[] = [RESOURCE.batchGetReports, RESOURCE.describeTestCases];
+  return run.calls
+    .filter((call) => !readers.includes(call.resource))
+    .map((call: TaskCall) => {
+      if (call.resource === RESOURCE.startBuildSync) {
+        const environment = buildEnvironment(call.input).STEPLINE_ENVIRONMENT;
+        return environment === undefined ? call.stateName : `${environment}: ${call.stateName}`;
+      }
+      if (call.resource === RESOURCE.lambdaInvokeWaitForTaskToken) {
+        return `${lambdaPayload(call.input).environment}: ${call.stateName}`;
+      }
+      return call.stateName;
+    });
 }
 
 /** The notifications the run sent, parsed as the notify function parses them. */
@@ -79,8 +86,9 @@ describe('a passing run with the default environments', () => {
     expect(run.status).toBe('SUCCEEDED');
   });
 
-  it('runs the image once, then dev, then the approval and prod, then the succeeded notification', () => {
+  it('runs the tests, the image once, then dev, then the approval and prod, then the succeeded notification', () => {
     expect(stagesReached(run)).toEqual([
+      'Test',
       'Image',
       'dev: Infrastructure',
       'dev: Deploy',
@@ -101,14 +109,14 @@ describe('a passing run with the default environments', () => {
 
   it('builds every stage from the pushed repository at the exact commit, with its buildspec and project', () => {
     const builds = run.calls.filter((call) => call.resource === RESOURCE.startBuildSync);
-    expect(builds).toHaveLength(5);
+    expect(builds).toHaveLength(6);
     for (const { stateName, input } of builds) {
       const environment = buildEnvironment(input).STEPLINE_ENVIRONMENT;
       expect(input).toMatchObject({
-        // The image is built once; the other stages run in the project of the environment they work for.
+        // Tests and the image run once; the other stages run in the project of the environment they work for.
         ProjectName:
-          stateName === 'Image'
-            ? 'stepline-test-image'
+          stateName === 'Image' || stateName === 'Test'
+            ? `stepline-test-${stateName.toLowerCase()}`
             : `stepline-test-${environment}-${stateName.toLowerCase()}`,
         SourceTypeOverride: 'GITHUB',
         SourceLocationOverride: 'https://github.com/acme/shop.git',
@@ -149,13 +157,29 @@ describe('a passing run with the default environments', () => {
         imageUri: TEST_IMAGE_URI,
         deployed: ['dev', 'prod'],
         approvals: [APPROVED],
+        test: {
+          reports: [
+            {
+              Arn: TEST_REPORT_ARN,
+              Read: {
+                Reports: [
+                  expect.objectContaining({
+                    Arn: TEST_REPORT_ARN,
+                    TestSummary: { Total: 12, StatusCounts: { SUCCEEDED: 12 } },
+                  }),
+                ],
+              },
+              Failed: { TestCases: [] },
+            },
+          ],
+        },
       },
     ]);
     expect(callsTo(run, 'Notify succeeded')[0]?.input.FunctionName).toBe('stepline-test-notify');
   });
 
-  it('stays within 30 state transitions', () => {
-    expect(countTransitions(run)).toBeLessThanOrEqual(30);
+  it('stays within 45 state transitions', () => {
+    expect(countTransitions(run)).toBeLessThanOrEqual(45);
   });
 });
 
@@ -173,6 +197,7 @@ describe('environments from the settings', () => {
 
     expect(run.status).toBe('SUCCEEDED');
     expect(stagesReached(run)).toEqual([
+      'Test',
       'Image',
       'dev: Infrastructure',
       'dev: Deploy',
@@ -238,6 +263,7 @@ describe('a failed build', () => {
 
     expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
     expect(stagesReached(run)).toEqual([
+      'Test',
       'Image',
       'dev: Infrastructure',
       'dev: Deploy',
@@ -269,7 +295,7 @@ describe('a failed build', () => {
     const run = await runStateMachine(pipeline, anExecutionInput(), { handlers: failingBuild('Image') });
 
     expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
-    expect(stagesReached(run)).toEqual(['Image', 'Notify Image failure']);
+    expect(stagesReached(run)).toEqual(['Test', 'Image', 'Notify Image failure']);
     expect(notifications(run)).toMatchObject([
       { kind: 'failed', stage: 'Image', error: 'States.TaskFailed' },
     ]);
@@ -402,7 +428,7 @@ describe('an image build that exports no IMAGE_URI', () => {
     const run = await runStateMachine(pipeline, anExecutionInput(), { handlers: imageExports(exported) });
 
     expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
-    expect(stagesReached(run)).toEqual(['Image', 'Notify Image failure']);
+    expect(stagesReached(run)).toEqual(['Test', 'Image', 'Notify Image failure']);
     const [notification] = notifications(run);
     expect(notification).toMatchObject({ kind: 'failed', stage: 'Image', error: 'Image.UriNotExported' });
     expect(notification?.kind === 'failed' ? notification.cause : '').toMatch(
@@ -443,8 +469,8 @@ describe('transient errors', () => {
       });
 
       expect(run.status).toBe('SUCCEEDED');
-      expect(callsTo(run, 'Image')).toHaveLength(2);
-      expect(callsTo(run, 'Image')[1]?.input).toEqual(callsTo(run, 'Image')[0]?.input);
+      expect(callsTo(run, 'Test')).toHaveLength(2);
+      expect(callsTo(run, 'Test')[1]?.input).toEqual(callsTo(run, 'Test')[0]?.input);
     },
   );
 
@@ -468,8 +494,11 @@ describe('transient errors', () => {
     });
 
     expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
-    expect(callsTo(run, 'Image')).toHaveLength(1);
-    expect(notifications(run)).toMatchObject([{ kind: 'failed', stage: 'Image', error: errorName }]);
+    expect(callsTo(run, 'Test')).toHaveLength(1);
+    expect(callsTo(run, 'Image')).toHaveLength(0);
+    expect(notifications(run)).toMatchObject([
+      { kind: 'failed', stage: 'Test', error: errorName, test: { reports: [] } },
+    ]);
   });
 
   it('retries a throttled notification, then succeeds', async () => {
@@ -518,7 +547,7 @@ describe('a notification that cannot be sent', () => {
 });
 
 describe('state transitions of a passing run', () => {
-  it('count 17 for dev and prod (with approval), 25 for four environments', async () => {
+  it('count 29 for dev and prod (with approval), 37 for four environments (12 of them for the Test stage and its report)', async () => {
     const two = await countPassingRunTransitions([
       { name: 'dev', approval: false },
       { name: 'prod', approval: true },
@@ -530,7 +559,7 @@ describe('state transitions of a passing run', () => {
       { name: 'prod', approval: true },
     ]);
 
-    expect(two).toBe(17);
-    expect(four).toBe(25);
+    expect(two).toBe(29);
+    expect(four).toBe(37);
   });
 });

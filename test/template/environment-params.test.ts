@@ -40,6 +40,7 @@ function withSettings(settings: unknown, overrides: Record<string, string | unde
 describe('per-environment builds from the settings parameter', () => {
   it('names dev and prod when the settings name no environment', async () => {
     expect(await params.buildProjectNames(withSettings({}))).toEqual([
+      'stepline-test-test',
       'stepline-test-image',
       'stepline-test-dev-infrastructure',
       'stepline-test-dev-deploy',
@@ -182,7 +183,7 @@ describe('per-environment builds from the settings parameter', () => {
     expect(PipelineSettingsSchema.safeParse({ environments: [environment] }).success).toBe(valid);
   });
 
-  it("lets the pipeline start exactly the image project and each environment's Infrastructure and Deploy", async () => {
+  it("lets the pipeline start exactly the test and image projects and each environment's Infrastructure and Deploy", async () => {
     const [run] = (await params.pipelineBuildStatements(
       withSettings({ environments: [{ name: 'qa' }] }),
     )) as {
@@ -190,6 +191,7 @@ describe('per-environment builds from the settings parameter', () => {
     }[];
 
     expect(run?.Resource.map((arn) => arn['Fn::Sub'].split(':project/')[1])).toEqual([
+      'stepline-test-test',
       'stepline-test-image',
       'stepline-test-qa-infrastructure',
       'stepline-test-qa-deploy',

@@ -332,7 +332,8 @@ describe('per-environment builds', () => {
         ),
       ),
     );
-    expect(projects).toHaveLength(1 + ENVIRONMENTS.length * STAGES.length);
+    // Besides them: the test and image projects, once per stack.
+    expect(projects).toHaveLength(2 + ENVIRONMENTS.length * STAGES.length);
     const roles = projects.map((project) => project.role);
     expect(new Set(roles).size).toBe(roles.length);
     for (const environment of ENVIRONMENTS) {
@@ -369,6 +370,7 @@ describe('per-environment builds', () => {
 
     expect(granted('PipelineStateMachineRole').sort()).toEqual(
       [
+        `${PREFIX}-test`,
         `${PREFIX}-image`,
         ...ENVIRONMENTS.flatMap((environment) => [
           projectName(environment, 'infrastructure'),
@@ -396,6 +398,7 @@ describe('per-environment builds', () => {
 
     expect([...pattern.detail['project-name']].sort()).toEqual(
       [
+        `${PREFIX}-test`,
         `${PREFIX}-image`,
         ...ENVIRONMENTS.flatMap((environment) => STAGES.map((stage) => projectName(environment, stage))),
       ].sort(),
@@ -434,6 +437,8 @@ describe('state machine roles', () => {
     'arn:aws:states:::codebuild:startBuild.sync': 'codebuild:StartBuild',
     'arn:aws:states:::lambda:invoke': 'lambda:InvokeFunction',
     'arn:aws:states:::lambda:invoke.waitForTaskToken': 'lambda:InvokeFunction',
+    'arn:aws:states:::codebuild:batchGetReports': 'codebuild:BatchGetReports',
+    'arn:aws:states:::aws-sdk:codebuild:describeTestCases': 'codebuild:DescribeTestCases',
   };
 
   it.each([
@@ -453,13 +458,16 @@ describe('state machine roles', () => {
           continue;
         }
         const parameters = state.Parameters as Record<string, unknown>;
+        // The reports read are the test project's, in its report groups (`<project>-<report name>`).
         const target =
-          action === 'lambda:InvokeFunction'
-            ? `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${String(parameters.FunctionName)}`
-            : projectArn(
-                String(parameters.ProjectName ?? '').replace(/^stepline-test-/, `${PREFIX}-`) ||
-                  projectName('prod', stateName === 'Teardown' ? 'teardown' : stateName),
-              );
+          action === 'codebuild:BatchGetReports' || action === 'codebuild:DescribeTestCases'
+            ? `arn:aws:codebuild:${REGION}:${ACCOUNT}:report-group/${PREFIX}-test-junit`
+            : action === 'lambda:InvokeFunction'
+              ? `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${String(parameters.FunctionName)}`
+              : projectArn(
+                  String(parameters.ProjectName ?? '').replace(/^stepline-test-/, `${PREFIX}-`) ||
+                    projectName('prod', stateName === 'Teardown' ? 'teardown' : stateName),
+                );
         const decision = await decide(role, { action, resource: target }, 'allows nothing');
         if (decision !== 'Allowed') failures.push(`${stateName}: ${action} on ${target} → ${decision}`);
       }
@@ -594,5 +602,70 @@ describe('IAM, simulated', () => {
 
     expect(await decide('ApprovalRole', request, 'allows nothing')).toBe('Allowed');
     expect(await decide('DeployProjectRoleDev', request, 'allows nothing')).toBe('ExplicitlyDenied');
+  });
+});
+
+describe('the test project', () => {
+  const junit = `arn:aws:codebuild:${REGION}:${ACCOUNT}:report-group/${PREFIX}-test-junit`;
+
+  it('writes test reports to its own report groups only', async () => {
+    const reportActions = [
+      'codebuild:CreateReportGroup',
+      'codebuild:CreateReport',
+      'codebuild:UpdateReport',
+      'codebuild:BatchPutTestCases',
+    ];
+    const allowed = reportActions.map((action) => ({ action, resource: junit }));
+    const elsewhere = reportActions.flatMap((action) => [
+      { action, resource: `arn:aws:codebuild:${REGION}:${ACCOUNT}:report-group/${PREFIX}-image-junit` },
+      { action, resource: `arn:aws:codebuild:${REGION}:${ACCOUNT}:report-group/other-project-junit` },
+    ]);
+
+    expect([
+      ...(await unexpected('TestProjectRole', allowed, 'Allowed', 'allows nothing')),
+      ...(await unexpected('TestProjectRole', elsewhere, 'ImplicitlyDenied', 'allows nothing')),
+    ]).toEqual([]);
+  });
+
+  it("holds nothing of any environment, the image repository or stepline's decisions", async () => {
+    const requests = [
+      { action: 's3:PutObject', resource: `arn:aws:s3:::${BUCKET}/dev/terraform.tfstate` },
+      { action: 'eks:DescribeCluster', resource: `arn:aws:eks:${REGION}:${ACCOUNT}:cluster/stepline-dev` },
+      { action: 'ecr:PutImage', resource: `arn:aws:ecr:${REGION}:${ACCOUNT}:repository/${PREFIX}` },
+      { action: 'sts:AssumeRole', resource: PROD_ASSUMED_ROLE },
+      { action: 'codebuild:StartBuild', resource: projectArn(projectName('prod', 'deploy')) },
+      { action: 'states:SendTaskSuccess', resource: '*' },
+    ];
+
+    const decisions = await Promise.all(
+      requests.map(
+        async (request) =>
+          `${request.action} on ${request.resource} → ${await decide('TestProjectRole', request, 'allows nothing')}`,
+      ),
+    );
+
+    expect(decisions.filter((decision) => decision.endsWith('→ Allowed'))).toEqual([]);
+  });
+
+  it('lets the pipeline read the reports of the test report groups, and of no other', async () => {
+    const reads = ['codebuild:BatchGetReports', 'codebuild:DescribeTestCases'];
+
+    expect([
+      ...(await unexpected(
+        'PipelineStateMachineRole',
+        reads.map((action) => ({ action, resource: junit })),
+        'Allowed',
+        'allows nothing',
+      )),
+      ...(await unexpected(
+        'PipelineStateMachineRole',
+        reads.map((action) => ({
+          action,
+          resource: `arn:aws:codebuild:${REGION}:${ACCOUNT}:report-group/other-project-junit`,
+        })),
+        'ImplicitlyDenied',
+        'allows nothing',
+      )),
+    ]).toEqual([]);
   });
 });

@@ -45,12 +45,13 @@ const FUNCTION_KEYS = [
 type FunctionKey = (typeof FUNCTION_KEYS)[number];
 /** The image project, and each environment's (dev and prod by default) Infrastructure, Deploy and Teardown. */
 const PROJECTS = [
+  'test',
   'image',
   ...['dev', 'prod'].flatMap((environment) =>
     ['infrastructure', 'deploy', 'teardown'].map((stage) => `${environment}-${stage}`),
   ),
 ];
-const ENVIRONMENT_PROJECTS = PROJECTS.filter((name) => name !== 'image');
+const ENVIRONMENT_PROJECTS = PROJECTS.filter((name) => name !== 'image' && name !== 'test');
 
 const logicalId = (key: FunctionKey) => `${key[0]?.toUpperCase()}${key.slice(1)}LambdaFunction`;
 const fn = (key: FunctionKey) => resource(template, logicalId(key));
@@ -133,6 +134,21 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
   webhook: [
     lambdaLogs('webhook'),
     startPipeline,
+    // A pull request's newer head stops the runs of its older heads.
+    {
+      Sid: 'SupersedePullRequestRuns',
+      Effect: 'Allow',
+      Action: 'states:ListExecutions',
+      Resource: { Ref: 'PipelineStateMachine' },
+    },
+    {
+      Sid: 'StopSupersededRuns',
+      Effect: 'Allow',
+      Action: 'states:StopExecution',
+      Resource: sub(
+        'arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:stepline-test-pipeline:*',
+      ),
+    },
     {
       // The listed providers' secrets only (webhookProviders: github,gitlab); the third entry is unused.
       Sid: 'ReadWebhookSecrets',
@@ -774,5 +790,61 @@ describe('topics, bus and outputs', () => {
     expect(outputs.ApprovalBaseUrl?.Value).toEqual(environmentOf('approvalRequest').APPROVAL_BASE_URL);
     expect(outputs.PipelineStateMachineArn?.Value).toEqual({ Ref: 'PipelineStateMachine' });
     expect(outputs.ImageRepositoryUri?.Value).toEqual(getAtt('ImageRepository', 'RepositoryUri'));
+  });
+});
+
+describe('the Test stage', () => {
+  it('has a project of its own, with a role of its own and no Docker', () => {
+    const project = props(resource(template, 'TestProject'));
+
+    expect(project).toMatchObject({
+      Name: `${PREFIX}-test`,
+      ServiceRole: { 'Fn::GetAtt': ['TestProjectRole', 'Arn'] },
+      Source: { Type: 'NO_SOURCE' },
+    });
+    expect((project.Environment as Record<string, unknown>).PrivilegedMode).toBeUndefined();
+  });
+
+  it('creates the junit report group of the test project, whose reports go with it', () => {
+    expect(props(resource(template, 'TestReportGroup'))).toEqual({
+      Name: `${PREFIX}-test-junit`,
+      Type: 'TEST',
+      ExportConfig: { ExportConfigType: 'NO_EXPORT' },
+      DeleteReports: true,
+    });
+  });
+
+  it('lets the test role write reports to the test report groups only', () => {
+    const reports = roleStatements(template, 'TestProjectRole').find(
+      (statement) => statement.Sid === 'WriteTestReports',
+    );
+
+    expect(reports).toEqual({
+      Sid: 'WriteTestReports',
+      Effect: 'Allow',
+      Action: [
+        'codebuild:CreateReportGroup',
+        'codebuild:CreateReport',
+        'codebuild:UpdateReport',
+        'codebuild:BatchPutTestCases',
+      ],
+      Resource: sub(
+        `arn:\${AWS::Partition}:codebuild:\${AWS::Region}:\${AWS::AccountId}:report-group/${PREFIX}-test-*`,
+      ),
+    });
+  });
+
+  it('lets the pipeline read those reports for the notifications', () => {
+    const read = roleStatements(template, 'PipelineStateMachineRole').find(
+      (statement) => statement.Sid === 'ReadTestReports',
+    );
+
+    expect(read).toMatchObject({
+      Effect: 'Allow',
+      Action: ['codebuild:BatchGetReports', 'codebuild:DescribeTestCases'],
+      Resource: sub(
+        `arn:\${AWS::Partition}:codebuild:\${AWS::Region}:\${AWS::AccountId}:report-group/${PREFIX}-test-*`,
+      ),
+    });
   });
 });

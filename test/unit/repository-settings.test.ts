@@ -50,6 +50,7 @@ describe('per-repository settings', () => {
   it('merges an override field by field: a buildspec path named keeps the others, a list replaces', () => {
     const shop = settingsForRepository(settings, 'acme/shop');
     expect(shop.buildspecs).toEqual({
+      test: 'buildspecs/test.yml',
       image: 'buildspecs/image.yml',
       infrastructure: 'buildspecs/infrastructure.yml',
       deploy: 'ci/deploy.yml',

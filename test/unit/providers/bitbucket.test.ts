@@ -17,7 +17,7 @@ const dataCenterHeaders = { 'x-event-key': 'repo:refs_changed', 'x-request-id': 
 
 function pushesOf(outcome: WebhookOutcome): Push[] {
   if (outcome.kind !== 'pushes') {
-    throw new Error(`expected pushes, got ignored: ${outcome.reason}`);
+    throw new Error(`expected pushes, got ${JSON.stringify(outcome)}`);
   }
   for (const push of outcome.pushes) {
     expect(PushSchema.parse(push)).toEqual(push);
@@ -555,9 +555,9 @@ describe('normalizeWebhook(bitbucket) on events that are not pushes', () => {
   });
 
   it('ignores another event, naming it', () => {
-    expect(normalizeWebhook('bitbucket', { 'x-event-key': 'pullrequest:created' }, {})).toEqual({
+    expect(normalizeWebhook('bitbucket', { 'x-event-key': 'issue:created' }, {})).toEqual({
       kind: 'ignored',
-      reason: 'Bitbucket event "pullrequest:created" is not a push',
+      reason: 'Bitbucket event "issue:created" is neither a push nor a pull request',
     });
   });
 

@@ -24,7 +24,7 @@ function withDetail(event: Json, detail: Json): Json {
 
 function onlyPush(outcome: WebhookOutcome): Push {
   if (outcome.kind !== 'pushes') {
-    throw new Error(`expected pushes, got ignored: ${outcome.reason}`);
+    throw new Error(`expected pushes, got ${JSON.stringify(outcome)}`);
   }
   expect(outcome.pushes).toHaveLength(1);
   const push = outcome.pushes[0] as Push;

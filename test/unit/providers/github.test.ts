@@ -17,7 +17,7 @@ function headers(event: string, delivery = 'f2d8c2a0-0000-11ef-8a3e-1c1b0d6e7a11
 
 function onlyPush(outcome: WebhookOutcome): Push {
   if (outcome.kind !== 'pushes') {
-    throw new Error(`expected pushes, got ignored: ${outcome.reason}`);
+    throw new Error(`expected pushes, got ${JSON.stringify(outcome)}`);
   }
   expect(outcome.pushes).toHaveLength(1);
   const push = outcome.pushes[0] as Push;
@@ -158,7 +158,7 @@ describe('normalizeWebhook(github) on events that are not pushes', () => {
   ])('ignores a %s event, naming it (%s)', (event, name) => {
     expect(normalizeWebhook('github', headers(event), fixture(name))).toEqual({
       kind: 'ignored',
-      reason: `GitHub event "${event}" is not a push`,
+      reason: `GitHub event "${event}" is neither a push nor a pull request`,
     });
   });
 

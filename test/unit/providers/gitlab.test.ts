@@ -16,7 +16,7 @@ function headers(event: string): Record<string, string> {
 
 function onlyPush(outcome: WebhookOutcome): Push {
   if (outcome.kind !== 'pushes') {
-    throw new Error(`expected pushes, got ignored: ${outcome.reason}`);
+    throw new Error(`expected pushes, got ${JSON.stringify(outcome)}`);
   }
   expect(outcome.pushes).toHaveLength(1);
   const push = outcome.pushes[0] as Push;
@@ -234,12 +234,10 @@ describe('normalizeWebhook(gitlab) on variants of real payloads', () => {
 });
 
 describe('normalizeWebhook(gitlab) on events that are not pushes', () => {
-  it('ignores a merge request hook, naming it', () => {
-    expect(
-      normalizeWebhook('gitlab', headers('Merge Request Hook'), { object_kind: 'merge_request' }),
-    ).toEqual({
+  it('ignores another event, naming it', () => {
+    expect(normalizeWebhook('gitlab', headers('Note Hook'), { object_kind: 'note' })).toEqual({
       kind: 'ignored',
-      reason: 'GitLab event "Merge Request Hook" is not a push',
+      reason: 'GitLab event "Note Hook" is neither a push nor a merge request',
     });
   });
 

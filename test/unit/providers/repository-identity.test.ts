@@ -13,7 +13,7 @@ function fixture(provider: string, name: string): Json {
 }
 
 function pushes(outcome: WebhookOutcome): Push[] {
-  if (outcome.kind !== 'pushes') throw new Error(`expected pushes, got ignored: ${outcome.reason}`);
+  if (outcome.kind !== 'pushes') throw new Error(`expected pushes, got ${JSON.stringify(outcome)}`);
   return outcome.pushes;
 }
 
