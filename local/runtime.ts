@@ -1,10 +1,13 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '#shared/errors.ts';
+import type { Logger } from '#shared/logger.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
-import { EnvironmentSchema, type ExecutionInput } from '#shared/pipeline.ts';
+import { EnvironmentSchema, type ExecutionInput, ExecutionInputSchema } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
+import { endRun, type LineState } from '#shared/release.ts';
+import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { forTerminal } from '#shared/text.ts';
 import { allowedHostVariables } from './codebuild/build-variables.ts';
 import { deployDirOf, stopDeployedServices } from './codebuild/deployed-services.ts';
@@ -22,6 +25,7 @@ import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
 import { PRIVATE_DIR_MODE } from './state/permissions.ts';
+import { LocalLineStore } from './state/release-lines.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
 import { validateMachines } from './stepfunctions/validation.ts';
@@ -53,6 +57,8 @@ export class LocalRuntime {
   readonly wiring: Wiring;
   readonly engine: LocalStepFunctions;
   readonly options: RuntimeOptions;
+  /** Each line's holds, current commits and waiting runs (`.stepline/lines/`). */
+  readonly lines: LocalLineStore;
   /**
    * What the API and the approval links need (local/http/control-token.ts): made anew at every start,
    * held by the operator's CLI and console, never by a build. Never logged.
@@ -75,7 +81,9 @@ export class LocalRuntime {
     secrets: LocalSecrets;
     controlToken: string;
     sandbox: Sandbox;
+    lines: LocalLineStore;
   }) {
+    this.lines = parts.lines;
     this.controlToken = parts.controlToken;
     this.sandbox = parts.sandbox;
     this.options = parts.options;
@@ -105,7 +113,7 @@ export class LocalRuntime {
     // state folder a sandboxed build may write (sandbox.ts).
     const deployDir = deployDirOf(stateDir);
     await mkdir(deployDir, { recursive: true, mode: PRIVATE_DIR_MODE });
-    const [, secrets, controlToken, sandbox] = await Promise.all([
+    const [, secrets, controlToken, sandbox, lines] = await Promise.all([
       validateMachines(
         Object.values(wiring.machines).map((machine) => machine.definition),
         stateDir,
@@ -117,6 +125,7 @@ export class LocalRuntime {
         stateDir,
         deployDir,
       }),
+      LocalLineStore.open(stateDir),
     ]);
     const runtime: { current?: LocalRuntime } = {};
     const self = () => {
@@ -183,9 +192,11 @@ export class LocalRuntime {
       secrets,
       controlToken,
       sandbox,
+      lines,
     });
     runtime.current = instance;
     instance.#composeHandlers(configuration);
+    await instance.#releaseEndedRuns();
     return instance;
   }
 
@@ -262,6 +273,37 @@ export class LocalRuntime {
     await this.store.close();
   }
 
+  /** Every line's release state: holds, current commits and waiting runs. */
+  releaseLines(): Promise<LineState[]> {
+    return this.lines.lines();
+  }
+
+  /**
+   * After a restart nothing runs: whatever a run in flight held (it is INTERRUPTED now) or waited for is
+   * released, as its end's status change would have done had stepline not been killed first.
+   */
+  async #releaseEndedRuns(): Promise<void> {
+    const ledger = this.#releaseLedger(createLogger('holds', 'ERROR'));
+    for (const line of await this.lines.lines()) {
+      for (const run of line.runs) {
+        if (this.engine.running.includes(run.executionArn)) continue;
+        const input = ExecutionInputSchema.safeParse(this.store.execution(run.executionArn)?.input);
+        const mode = input.success ? input.data.settings.executionMode : 'SUPERSEDED';
+        await ledger.apply(line.line, mode, (state) => endRun(state, run.executionArn, mode));
+      }
+    }
+  }
+
+  #releaseLedger(logger: Logger): ReleaseLedger {
+    return new ReleaseLedger({
+      store: this.lines,
+      decider: this.#decider(),
+      stopper: { stop: async (arn, error, cause) => this.engine.stop(arn, error, cause) },
+      notifier: { publish: (notification) => this.#publish(notification) },
+      logger,
+    });
+  }
+
   /** Starts pipeline executions through the local engine, as StartExecution would. */
   starter(): PipelineStarter {
     return {
@@ -283,6 +325,8 @@ export class LocalRuntime {
     const logLevel = (process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR') as LogLevel;
     const ports: LocalPorts = {
       starter: this.starter(),
+      lines: this.lines,
+      releaseLedger: (logger) => this.#releaseLedger(logger),
       configuration,
       webhookSecrets: Object.fromEntries(
         WEBHOOK_PROVIDERS.map((provider) => {
@@ -293,6 +337,12 @@ export class LocalRuntime {
       approvalKey: async () => this.#secrets.approvalKey,
       approvalBaseUrl: `${this.options.baseUrl}/approvals`,
       decider: this.#decider(),
+      runs: {
+        supersededCause: async (executionArn) => {
+          const record = this.store.execution(executionArn);
+          return record?.status === 'SUPERSEDED' ? (record.cause ?? null) : null;
+        },
+      },
       notifier: { publish: (notification) => this.#publish(notification) },
       // Milestones go to the custom bus for integrators; locally there is none to integrate with.
       emitter: { emit: async () => undefined },

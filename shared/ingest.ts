@@ -2,8 +2,9 @@ import { InvalidInputError } from './errors.ts';
 import { executionName } from './execution-name.ts';
 import type { Logger } from './logger.ts';
 import { type ExecutionInput, type PipelineSettings, sourceTypeOf } from './pipeline.ts';
-import type { PipelineStarter } from './ports.ts';
+import type { LineStore, PipelineStarter } from './ports.ts';
 import { executionPush, type Push } from './push.ts';
+import { lineOf } from './release.ts';
 import { matchTriggers, type Triggers } from './triggers.ts';
 
 /** What became of one push. */
@@ -13,6 +14,8 @@ export type PushOutcome =
 
 export interface IngestDeps {
   starter: PipelineStarter;
+  /** Numbers the pushes of each line (repository and ref) in the order they are accepted. */
+  lines: Pick<LineStore, 'nextSequence'>;
   triggers: Triggers;
   settings: PipelineSettings;
   logger: Logger;
@@ -31,11 +34,13 @@ export function executionInput(
   push: Push,
   deliveryId: string | undefined,
   settings: PipelineSettings,
+  sequence: number,
 ): ExecutionInput {
   if (push.after === null) throw new Error('A deleted ref has no commit to build');
   return {
     push: executionPush(push),
     ...(deliveryId === undefined ? {} : { deliveryId }),
+    sequence,
     source: { type: sourceTypeOf(push), location: push.repository.cloneUrl, version: push.after },
     settings,
   };
@@ -74,10 +79,17 @@ export async function startPipelines(
       deps.logger.info('Push has a truncated commit list; changed files may be incomplete', context);
     }
     const name = executionName(push);
-    const result = await deps.starter.start({ name, input: executionInput(push, deliveryId, deps.settings) });
+    // Numbered when accepted, before the start: a redelivery takes a number it leaves unused (the name
+    // starts nothing new), which keeps the order and costs nothing.
+    const sequence = await deps.lines.nextSequence(lineOf(push));
+    const result = await deps.starter.start({
+      name,
+      input: executionInput(push, deliveryId, deps.settings, sequence),
+    });
     deps.logger.info(result.outcome === 'started' ? 'Run started' : 'Run was already started', {
       ...context,
       commit: push.after,
+      sequence,
       executionName: name,
     });
     outcomes.push({

@@ -3,6 +3,7 @@ import type { BuildReport, ExecutionReport } from './events.ts';
 import type { ApprovalDecision, NotifyRequest } from './pipeline.ts';
 import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
 import type { Push } from './push.ts';
+import { SUPERSEDED_ERROR, supersedingRun } from './release.ts';
 import { formatDuration, oneLine, shortSha } from './text.ts';
 
 /**
@@ -183,6 +184,20 @@ export function executionNotification(report: ExecutionReport, region: string): 
       ]);
     }
     case 'ABORTED':
+      if (report.error === SUPERSEDED_ERROR) {
+        return notification(
+          `${MARKS.stopped} ${what} superseded by ${oneLine(supersedingRun(report.cause) ?? 'a newer run', 60)}`,
+          [
+            `The pipeline run for ${about} was retired: a newer push of the same branch goes through the environments in its place.`,
+            'Its approval links, if it waited at a gate, no longer decide anything.',
+            '',
+            ...facts,
+            ...(report.cause ? [`Cause: ${oneLine(report.cause, 300)}`] : []),
+            '',
+            link,
+          ],
+        );
+      }
       return notification(`${MARKS.stopped} ${what} aborted`, [
         `The pipeline run for ${about} was stopped before it finished; the stage it was in did not complete.`,
         '',

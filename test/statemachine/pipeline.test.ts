@@ -130,7 +130,7 @@ describe('a passing run with the default environments', () => {
     expect(approval?.input.FunctionName).toBe('stepline-test-approvalRequest');
     const request = ApprovalRequestSchema.parse(lambdaPayload(approval?.input ?? {}));
     expect(request).toMatchObject({
-      taskToken: 'task-token-1',
+      taskToken: 'task-token-2',
       executionArn: TEST_EXECUTION_ARN,
       timeoutSeconds: 24 * 3600,
       environment: 'prod',
@@ -209,7 +209,7 @@ describe('environments from the settings', () => {
       {
         environment: 'prod',
         passed: ['Image', 'staging: Infrastructure', 'staging: Deploy'],
-        taskToken: 'task-token-2',
+        taskToken: 'task-token-3',
       },
     ]);
     expect(notifications(run)[0]).toMatchObject({ approvals: [APPROVED, APPROVED] });
@@ -518,7 +518,7 @@ describe('a notification that cannot be sent', () => {
 });
 
 describe('state transitions of a passing run', () => {
-  it('count 17 for dev and prod (with approval), 25 for four environments', async () => {
+  it('count 22 for dev and prod (with approval), 34 for four environments: a line joined, each environment entered and left', async () => {
     const two = await countPassingRunTransitions([
       { name: 'dev', approval: false },
       { name: 'prod', approval: true },
@@ -530,7 +530,7 @@ describe('state transitions of a passing run', () => {
       { name: 'prod', approval: true },
     ]);
 
-    expect(two).toBe(17);
-    expect(four).toBe(25);
+    expect(two).toBe(22);
+    expect(four).toBe(34);
   });
 });
