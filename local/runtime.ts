@@ -6,7 +6,7 @@ import { createLogger, type LogLevel } from '#shared/logger.ts';
 import { EnvironmentSchema, type ExecutionInput, ExecutionInputSchema } from '#shared/pipeline.ts';
 import type { Notification, PipelineStarter, StartPipelineResult, TaskDecider } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
-import { endRun, type LineState } from '#shared/release.ts';
+import { endRun, type LineView, runName, viewOf } from '#shared/release.ts';
 import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { forTerminal } from '#shared/text.ts';
 import { allowedHostVariables } from './codebuild/build-variables.ts';
@@ -273,9 +273,20 @@ export class LocalRuntime {
     await this.store.close();
   }
 
-  /** Every line's release state: holds, current commits and waiting runs. */
-  releaseLines(): Promise<LineState[]> {
-    return this.lines.lines();
+  /** Every line as people see it: each environment's holder, current commit and run, and who waits. */
+  environments(): LineView[] {
+    return this.lines.snapshot().map(viewOf);
+  }
+
+  /** The environment a run waits to enter, and the run that holds it (null: an older run on its way). */
+  waitingFor(executionArn: string): { environment: string; heldBy: string | null } | undefined {
+    for (const line of this.lines.snapshot()) {
+      const run = line.runs.find((r) => r.executionArn === executionArn);
+      if (!run?.waiting) continue;
+      const holder = line.environments[run.waiting.environment]?.holder;
+      return { environment: run.waiting.environment, heldBy: holder ? runName(holder.executionArn) : null };
+    }
+    return undefined;
   }
 
   /**

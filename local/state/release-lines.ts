@@ -26,6 +26,8 @@ type LineFile = z.infer<typeof LineFileSchema>;
 export class LocalLineStore implements LineStore {
   readonly #dir: string;
   readonly #serial = new KeyedSerializer();
+  /** The last state written (or read at open) of each line, for what the console and CLI show. */
+  readonly #latest = new Map<string, LineState>();
 
   private constructor(dir: string) {
     this.#dir = dir;
@@ -35,7 +37,14 @@ export class LocalLineStore implements LineStore {
     const dir = join(stateDir, 'lines');
     await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     await removeTemporaryFiles(dir);
-    return new LocalLineStore(dir);
+    const store = new LocalLineStore(dir);
+    for (const state of await store.lines()) store.#latest.set(state.line, state);
+    return store;
+  }
+
+  /** Every line as last written: holds, current commits and waiting runs, without reading the files. */
+  snapshot(): LineState[] {
+    return [...this.#latest.values()];
   }
 
   nextSequence(line: string): Promise<number> {
@@ -89,5 +98,6 @@ export class LocalLineStore implements LineStore {
 
   async #save(file: LineFile): Promise<void> {
     await writeFileAtomic(this.#path(file.line), `${JSON.stringify(file)}\n`);
+    this.#latest.set(file.line, file.state);
   }
 }

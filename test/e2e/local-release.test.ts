@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { pushSampleApp } from '#local/git/remote.ts';
 import type { PendingApproval, RunSummary } from '#local/runs/read-model.ts';
 import type { OutboxMessage } from '#local/state/outbox.ts';
+import type { LineView } from '#shared/release.ts';
 import {
   authorized,
   freeDeployPortBase,
@@ -143,7 +144,23 @@ describe.concurrent('release control on the local mode', () => {
     expect((await decide(stepline, gateB.approve, 'POST')).status).toBe(200);
     await ended(stepline, b.run, 'SUCCEEDED');
     expect(await prodVersion(stepline)).toContain(b.commit.slice(0, 7));
-    expect((await runOf(stepline, a))?.status).toBe('SUPERSEDED');
+    expect(await runOf(stepline, a)).toMatchObject({ status: 'SUPERSEDED', supersededBy: b.run });
+
+    // What the console and the CLI read: each environment's commit and run, and who superseded whom.
+    const [line] = await getJson<LineView[]>(`${stepline.url}/api/environments`, scope.stateDir);
+    expect(line?.line).toBe('github:local/hello-service:refs/heads/main');
+    expect(line?.environments.map((e) => [e.name, e.current?.commit, e.holder])).toEqual([
+      ['dev', b.commit, null],
+      ['prod', b.commit, null],
+    ]);
+    const port = new URL(stepline.url).port;
+    const cli = async (command: string) => {
+      const listing = scope.cli([command, '--port', port, '--state-dir', scope.stateDir]);
+      expect(await listing.waitForExit()).toEqual({ code: 0, signal: null });
+      return listing.output;
+    };
+    expect(await cli('runs')).toMatch(new RegExp(`SUPERSEDED +${a} .* superseded by ${b.run}`));
+    expect(await cli('environments')).toContain(`prod       ${b.commit.slice(0, 7)} ${b.run} (push #2)`);
   }, 120_000);
 
   it('QUEUED: approving B then A leaves prod on B and refuses A as older; approving C then D leaves prod on D', async ({
