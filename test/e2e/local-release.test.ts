@@ -1,4 +1,4 @@
-import { appendFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pushSampleApp } from '#local/git/remote.ts';
@@ -45,10 +45,15 @@ async function start(scope: LocalTestScope, params: string[] = []): Promise<Step
 }
 
 /** Pushes a change of the sample app (a new commit) and returns the run it started. */
-async function push(stepline: Stepline, change: string): Promise<{ commit: string; run: string }> {
+async function push(
+  stepline: Stepline,
+  change: string,
+  alter: (source: string) => Promise<void> = async () => undefined,
+): Promise<{ commit: string; run: string }> {
   const source = join(stepline.scope.root, `app-${change}`);
   await copySampleApp(source);
   await appendFile(join(source, 'server.mjs'), `// ${change}\n`);
+  await alter(source);
   const pushed = await pushSampleApp({
     remotePath: stepline.remote,
     workDir: join(stepline.scope.root, 'clone'),
@@ -198,5 +203,45 @@ describe.concurrent('release control on the local mode', () => {
     await ended(stepline, c.run, 'SUCCEEDED');
     await ended(stepline, d.run, 'SUCCEEDED');
     expect(await prodVersion(stepline)).toContain(d.commit.slice(0, 7));
+  }, 180_000);
+
+  it('SIGKILL while one run holds dev and another waits at the prod gate: after restart no hold is orphaned and the line goes on', async ({
+    onTestFinished,
+  }) => {
+    const scope = await LocalTestScope.create('stepline-e2e-holds-kill-', onTestFinished);
+    const params = ['settings={"executionMode":"QUEUED"}'];
+    const first = await start(scope, params);
+    const a = (await first.process.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
+    await prodGate(first, a);
+    // B's dev Infrastructure hangs: B holds dev when stepline is killed.
+    const b = await push(first, 'change-b', async (source) => {
+      const file = join(source, 'buildspecs', 'infrastructure.yml');
+      const buildspec = await readFile(file, 'utf8');
+      const commands = '    commands:\n';
+      await writeFile(file, buildspec.replace(commands, `${commands}      - sleep 60\n`));
+    });
+    const held = await pollUntil('b to hold dev', async () => {
+      const [line] = await getJson<LineView[]>(`${first.url}/api/environments`, scope.stateDir);
+      return line?.environments.find((e) => e.name === 'dev' && e.holder?.executionArn.endsWith(`:${b.run}`));
+    });
+    expect(held.holder?.commit).toBe(b.commit);
+
+    expect(await first.process.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    const second = await start(scope, params);
+
+    // Both runs were in flight: INTERRUPTED, and the line holds nothing for them.
+    expect((await runOf(second, a))?.status).toBe('INTERRUPTED');
+    expect((await runOf(second, b.run))?.status).toBe('INTERRUPTED');
+    const [line] = await getJson<LineView[]>(`${second.url}/api/environments`, scope.stateDir);
+    // dev still runs A's commit (B never finished it); nobody holds it or waits for it.
+    expect(line?.environments.map((e) => [e.name, e.holder, e.waiting, e.current?.executionArn])).toEqual([
+      ['dev', null, [], expect.stringMatching(new RegExp(`:${a}$`))],
+    ]);
+    // The line goes on: a new push deploys dev and prod.
+    const c = await push(second, 'change-c');
+    const gate = await prodGate(second, c.run);
+    expect((await decide(second, gate.approve, 'POST')).status).toBe(200);
+    await ended(second, c.run, 'SUCCEEDED');
+    expect(await prodVersion(second)).toContain(c.commit.slice(0, 7));
   }, 180_000);
 });
