@@ -204,6 +204,34 @@ describe('the release states of the pipeline', () => {
     expect((await fixture.line(first)).environments.prod?.current?.sequence).toBe(2);
   });
 
+  it.each(['QUEUED', 'SUPERSEDED'] as const)(
+    'lets runs of another branch through while one holds dev (%s): lines never block each other',
+    async (mode) => {
+      const fixture = new Fixture();
+      const main = fixture.input(1, { executionMode: mode });
+      const feature = {
+        ...fixture.input(1, { executionMode: mode }),
+        push: { ...main.push, ref: 'refs/heads/feature', refName: 'feature' },
+      };
+      const passing = passingHandlers();
+      // main's dev Deploy never ends: it holds dev throughout.
+      void fixture.run(1, main, {
+        ...passing,
+        [RESOURCE.startBuildSync]: (build, call) =>
+          call.stateName === 'Deploy'
+            ? new Promise(() => undefined)
+            : passing[RESOURCE.startBuildSync]?.(build, call),
+      });
+      await until(async () => held(await fixture.line(main)).includes('dev:1'), 'main holds dev');
+
+      const run = await fixture.run(2, feature);
+
+      expect(run.status).toBe('SUCCEEDED');
+      expect(held(await fixture.line(main))).toEqual(['dev:1']);
+      expect(fixture.stopped).toEqual([]);
+    },
+  );
+
   it('fails an older run that arrives at prod after a newer one deployed it, with Environment.Behind', async () => {
     const fixture = new Fixture();
     const [older, newer] = [fixture.input(1), fixture.input(2)];
