@@ -380,3 +380,34 @@ describe('pipelineEvents releases the holds of a run that ended', () => {
     expect(dynamo).toHaveReceivedCommandTimes(UpdateItemCommand, 0);
   });
 });
+
+describe('pipelineEvents on a run a newer push superseded', () => {
+  const cause = 'Superseded by run-9 (push #9, commit 999999999999)';
+
+  it('notifies which run superseded which, and says so in the milestone', async () => {
+    await handler(
+      withDetail(fixture('ABORTED'), {
+        input: JSON.stringify(executionInput),
+        error: 'Stepline.Superseded',
+        cause,
+      }),
+      context,
+    );
+
+    const [message] = published();
+    expect(message?.Subject).toContain('superseded by run-9');
+    expect(message?.Message).toContain(`Cause: ${cause}`);
+    expect(message?.Message).toContain('no longer decide anything');
+    expect(milestones()[0]?.detail).toMatchObject({ status: 'ABORTED', supersededBy: 'run-9' });
+  });
+
+  it('keeps the plain "aborted" notification for a run stopped by hand', async () => {
+    await handler(
+      withDetail(fixture('ABORTED'), { error: 'Manual', cause: 'stopped from the console' }),
+      context,
+    );
+
+    expect(published()[0]?.Subject).toContain('aborted');
+    expect(milestones()[0]?.detail).not.toHaveProperty('supersededBy');
+  });
+});
