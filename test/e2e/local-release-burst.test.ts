@@ -15,7 +15,11 @@ import { copySampleApp } from '../helpers/sample-app.ts';
 
 const PUSHES = 20;
 
-async function burst(mode: 'SUPERSEDED' | 'QUEUED', onTestFinished: (fn: () => Promise<void>) => void) {
+async function burst(
+  mode: 'SUPERSEDED' | 'QUEUED',
+  onTestFinished: (fn: () => Promise<void>) => void,
+  whileRunning: (url: string, stateDir: string) => Promise<void> = async () => undefined,
+) {
   const scope = await LocalTestScope.create(`stepline-e2e-burst-${mode.toLowerCase()}-`, onTestFinished);
   const base = await freeDeployPortBase();
   const settings = { executionMode: mode, environments: [{ name: 'dev' }, { name: 'prod' }] };
@@ -49,6 +53,7 @@ async function burst(mode: 'SUPERSEDED' | 'QUEUED', onTestFinished: (fn: () => P
     commits.push(pushed.commit);
   }
   const newest = commits.at(-1) ?? '';
+  await whileRunning(url, scope.stateDir);
 
   const runs = await pollUntil(
     `the ${PUSHES + 1} runs to end`,
@@ -104,7 +109,15 @@ describe.concurrent('twenty pushes to one branch in quick succession', () => {
   it('QUEUED: every run deploys, one after another in push order, and the newest ends in every environment', async ({
     onTestFinished,
   }) => {
-    const { runs, details } = await burst('QUEUED', onTestFinished);
+    let waiting: RunSummary | undefined;
+    const { runs, details } = await burst('QUEUED', onTestFinished, async (url, stateDir) => {
+      // While they queue, a run says which environment it waits for and which run holds it.
+      waiting = await pollUntil('a run waiting for an environment another run holds', async () =>
+        (await getJson<RunSummary[]>(`${url}/api/runs`, stateDir)).find((r) => r.waitingFor?.heldBy),
+      );
+    });
+    expect(waiting?.waitingFor?.heldBy).toMatch(/^hello-service-main-/);
+    expect(waiting?.stage).toBe(`${waiting?.waitingFor?.environment}: waiting`);
     expect(runs.every((r) => r.status === 'SUCCEEDED')).toBe(true);
     const prodDeploys = details.filter((d) => d.builds.some((b) => b.stage === 'prod: Deploy'));
     expect(prodDeploys).toHaveLength(PUSHES + 1);
