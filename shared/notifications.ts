@@ -184,6 +184,8 @@ export function executionNotification(report: ExecutionReport, region: string): 
       ]);
     }
     case 'ABORTED':
+      // StopExecution's error and cause stay with the aborted execution (ExecutionAbortedEventDetails:
+      // https://docs.aws.amazon.com/step-functions/latest/apireference/API_ExecutionAbortedEventDetails.html).
       if (report.error === SUPERSEDED_ERROR) {
         return notification(
           `${MARKS.stopped} ${what} superseded by ${oneLine(supersedingRun(report.cause) ?? 'a newer run', 60)}`,
