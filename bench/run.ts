@@ -1,6 +1,7 @@
 import { bundles } from './bundles.ts';
 import { localFirstCommand, localFloors, localOverhead } from './local.ts';
 import { localConcurrentPushes } from './local-concurrent.ts';
+import { releaseControl } from './release.ts';
 import { startup } from './startup.ts';
 import { type Bench, formatSection } from './table.ts';
 import { transitionsAndCost } from './transitions.ts';
@@ -14,6 +15,7 @@ const BENCHES: Bench[] = [
   bundles,
   webhookThroughput,
   transitionsAndCost,
+  releaseControl,
   localFloors,
   localFirstCommand,
   localOverhead,

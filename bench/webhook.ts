@@ -1,6 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -58,13 +59,22 @@ function signedDelivery(body: string): APIGatewayProxyEventV2 {
  * call (answered by aws-sdk-client-mock), over 5000 signed GitHub push deliveries handled one after another.
  */
 export async function webhookThroughput(): Promise<BenchSection> {
-  const [{ createWebhookHandler }, { SfnPipelineStarter }, { TriggersSchema }, { PipelineSettingsSchema }] =
-    await Promise.all([
-      import('#shared/handlers/webhook.ts'),
-      import('#shared/aws/sfn.ts'),
-      import('#shared/triggers.ts'),
-      import('#shared/pipeline.ts'),
-    ]);
+  const [
+    { createWebhookHandler },
+    { SfnPipelineStarter },
+    { TriggersSchema },
+    { PipelineSettingsSchema },
+    { DynamoLineStore },
+  ] = await Promise.all([
+    import('#shared/handlers/webhook.ts'),
+    import('#shared/aws/sfn.ts'),
+    import('#shared/triggers.ts'),
+    import('#shared/pipeline.ts'),
+    import('#shared/aws/dynamodb.ts'),
+  ]);
+  let pushes = 0;
+  const dynamo = mockClient(DynamoDBClient);
+  dynamo.on(UpdateItemCommand).callsFake(() => ({ Attributes: { sequence: { N: String(++pushes) } } }));
 
   const sfn = mockClient(SFNClient);
   sfn.on(StartExecutionCommand).callsFake((input: { name: string }) => ({
@@ -73,6 +83,7 @@ export async function webhookThroughput(): Promise<BenchSection> {
   }));
   const handler = createWebhookHandler({
     starter: new SfnPipelineStarter(new SFNClient({ region: 'eu-west-1' }), STATE_MACHINE_ARN),
+    lines: new DynamoLineStore(new DynamoDBClient({ region: 'eu-west-1' }), 'stepline-bench-release'),
     triggers: TriggersSchema.parse({ push: [{ branches: { includes: ['**'] } }] }),
     settings: PipelineSettingsSchema.parse({}),
     // Printing 10 000 log lines would measure the terminal, not the handler.
@@ -102,6 +113,7 @@ export async function webhookThroughput(): Promise<BenchSection> {
   const wall = performance.now() - wallStart;
   const calls = sfn.commandCalls(StartExecutionCommand).length;
   sfn.restore();
+  dynamo.restore();
   if (started !== DELIVERIES || calls !== WARM_UP + DELIVERIES) {
     throw new Error(`expected ${DELIVERIES} started runs, got ${started} (StartExecution calls: ${calls})`);
   }

@@ -1,8 +1,14 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InvalidInputError } from '#shared/errors.ts';
+import type { Logger } from '#shared/logger.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
-import { EnvironmentSchema, type ExecutionInput, type PipelineSettings } from '#shared/pipeline.ts';
+import {
+  EnvironmentSchema,
+  type ExecutionInput,
+  ExecutionInputSchema,
+  type PipelineSettings,
+} from '#shared/pipeline.ts';
 import type {
   Notification,
   PipelineStarter,
@@ -11,6 +17,8 @@ import type {
   TaskDecider,
 } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
+import { endRun, type LineView, runName, viewOf } from '#shared/release.ts';
+import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { settingsForRepository } from '#shared/repository-settings.ts';
 import { forTerminal } from '#shared/text.ts';
 import { allowedHostVariables } from './codebuild/build-variables.ts';
@@ -30,6 +38,7 @@ import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
 import { PRIVATE_DIR_MODE } from './state/permissions.ts';
+import { LocalLineStore } from './state/release-lines.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
 import { validateMachines } from './stepfunctions/validation.ts';
@@ -61,6 +70,8 @@ export class LocalRuntime {
   readonly wiring: Wiring;
   readonly engine: LocalStepFunctions;
   readonly options: RuntimeOptions;
+  /** Each line's holds, current commits and waiting runs (`.stepline/lines/`). */
+  readonly lines: LocalLineStore;
   /**
    * What the API and the approval links need (local/http/control-token.ts): made anew at every start,
    * held by the operator's CLI and console, never by a build. Never logged.
@@ -84,7 +95,9 @@ export class LocalRuntime {
     secrets: LocalSecrets;
     controlToken: string;
     sandbox: Sandbox;
+    lines: LocalLineStore;
   }) {
+    this.lines = parts.lines;
     this.controlToken = parts.controlToken;
     this.sandbox = parts.sandbox;
     this.options = parts.options;
@@ -114,7 +127,7 @@ export class LocalRuntime {
     // state folder a sandboxed build may write (sandbox.ts).
     const deployDir = deployDirOf(stateDir);
     await mkdir(deployDir, { recursive: true, mode: PRIVATE_DIR_MODE });
-    const [, secrets, controlToken, sandbox] = await Promise.all([
+    const [, secrets, controlToken, sandbox, lines] = await Promise.all([
       validateMachines(
         Object.values(wiring.machines).map((machine) => machine.definition),
         stateDir,
@@ -126,6 +139,7 @@ export class LocalRuntime {
         stateDir,
         deployDir,
       }),
+      LocalLineStore.open(stateDir),
     ]);
     const runtime: { current?: LocalRuntime } = {};
     const self = () => {
@@ -195,9 +209,11 @@ export class LocalRuntime {
       secrets,
       controlToken,
       sandbox,
+      lines,
     });
     runtime.current = instance;
     instance.#composeHandlers(configuration);
+    await instance.#releaseEndedRuns();
     return instance;
   }
 
@@ -274,6 +290,48 @@ export class LocalRuntime {
     await this.store.close();
   }
 
+  /** Every line as people see it: each environment's holder, current commit and run, and who waits. */
+  environments(): LineView[] {
+    return this.lines.snapshot().map(viewOf);
+  }
+
+  /** The environment a run waits to enter, and the run that holds it (null: an older run on its way). */
+  waitingFor(executionArn: string): { environment: string; heldBy: string | null } | undefined {
+    for (const line of this.lines.snapshot()) {
+      const run = line.runs.find((r) => r.executionArn === executionArn);
+      if (!run?.waiting) continue;
+      const holder = line.environments[run.waiting.environment]?.holder;
+      return { environment: run.waiting.environment, heldBy: holder ? runName(holder.executionArn) : null };
+    }
+    return undefined;
+  }
+
+  /**
+   * After a restart nothing runs: whatever a run in flight held (it is INTERRUPTED now) or waited for is
+   * released, as its end's status change would have done had stepline not been killed first.
+   */
+  async #releaseEndedRuns(): Promise<void> {
+    const ledger = this.#releaseLedger(createLogger('holds', 'ERROR'));
+    for (const line of await this.lines.lines()) {
+      for (const run of line.runs) {
+        if (this.engine.running.includes(run.executionArn)) continue;
+        const input = ExecutionInputSchema.safeParse(this.store.execution(run.executionArn)?.input);
+        const mode = input.success ? input.data.settings.executionMode : 'SUPERSEDED';
+        await ledger.apply(line.line, mode, (state) => endRun(state, run.executionArn, mode));
+      }
+    }
+  }
+
+  #releaseLedger(logger: Logger): ReleaseLedger {
+    return new ReleaseLedger({
+      store: this.lines,
+      decider: this.#decider(),
+      stopper: { stop: async (arn, error, cause) => this.engine.stop(arn, error, cause) },
+      notifier: { publish: (notification) => this.#publish(notification) },
+      logger,
+    });
+  }
+
   /** Starts pipeline executions through the local engine, as StartExecution would. */
   starter(): PipelineStarter {
     return {
@@ -322,6 +380,8 @@ export class LocalRuntime {
     const ports: LocalPorts = {
       starter: this.starter(),
       runStopper: this.runStopper(),
+      lines: this.lines,
+      releaseLedger: (logger) => this.#releaseLedger(logger),
       configuration,
       // A push's own stepline.json is read from the pushed commit in the local remote it came from.
       settingsFor: (push) => pushedRepositorySettings(configuration.settings, push),
@@ -334,6 +394,12 @@ export class LocalRuntime {
       approvalKey: async () => this.#secrets.approvalKey,
       approvalBaseUrl: `${this.options.baseUrl}/approvals`,
       decider: this.#decider(),
+      runs: {
+        supersededCause: async (executionArn) => {
+          const record = this.store.execution(executionArn);
+          return record?.status === 'SUPERSEDED' ? (record.cause ?? null) : null;
+        },
+      },
       notifier: { publish: (notification) => this.#publish(notification) },
       // Milestones go to the custom bus for integrators; locally there is none to integrate with.
       emitter: { emit: async () => undefined },

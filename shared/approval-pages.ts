@@ -9,6 +9,7 @@ import {
   refName,
 } from './approval.ts';
 import type { ApprovalDecision } from './pipeline.ts';
+import { supersedingRun } from './release.ts';
 import { shortSha } from './text.ts';
 
 /**
@@ -160,6 +161,18 @@ export function noLongerWaitingPage(
     ? 'The run stopped waiting for a decision before this one arrived, and failed as expired. Nothing was changed.'
     : 'A decision for this approval was already made (from this link or the other one), or the run has ended. Nothing was changed.';
   return page(409, title, `${details(link)}\n<p>${escapeHtml(text)}</p>`);
+}
+
+/**
+ * The page of a link whose run a newer run of its branch retired (release control): the decision is not
+ * accepted, and the page names the run that goes on instead.
+ */
+export function supersededPage(link: ApprovalLink, cause: string): HtmlPage {
+  return page(
+    409,
+    `Superseded by ${supersedingRun(cause) ?? 'a newer run'}`,
+    `${details(link)}\n<p>${escapeHtml(`This run was retired: ${cause}. A newer push of the same branch goes through the environments in its place, with its own approval. This decision was not accepted; nothing was changed.`)}</p>`,
+  );
 }
 
 const ERROR_TITLES: Record<number, string> = {

@@ -3,6 +3,7 @@ import { InvalidInputError } from './errors.ts';
 import { ExecutionInputSchema } from './pipeline.ts';
 import type { Milestone } from './ports.ts';
 import type { Push } from './push.ts';
+import { SUPERSEDED_ERROR, supersedingRun } from './release.ts';
 
 /**
  * The EventBridge events stepline listens to (CodeBuild build state and phase changes, Step Functions
@@ -393,6 +394,8 @@ export function pipelineMilestone(report: ExecutionReport): Milestone {
     stoppedAt: report.stoppedAt,
     duration: report.durationSeconds,
   };
+  const supersededBy = report.error === SUPERSEDED_ERROR ? supersedingRun(report.cause) : null;
+  if (supersededBy) detail.supersededBy = supersededBy;
   return { detailType: MILESTONE_DETAIL_TYPES.pipeline, detail };
 }
 
@@ -451,6 +454,8 @@ export const PipelineMilestoneDetailSchema = z.object({
   stoppedAt: z.string().nullable(),
   /** Seconds, once the execution stopped. */
   duration: z.number().nullable(),
+  /** For a run a newer push of its line retired (status ABORTED): the newer run. */
+  supersededBy: z.string().optional(),
 });
 export type PipelineMilestoneDetail = z.infer<typeof PipelineMilestoneDetailSchema>;
 

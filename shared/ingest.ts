@@ -2,9 +2,10 @@ import { InvalidInputError } from './errors.ts';
 import { executionName, pullRequestExecutionName } from './execution-name.ts';
 import type { Logger } from './logger.ts';
 import { type ExecutionInput, type PipelineSettings, sourceTypeOf } from './pipeline.ts';
-import type { PipelineStarter, RunStopper } from './ports.ts';
+import type { LineStore, PipelineStarter, RunStopper } from './ports.ts';
 import { executionPullRequest, type PullRequest } from './pull-request.ts';
 import { executionPush, type Push } from './push.ts';
+import { lineOf, SUPERSEDED_ERROR } from './release.ts';
 import { matchPullRequestTriggers, matchTriggers, type Triggers } from './triggers.ts';
 
 /** What became of one push. */
@@ -14,6 +15,8 @@ export type PushOutcome =
 
 export interface IngestDeps {
   starter: PipelineStarter;
+  /** Numbers the pushes of each line (repository and ref) in the order they are accepted. */
+  lines: Pick<LineStore, 'nextSequence'>;
   triggers: Triggers;
   /** The defaults: what a run starts with when `settingsFor` is not given. */
   settings: PipelineSettings;
@@ -38,6 +41,7 @@ export function executionInput(
   push: Push,
   deliveryId: string | undefined,
   settings: PipelineSettings,
+  sequence: number,
   pullRequest: PullRequest | null = null,
 ): ExecutionInput {
   if (push.after === null) throw new Error('A deleted ref has no commit to build');
@@ -45,6 +49,7 @@ export function executionInput(
     push: executionPush(push),
     pullRequest: pullRequest === null ? null : executionPullRequest(pullRequest),
     ...(deliveryId === undefined ? {} : { deliveryId }),
+    sequence,
     source: { type: sourceTypeOf(push), location: push.repository.cloneUrl, version: push.after },
     settings,
   };
@@ -84,10 +89,17 @@ export async function startPipelines(
     }
     const name = executionName(push);
     const settings = deps.settingsFor ? await deps.settingsFor(push) : deps.settings;
-    const result = await deps.starter.start({ name, input: executionInput(push, deliveryId, settings) });
+    // Numbered when accepted, before the start: a redelivery takes a number it leaves unused (the name
+    // starts nothing new), which keeps the order and costs nothing.
+    const sequence = await deps.lines.nextSequence(lineOf(push));
+    const result = await deps.starter.start({
+      name,
+      input: executionInput(push, deliveryId, settings, sequence),
+    });
     deps.logger.info(result.outcome === 'started' ? 'Run started' : 'Run was already started', {
       ...context,
       commit: push.after,
+      sequence,
       executionName: name,
     });
     outcomes.push({
@@ -99,9 +111,6 @@ export async function startPipelines(
   }
   return outcomes;
 }
-
-/** The error a superseded pull-request run is stopped with (StopExecution's `error`). */
-export const SUPERSEDED_ERROR = 'Pipeline.Superseded';
 
 /**
  * Starts the CI run of a pull request's head (the Test stage, and Image when `settings.pullRequests.image`
@@ -138,7 +147,10 @@ export async function startPullRequestRun(
     return { outcome: 'skipped', ref, reason: decision.reason };
   }
   const { name, prefix } = pullRequestExecutionName(pullRequest);
-  const input = executionInput(head, deliveryId, settings, pullRequest);
+  // Numbered on its head branch's line like a push; a pull-request run enters no environment, so the
+  // number only keeps the order.
+  const sequence = await deps.lines.nextSequence(lineOf(head));
+  const input = executionInput(head, deliveryId, settings, sequence, pullRequest);
   const result = await deps.starter.start({ name, input });
   deps.logger.info(result.outcome === 'started' ? 'Run started' : 'Run was already started', {
     ...context,
@@ -152,7 +164,7 @@ export async function startPullRequestRun(
       namePrefix: prefix,
       keep: name,
       error: SUPERSEDED_ERROR,
-      cause: `Superseded by ${name}: pull request #${pullRequest.number} moved to ${pullRequest.head}`,
+      cause: `Superseded by ${name} (pull request #${pullRequest.number} moved to ${pullRequest.head})`,
     });
     if (stopped.length > 0) deps.logger.info('Superseded runs stopped', { ...context, stopped });
   } catch (error) {

@@ -4,6 +4,7 @@ import type { ApprovalDecision, NotifyRequest, TestOutcome } from './pipeline.ts
 import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
 import type { PullRequest } from './pull-request.ts';
 import type { Push } from './push.ts';
+import { SUPERSEDED_ERROR, supersedingRun } from './release.ts';
 import { summariseTests, testCounts } from './test-reports.ts';
 import { formatDuration, oneLine, shortSha } from './text.ts';
 
@@ -205,6 +206,22 @@ export function executionNotification(report: ExecutionReport, region: string): 
       ]);
     }
     case 'ABORTED':
+      // StopExecution's error and cause stay with the aborted execution (ExecutionAbortedEventDetails:
+      // https://docs.aws.amazon.com/step-functions/latest/apireference/API_ExecutionAbortedEventDetails.html).
+      if (report.error === SUPERSEDED_ERROR) {
+        return notification(
+          `${MARKS.stopped} ${what} superseded by ${oneLine(supersedingRun(report.cause) ?? 'a newer run', 60)}`,
+          [
+            `The pipeline run for ${about} was retired: a newer push of the same branch goes through the environments in its place.`,
+            'Its approval links, if it waited at a gate, no longer decide anything.',
+            '',
+            ...facts,
+            ...(report.cause ? [`Cause: ${oneLine(report.cause, 300)}`] : []),
+            '',
+            link,
+          ],
+        );
+      }
       return notification(`${MARKS.stopped} ${what} aborted`, [
         `The pipeline run for ${about} was stopped before it finished; the stage it was in did not complete.`,
         '',

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { PullRequestSchema } from './pull-request.ts';
 import { PushSchema } from './push.ts';
+import { ExecutionModeSchema } from './release.ts';
 
 /**
  * The pipeline's contracts: what an execution starts with, what the approval gate and the notification
@@ -74,6 +75,12 @@ export const PipelineSettingsSchema = z.object({
     .min(60)
     .max(365 * 24 * 3600)
     .default(24 * 3600),
+  /**
+   * How runs of one repository and branch share the environments (shared/release.ts): SUPERSEDED (a newer
+   * run retires older ones), QUEUED (runs wait in push order) or PARALLEL (no holds; unsafe for shared
+   * environments). CodePipeline V2's names.
+   */
+  executionMode: ExecutionModeSchema.default('SUPERSEDED'),
 });
 export type PipelineSettings = z.infer<typeof PipelineSettingsSchema>;
 
@@ -123,6 +130,8 @@ export const ExecutionInputSchema = z.object({
   push: PushSchema,
   pullRequest: PullRequestSchema.nullable().default(null),
   deliveryId: z.string().optional(),
+  /** The push's place in its line (repository and ref), from 1: runs enter environments in this order. */
+  sequence: z.number().int().positive(),
   source: BuildSourceSchema,
   settings: PipelineSettingsSchema,
 });

@@ -1,4 +1,5 @@
 import type { Push } from './push.ts';
+import type { LineState } from './release.ts';
 
 /**
  * The ports: the small interfaces through which handlers and the domain reach the outside world.
@@ -98,4 +99,28 @@ export interface Milestone {
 
 export interface MilestoneEmitter {
   emit(milestone: Milestone): Promise<void>;
+}
+
+/**
+ * Where each line's release state lives (shared/release.ts): one document per line, replaced only if
+ * nobody wrote it since it was read. On AWS a DynamoDB item written with a condition; locally a file.
+ */
+export interface LineStore {
+  /** The line's next push number (1, 2, …), taken atomically. */
+  nextSequence(line: string): Promise<number>;
+  /** The line's state and its version (0 when the line has none yet). */
+  read(line: string): Promise<{ state: LineState; version: number }>;
+  /** Writes the state if the stored version is still `version`; false when another writer came first. */
+  write(line: string, state: LineState, version: number): Promise<boolean>;
+}
+
+/** Stops an execution (StopExecution), with an error and a cause that say why. */
+export interface ExecutionStopper {
+  stop(executionArn: string, error: string, cause: string): Promise<void>;
+}
+
+/** How an execution ended, as far as an approval link needs it: whether a newer run retired it. */
+export interface RunStatusReader {
+  /** The cause it was stopped with, when it was retired by a newer run; null otherwise. */
+  supersededCause(executionArn: string): Promise<string | null>;
 }

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { CONTROL_TOKEN_FILE, readControlToken } from '#local/http/control-token.ts';
 import type { RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import { SteplineError } from '#shared/errors.ts';
+import { type LineView, runName } from '#shared/release.ts';
 import { forTerminal } from '#shared/text.ts';
 
 /**
@@ -95,8 +96,36 @@ export async function listRuns(client: Client): Promise<void> {
   if (runs.length === 0) client.print('No runs yet.');
   for (const r of runs) {
     client.print(
-      `${r.status.padEnd(11)} ${r.name}  ${r.repository ?? ''} ${r.ref ?? ''} ${r.commit?.slice(0, 7) ?? ''}  ${r.startDate}`,
+      `${r.status.padEnd(11)} ${r.name}  ${r.repository ?? ''} ${r.ref ?? ''} ${r.commit?.slice(0, 7) ?? ''}  ${r.startDate}${releaseNote(r)}`,
     );
+  }
+}
+
+/** What release control says of a run: by whom it was superseded, or what it waits for. */
+export function releaseNote(r: Pick<RunSummary, 'supersededBy' | 'waitingFor'>): string {
+  if (r.supersededBy) return `  superseded by ${r.supersededBy}`;
+  if (r.waitingFor) {
+    const { environment, heldBy } = r.waitingFor;
+    return `  waiting for ${environment}, ${heldBy ? `held by ${heldBy}` : 'behind an older run on its way there'}`;
+  }
+  return '';
+}
+
+/** `stepline environments`: each line's environments, the commit and run each runs, who holds and who waits. */
+export async function listEnvironments(client: Client): Promise<void> {
+  const lines = await api<LineView[]>(client, '/api/environments');
+  if (lines.length === 0) client.print('No environment deployed yet.');
+  for (const line of lines) {
+    client.print(line.line);
+    for (const e of line.environments) {
+      const current = e.current
+        ? `${e.current.commit.slice(0, 7)} ${runName(e.current.executionArn)} (push #${e.current.sequence})`
+        : 'nothing deployed yet';
+      const held = e.holder ? `  held by ${runName(e.holder.executionArn)}` : '';
+      const waiting =
+        e.waiting.length > 0 ? `  waiting: ${e.waiting.map((w) => runName(w.executionArn)).join(', ')}` : '';
+      client.print(`  ${e.name.padEnd(10)} ${current}${held}${waiting}`);
+    }
   }
 }
 
@@ -108,6 +137,8 @@ export async function showRun(client: Client, run: string): Promise<void> {
   );
   client.print(`  started ${r.startDate}${r.stopDate ? `, ended ${r.stopDate}` : ''}`);
   if (r.error) client.print(`  ${r.error}: ${r.cause ?? ''}`);
+  const note = releaseNote(r);
+  if (note) client.print(`  ${note.trim()}`);
   if (r.approval) client.print(`  waiting for approval of ${r.approval.environment}: ${r.approval.approve}`);
   for (const [environment, url] of Object.entries(r.deployments)) client.print(`  ${environment}: ${url}`);
   for (const build of r.builds ?? [])

@@ -163,6 +163,11 @@ function program(): Command {
   clientCommand(stepline, 'runs', 'list the runs of a running stepline').action((options) =>
     remote().then((c) => c.listRuns(client(options))),
   );
+  clientCommand(
+    stepline,
+    'environments',
+    'each environment of each branch: the commit and run it runs, who holds it, who waits',
+  ).action((options) => remote().then((c) => c.listEnvironments(client(options))));
   clientCommand(stepline, 'show <run>', 'one run: status, stages, approval, where it deployed').action(
     (run: string, options) => remote().then((c) => c.showRun(client(options), run)),
   );

@@ -136,6 +136,7 @@ const STATUS_CLASS: Record<string, string> = {
   TIMED_OUT: 'failed',
   ABORTED: 'stopped',
   INTERRUPTED: 'stopped',
+  SUPERSEDED: 'stopped',
   IN_PROGRESS: 'running',
   STOPPED: 'stopped',
   FAULT: 'failed',

@@ -143,7 +143,7 @@ function addMachine(graph: MachineGraph, machine: Json, scope: { parent?: string
         state: name,
         stateType: type,
         ...inGroup,
-        ...(type === 'Task' && String(state.Resource).endsWith('.waitForTaskToken')
+        ...(type === 'Task' && String(state.Resource).endsWith('.waitForTaskToken') && !takesAHold(state)
           ? { waitsForToken: true }
           : {}),
         ...(retriers ? { retriers } : {}),
@@ -420,4 +420,13 @@ export function webLink(text: string): string | undefined {
   if (!URL.canParse(text)) return undefined;
   const url = new URL(text);
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : undefined;
+}
+
+/**
+ * A release task waits for a task token too (Enter environment: resumed when the run holds the
+ * environment), but for another run to leave, not for a person: it is no approval gate.
+ */
+function takesAHold(state: Record<string, unknown>): boolean {
+  const parameters = state.Parameters as { FunctionName?: unknown } | undefined;
+  return typeof parameters?.FunctionName === 'string' && parameters.FunctionName.endsWith('-holds');
 }

@@ -176,6 +176,20 @@ export class RunPage {
       ['Started', h('time', { datetime: run.startDate }, time(run.startDate))],
       ['Duration', h('span', { 'data-duration': '' }, runDuration(run))],
     ];
+    if (run.supersededBy)
+      facts.push([
+        'Superseded by',
+        h('a', { href: `#/runs/${encodeURIComponent(run.supersededBy)}` }, run.supersededBy),
+      ]);
+    if (run.waitingFor) {
+      const { environment, heldBy } = run.waitingFor;
+      facts.push([
+        'Waiting for',
+        heldBy
+          ? [`${environment}, held by `, h('a', { href: `#/runs/${encodeURIComponent(heldBy)}` }, heldBy)]
+          : `${environment}, behind an older run on its way there`,
+      ]);
+    }
     if (run.redriveOf)
       facts.push([
         'Restart of',

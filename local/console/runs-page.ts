@@ -1,5 +1,6 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
+import type { LineView } from '../../shared/release.ts';
 import type { RunSummary } from '../runs/read-model.ts';
 import { badge, coalesce, getJson, h, main, rerender, runDuration, shortSha, time } from './dom.ts';
 
@@ -7,6 +8,7 @@ import { badge, coalesce, getJson, h, main, rerender, runDuration, shortSha, tim
 export class RunsPage {
   readonly #table = h('tbody');
   readonly #approvals = h('div', { class: 'approvals' });
+  readonly #environments = h('div', { class: 'environments' });
   readonly #empty = h(
     'p',
     { class: 'empty' },
@@ -46,6 +48,7 @@ export class RunsPage {
         this.#table,
       ),
       this.#empty,
+      this.#environments,
     );
   }
 
@@ -64,7 +67,11 @@ export class RunsPage {
   dispose(): void {}
 
   async #load(): Promise<void> {
-    const runs = await getJson<RunSummary[]>('/api/runs');
+    const [runs, lines] = await Promise.all([
+      getJson<RunSummary[]>('/api/runs'),
+      getJson<LineView[]>('/api/environments'),
+    ]);
+    rerender(this.#environments, environmentsTable(lines));
     runs.sort((a, b) => b.startDate.localeCompare(a.startDate));
     this.#runs = runs;
     this.#empty.hidden = runs.length > 0;
@@ -98,7 +105,7 @@ export class RunsPage {
             run.message?.split('\n')[0] ?? '',
           ),
           h('td', {}, run.pusher ?? ''),
-          h('td', {}, run.stage ?? ''),
+          h('td', {}, stageText(run)),
           h('td', {}, h('time', { datetime: run.startDate }, time(run.startDate))),
           h('td', { 'data-duration': run.name }, runDuration(run)),
         ),
@@ -127,4 +134,66 @@ export class RunsPage {
         : null,
     );
   }
+}
+
+/** The stage column: where the run is, or by whom it was superseded, or what it waits for. */
+function stageText(run: RunSummary): string {
+  if (run.supersededBy) return `superseded by ${run.supersededBy}`;
+  if (run.waitingFor) {
+    const { environment, heldBy } = run.waitingFor;
+    return `waiting for ${environment}, ${heldBy ? `held by ${heldBy}` : 'behind an older run'}`;
+  }
+  return run.stage ?? '';
+}
+
+const nameOf = (executionArn: string) => executionArn.slice(executionArn.lastIndexOf(':') + 1);
+
+/** Each branch's environments: the commit and run each runs now, who holds it, who waits for it. */
+function environmentsTable(lines: LineView[]): HTMLElement | null {
+  const rows = lines.flatMap((line) => line.environments.map((e) => ({ line: line.line, ...e })));
+  if (rows.length === 0) return null;
+  return h(
+    'section',
+    {},
+    h('h2', {}, 'Environments'),
+    h(
+      'table',
+      { class: 'environments' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['Branch', 'Environment', 'Runs commit', 'Deployed by', 'Held by', 'Waiting'].map((label) =>
+            h('th', { scope: 'col', class: 'col' }, label),
+          ),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        rows.map((row) =>
+          h(
+            'tr',
+            { 'data-environment': `${row.line}/${row.name}` },
+            h('td', {}, row.line),
+            h('td', {}, row.name),
+            h(
+              'td',
+              { class: 'commit' },
+              row.current ? h('code', { title: row.current.commit }, shortSha(row.current.commit)) : '—',
+            ),
+            h(
+              'td',
+              {},
+              row.current ? `${nameOf(row.current.executionArn)} (push #${row.current.sequence})` : '',
+            ),
+            h('td', {}, row.holder ? nameOf(row.holder.executionArn) : ''),
+            h('td', {}, row.waiting.map((w) => nameOf(w.executionArn)).join(', ')),
+          ),
+        ),
+      ),
+    ),
+  );
 }

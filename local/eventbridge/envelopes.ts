@@ -56,7 +56,8 @@ export function executionEvent(
       executionArn: record.executionArn,
       stateMachineArn,
       name: record.name,
-      status: record.status === 'INTERRUPTED' ? 'ABORTED' : record.status,
+      // Step Functions knows neither: both are a stopped (ABORTED) execution, with their error and cause.
+      status: record.status === 'INTERRUPTED' || record.status === 'SUPERSEDED' ? 'ABORTED' : record.status,
       startDate: Date.parse(record.startDate),
       stopDate: record.stopDate ? Date.parse(record.stopDate) : null,
       input: JSON.stringify(record.input),

@@ -9,7 +9,8 @@ import { isClientError } from '#shared/errors.ts';
  * The JSON API under /api/ that the CLI and the console read runs from and act on them through. The
  * server (server.ts) has checked the Host, the origin of state-changing requests and the path first.
  *
- * Answers a request under /api/: runs, approvals, builds' logs, the event stream, restart and teardown.
+ * Answers a request under /api/: runs, approvals, environments (each line's holds and current commits),
+ * builds' logs, the event stream, restart and teardown.
  */
 export async function serveApi(
   runtime: LocalRuntime,
@@ -53,6 +54,7 @@ export async function serveApi(
     }
   }
   if (req.method === 'GET' && resource === 'approvals') return sendJson(res, 200, runtime.pendingApprovals());
+  if (req.method === 'GET' && resource === 'environments') return sendJson(res, 200, runtime.environments());
   if (req.method === 'GET' && resource === 'outbox') return sendJson(res, 200, store.outbox());
   if (req.method === 'GET' && resource === 'builds' && id !== undefined && action === 'log') {
     return sendLog(res, store.buildLogPath(id), Number(url.searchParams.get('offset') ?? 0));

@@ -4,14 +4,24 @@ import { createApprovalHandler } from '#shared/handlers/approval.ts';
 import { createApprovalRequestHandler } from '#shared/handlers/approval-request.ts';
 import { createBuildEventsHandler } from '#shared/handlers/build-events.ts';
 import { createCodeCommitHandler } from '#shared/handlers/codecommit.ts';
+import { createHoldsHandler } from '#shared/handlers/holds.ts';
 import { createNotifyHandler } from '#shared/handlers/notify.ts';
 import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts';
 import { createWebhookHandler } from '#shared/handlers/webhook.ts';
 import type { IngestDeps } from '#shared/ingest.ts';
 import type { Logger } from '#shared/logger.ts';
 import type { PipelineSettings } from '#shared/pipeline.ts';
-import type { MilestoneEmitter, Notifier, PipelineStarter, RunStopper, TaskDecider } from '#shared/ports.ts';
+import type {
+  LineStore,
+  MilestoneEmitter,
+  Notifier,
+  PipelineStarter,
+  RunStatusReader,
+  RunStopper,
+  TaskDecider,
+} from '#shared/ports.ts';
 import type { Push } from '#shared/push.ts';
+import type { ReleaseLedger } from '#shared/release-ledger.ts';
 import type { WebhookSecrets } from '#shared/secrets.ts';
 import type { LocalFunction } from '../wiring.ts';
 import type { FunctionConfiguration } from './configuration.ts';
@@ -21,6 +31,10 @@ import type { LocalHandler } from './host.ts';
 export interface LocalPorts {
   starter: PipelineStarter;
   runStopper: RunStopper;
+  /** The lines' release state (`.stepline/lines/`). */
+  lines: LineStore;
+  /** The release ledger over the local lines, engine and outbox, logging with the function's logger. */
+  releaseLedger: (logger: Logger) => ReleaseLedger;
   configuration: FunctionConfiguration;
   /** The settings of a pushed repository: its override and its own stepline.json (local/runtime.ts). */
   settingsFor: (push: Push) => Promise<PipelineSettings>;
@@ -30,6 +44,8 @@ export interface LocalPorts {
   /** The local approval route without the token: `http://127.0.0.1:4700/approvals`. */
   approvalBaseUrl: string;
   decider: TaskDecider;
+  /** Whether a run was retired by a newer one (its record says SUPERSEDED). */
+  runs: RunStatusReader;
   notifier: Notifier;
   emitter: MilestoneEmitter;
   logger: (functionKey: string) => Logger;
@@ -63,6 +79,7 @@ function registered<Deps, Event>(
 function ingestDeps(ports: LocalPorts, key: string): IngestDeps {
   return {
     starter: ports.starter,
+    lines: ports.lines,
     triggers: ports.configuration.triggers,
     settings: ports.configuration.settings.defaults,
     settingsFor: ports.settingsFor,
@@ -93,6 +110,7 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
   ),
   approval: registered('functions/approval.ts', createApprovalHandler, (ports, key) => ({
     decider: ports.decider,
+    runs: ports.runs,
     approvalKey: ports.approvalKey,
     logger: ports.logger(key),
     now: ports.now,
@@ -111,9 +129,15 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
   pipelineEvents: registered('functions/pipeline-events.ts', createPipelineEventsHandler, (ports, key) => ({
     notifier: ports.notifier,
     emitter: ports.emitter,
+    ledger: ports.releaseLedger(ports.logger(key)),
     logger: ports.logger(key),
     region: ports.region,
     stateMachineArn: ports.pipelineStateMachineArn,
+  })),
+  holds: registered('functions/holds.ts', createHoldsHandler, (ports, key) => ({
+    ledger: ports.releaseLedger(ports.logger(key)),
+    logger: ports.logger(key),
+    now: ports.now,
   })),
 };
 

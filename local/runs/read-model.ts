@@ -7,6 +7,7 @@
 import * as z from 'zod';
 import type { ApprovalRequested } from '#shared/ports.ts';
 import { PushSchema } from '#shared/push.ts';
+import { supersedingRun } from '#shared/release.ts';
 import { type HistoryEventLike, machineGraph, stateRuns } from '../console/model.ts';
 import type { ExecutionRecord, ExecutionStatus, OutboxMessage } from '../state/store.ts';
 
@@ -144,6 +145,10 @@ export interface RunSummary extends RunOrigin {
   approval?: PendingApproval;
   /** Where each environment's deployed service answers, by environment. */
   deployments: Record<string, string>;
+  /** The run that retired this one (status SUPERSEDED). */
+  supersededBy?: string;
+  /** The environment this run waits to enter, and the run that holds it (null: an older run is on its way). */
+  waitingFor?: { environment: string; heldBy: string | null };
 }
 
 /** One event of a run's history, with the fields the console reads (see local/stepfunctions/engine.ts). */
@@ -167,6 +172,8 @@ export interface RunFacts {
   definition: Record<string, unknown>;
   /** The approval recorded for the run, if any; shown only while the gate waits. */
   approval?: PendingApproval;
+  /** The environment the run waits to enter (release control), and who holds it. */
+  waitingFor?: { environment: string; heldBy: string | null };
 }
 
 /** Builds a run's summary from its execution record and the facts around it. */
@@ -174,7 +181,13 @@ export function summarizeRun(record: ExecutionRecord, facts: RunFacts): RunSumma
   const waits = gateWaits(record.status, facts.history, approvalGates(facts.definition));
   // Links stand only while their gate waits: once decided, the run goes on and they no longer count.
   const approval = waits ? facts.approval : undefined;
-  const stage = approval ? `${approval.environment}: Approval` : currentStage(facts.builds, facts.history);
+  const waitingFor = record.status === 'RUNNING' ? facts.waitingFor : undefined;
+  const stage = approval
+    ? `${approval.environment}: Approval`
+    : waitingFor
+      ? `${waitingFor.environment}: waiting`
+      : currentStage(facts.builds, facts.history);
+  const supersededBy = record.status === 'SUPERSEDED' ? supersedingRun(record.cause) : null;
   return {
     name: record.name,
     executionArn: record.executionArn,
@@ -190,6 +203,8 @@ export function summarizeRun(record: ExecutionRecord, facts: RunFacts): RunSumma
     waitsForApproval: waits,
     ...(approval ? { approval } : {}),
     deployments: deploymentsOf(facts.builds),
+    ...(supersededBy ? { supersededBy } : {}),
+    ...(waitingFor ? { waitingFor } : {}),
   };
 }
 

@@ -21,6 +21,8 @@ export interface RunSources {
   wiring: { machines: Record<string, { definition: Record<string, unknown> }> };
   builds(executionArn: string): RunBuild[];
   pendingApprovals(): PendingApproval[];
+  /** The environment a run waits to enter, and who holds it (release control). */
+  waitingFor?(executionArn: string): { environment: string; heldBy: string | null } | undefined;
 }
 
 /** A stored run's summary, as `GET /api/runs` lists it. */
@@ -49,7 +51,9 @@ function readHistory(sources: RunSources, record: ExecutionRecord): RunHistoryEv
 
 function runFacts(sources: RunSources, record: ExecutionRecord, history: RunHistoryEvent[]): RunFacts {
   const approval = sources.pendingApprovals().find((a) => a.executionArn === record.executionArn);
+  const waitingFor = sources.waitingFor?.(record.executionArn);
   return {
+    ...(waitingFor ? { waitingFor } : {}),
     history,
     builds: sources.builds(record.executionArn),
     definition: sources.wiring.machines[record.stateMachine]?.definition ?? {},

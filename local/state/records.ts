@@ -13,6 +13,8 @@ export const EXECUTION_STATUSES = [
   'TIMED_OUT',
   'ABORTED',
   'INTERRUPTED',
+  // Stopped by a newer run of its line (release control); on AWS an ABORTED execution with that cause.
+  'SUPERSEDED',
 ] as const;
 
 export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];

@@ -1,5 +1,6 @@
 import type { ExecutionRecord, ExecutionStatus } from '#local/state/records.ts';
 import type { HistoryEvent, HistoryEventOf } from '#local/stepfunctions/history.ts';
+import { SUPERSEDED_ERROR } from '#shared/release.ts';
 
 /**
  * What a run's history proves about it, for the recovery of a store after a crash: the record a lost
@@ -29,7 +30,9 @@ export function outcomeFromHistory(events: HistoryEvent[]): Outcome | undefined 
     events.findLast((event) => event.type in TERMINAL);
   const status = end && TERMINAL[end.type];
   if (!end || !status) return undefined;
-  const outcome: Outcome = { status, stopDate: end.timestamp };
+  // A run retired by a newer one is stopped with Stepline.Superseded: SUPERSEDED, as it was recorded.
+  const retired = status === 'ABORTED' && end.error === SUPERSEDED_ERROR;
+  const outcome: Outcome = { status: retired ? 'SUPERSEDED' : status, stopDate: end.timestamp };
   const legacy = legacyDetails(end);
   const output = 'output' in end ? end.output : undefined;
   if (output !== undefined) outcome.output = output;

@@ -10,6 +10,7 @@ import {
 import type { NewHistoryEvent } from '#local/stepfunctions/history.ts';
 import { TaskNoLongerWaitingError } from '#shared/errors.ts';
 import type { TaskDecider } from '#shared/ports.ts';
+import { SUPERSEDED_ERROR } from '#shared/release.ts';
 import { forTerminal } from '#shared/text.ts';
 
 /** What a Task's local binding receives besides its resolved Parameters. */
@@ -46,6 +47,8 @@ export interface LocalStepFunctionsOptions {
 
 type Waiter = {
   executionArn: string;
+  /** A decision sent before the task began to wait (a Lambda that resumes its own token at once). */
+  early?: { output: unknown } | { error: Error };
   resolve: (output: unknown) => void;
   reject: (error: Error) => void;
   timer?: NodeJS.Timeout;
@@ -57,7 +60,7 @@ type Waiter = {
  * Step Functions does (TaskDoesNotExist / TaskTimedOut), never twice.
  */
 export class LocalTaskTokens implements TaskDecider {
-  readonly #pending = new Map<string, Waiter | { executionArn: string }>();
+  readonly #pending = new Map<string, Waiter | { executionArn: string; early?: Waiter['early'] }>();
   readonly #finished = new Map<string, 'timed-out' | 'not-waiting'>();
 
   mint(executionArn: string): string {
@@ -69,6 +72,10 @@ export class LocalTaskTokens implements TaskDecider {
   wait(token: string, timeoutSeconds?: number): Promise<unknown> {
     const entry = this.#pending.get(token);
     if (!entry) return Promise.reject(new Error(`Unknown task token`));
+    if ('early' in entry && entry.early) {
+      this.#settle(token, 'not-waiting');
+      return 'error' in entry.early ? Promise.reject(entry.early.error) : Promise.resolve(entry.early.output);
+    }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { executionArn: entry.executionArn, resolve, reject };
       if (timeoutSeconds !== undefined) {
@@ -84,11 +91,26 @@ export class LocalTaskTokens implements TaskDecider {
   }
 
   async succeed(taskToken: string, output: unknown): Promise<void> {
+    if (this.#decideEarly(taskToken, { output: structuredClone(output) })) return;
     this.#take(taskToken).resolve(structuredClone(output));
   }
 
   async fail(taskToken: string, error: string, cause: string): Promise<void> {
-    this.#take(taskToken).reject(Object.assign(new Error(cause), { name: error }));
+    const failure = Object.assign(new Error(cause), { name: error });
+    if (this.#decideEarly(taskToken, { error: failure })) return;
+    this.#take(taskToken).reject(failure);
+  }
+
+  /**
+   * On AWS a token is valid from the moment the Task invokes its Lambda, so the Lambda may decide it
+   * before the Task waits; here the decision is kept until then. Once only, like any decision.
+   */
+  #decideEarly(token: string, early: NonNullable<Waiter['early']>): boolean {
+    const entry = this.#pending.get(token);
+    if (!entry || 'resolve' in entry) return false;
+    if ('early' in entry && entry.early) throw new TaskNoLongerWaitingError('not-waiting');
+    this.#pending.set(token, { ...entry, early } as Waiter);
+    return true;
   }
 
   /** Every token of a run that ended stops waiting. */
@@ -126,9 +148,10 @@ export class LocalTaskTokens implements TaskDecider {
   }
 }
 
-/** Why a run was stopped by StopExecution (ABORTED), rather than by stepline stopping (INTERRUPTED). */
-class StopExecutionRequest extends Error {
+/** Why a run was stopped from outside (StopExecution's error and cause), rather than by stepline stopping (INTERRUPTED). */
+class StopRequest extends Error {
   readonly error: string;
+
   constructor(error: string, cause: string) {
     super(cause);
     this.error = error;
@@ -231,13 +254,22 @@ export class LocalStepFunctions {
   }
 
   /**
-   * StopExecution: stops one running execution, which ends ABORTED with `error` and `cause`. Resolves when
-   * it has ended; false when it was not running.
+   * Stops one running execution, as StopExecution does, with an error and a cause kept in its record: it
+   * ends SUPERSEDED when the error is Stepline.Superseded (a newer run retired it), else ABORTED. Returns
+   * without waiting for it to end: a run may be stopped from its own task.
+   */
+  stop(executionArn: string, error: string, cause: string): void {
+    this.#running.get(executionArn)?.abort.abort(new StopRequest(error, cause));
+  }
+
+  /**
+   * StopExecution that waits: stops one running execution (see {@link stop}) and resolves when it has
+   * ended; false when it was not running.
    */
   async stopExecution(executionArn: string, error: string, cause: string): Promise<boolean> {
     const run = this.#running.get(executionArn);
     if (!run) return false;
-    run.abort.abort(new StopExecutionRequest(error, cause));
+    this.stop(executionArn, error, cause);
     await run.done;
     return true;
   }
@@ -312,11 +344,12 @@ export class LocalStepFunctions {
       const output = await execution.result;
       finished = await this.#finish(record, { status: 'SUCCEEDED', output });
     } catch (error) {
-      if (signal.aborted && signal.reason instanceof StopExecutionRequest) {
+      if (signal.aborted && signal.reason instanceof StopRequest) {
+        const { error: stopError, message: cause } = signal.reason;
         finished = await this.#finish(record, {
-          status: 'ABORTED',
-          error: signal.reason.error,
-          cause: signal.reason.message,
+          status: stopError === SUPERSEDED_ERROR ? 'SUPERSEDED' : 'ABORTED',
+          error: stopError,
+          cause,
         });
       } else if (signal.aborted) {
         const reason = signal.reason instanceof Error ? signal.reason.message : 'stopped';
@@ -366,9 +399,9 @@ export class LocalStepFunctions {
           }
         : patch.status === 'FAILED'
           ? { type: 'ExecutionFailed', timestamp: stopDate, ...failure }
-          : patch.status === 'ABORTED'
-            ? { type: 'ExecutionAborted', timestamp: stopDate, ...failure }
-            : { type: 'ExecutionInterrupted', timestamp: stopDate, ...failure };
+          : patch.status === 'INTERRUPTED'
+            ? { type: 'ExecutionInterrupted', timestamp: stopDate, ...failure }
+            : { type: 'ExecutionAborted', timestamp: stopDate, ...failure };
     await this.#history(record, [end]);
     await this.#options.store.finishExecution(record.executionArn, { ...patch, stopDate });
     const finished = this.#options.store.execution(record.executionArn) ?? { ...record, ...patch, stopDate };

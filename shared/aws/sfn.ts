@@ -1,4 +1,5 @@
 import {
+  DescribeExecutionCommand,
   ExecutionAlreadyExists,
   ExecutionDoesNotExist,
   InvalidToken,
@@ -13,12 +14,15 @@ import {
 } from '@aws-sdk/client-sfn';
 import { TaskNoLongerWaitingError } from '../errors.ts';
 import type {
+  ExecutionStopper,
   PipelineInput,
   PipelineStarter,
+  RunStatusReader,
   RunStopper,
   StartPipelineResult,
   TaskDecider,
 } from '../ports.ts';
+import { SUPERSEDED_ERROR } from '../release.ts';
 
 /** Starts executions of one state machine. `ExecutionAlreadyExists` means the run was already started. */
 export class SfnPipelineStarter implements PipelineStarter {
@@ -128,5 +132,44 @@ export class SfnRunStopper implements RunStopper {
       }
     }
     return stopped;
+  }
+}
+
+/**
+ * Retires a run with StopExecution: its status becomes ABORTED, with the `error` and `cause` given here
+ * kept in the execution (https://docs.aws.amazon.com/step-functions/latest/apireference/API_StopExecution.html).
+ * A run already ended is left as it is (StopExecution on it changes nothing).
+ */
+export class SfnExecutionStopper implements ExecutionStopper {
+  readonly #client: SFNClient;
+
+  constructor(client: SFNClient) {
+    this.#client = client;
+  }
+
+  async stop(executionArn: string, error: string, cause: string): Promise<void> {
+    try {
+      await this.#client.send(new StopExecutionCommand({ executionArn, error, cause }));
+    } catch (failure) {
+      if (failure instanceof ExecutionDoesNotExist) return;
+      throw failure;
+    }
+  }
+}
+
+/**
+ * Reads whether a run was retired: DescribeExecution gives an ABORTED execution's `error` and `cause`
+ * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html).
+ */
+export class SfnRunStatusReader implements RunStatusReader {
+  readonly #client: SFNClient;
+
+  constructor(client: SFNClient) {
+    this.#client = client;
+  }
+
+  async supersededCause(executionArn: string): Promise<string | null> {
+    const output = await this.#client.send(new DescribeExecutionCommand({ executionArn }));
+    return output.status === 'ABORTED' && output.error === SUPERSEDED_ERROR ? (output.cause ?? null) : null;
   }
 }

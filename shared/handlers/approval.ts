@@ -15,15 +15,18 @@ import {
   errorPage,
   type HtmlPage,
   noLongerWaitingPage,
+  supersededPage,
 } from '#shared/approval-pages.ts';
 import { isClientError, TaskNoLongerWaitingError } from '#shared/errors.ts';
 import { rawBody } from '#shared/http.ts';
 import type { Logger } from '#shared/logger.ts';
-import type { TaskDecider } from '#shared/ports.ts';
+import type { RunStatusReader, TaskDecider } from '#shared/ports.ts';
 
 /** What the approval route needs. */
 export interface ApprovalDeps {
   decider: TaskDecider;
+  /** Tells whether a newer run retired the link's run: its link then decides nothing. */
+  runs: RunStatusReader;
   /** Reads the approval key secret that decrypts the links. */
   approvalKey: () => Promise<string>;
   logger: Logger;
@@ -45,6 +48,11 @@ export function createApprovalHandler(deps: ApprovalDeps) {
     }
     const link = openApprovalLink(event.pathParameters?.token ?? '', await deps.approvalKey(), deps.now());
     const logKeys = { executionArn: link.executionArn, action: link.action };
+    const superseded = await deps.runs.supersededCause(link.executionArn);
+    if (superseded !== null) {
+      deps.logger.info('Approval of a superseded run', logKeys);
+      return supersededPage(link, superseded);
+    }
     if (method === 'GET') return confirmationPage(link, deps.now());
 
     const form = readDecisionForm(rawBody(event, MAX_BODY_BYTES).toString('utf8'));

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -26,6 +26,9 @@ async function importReport(module: string, env: Record<string, string> = {}): P
   return JSON.parse(stdout) as ImportReport;
 }
 
+const DEPENDENCIES: Record<string, string> =
+  JSON.parse(readFileSync(`${PROJECT_DIR}/package.json`, 'utf8')).dependencies ?? {};
+
 const HANDLER_MODULES = readdirSync(`${PROJECT_DIR}/shared/handlers`)
   .filter((file) => file.endsWith('.ts'))
   .map((file) => `shared/handlers/${file}`)
@@ -34,7 +37,7 @@ const HANDLER_MODULES = readdirSync(`${PROJECT_DIR}/shared/handlers`)
 describe('importing a handler factory module', () => {
   it('finds the handler modules', () => {
     expect(HANDLER_MODULES).toContain('shared/handlers/webhook.ts');
-    expect(HANDLER_MODULES).toHaveLength(7);
+    expect(HANDLER_MODULES).toHaveLength(8);
   });
 
   it.each(HANDLER_MODULES)('%s reads no environment variable and builds no SDK client', async (module) => {
@@ -51,13 +54,16 @@ describe('the probe', () => {
       STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline',
       WEBHOOK_PROVIDERS: 'github',
       WEBHOOK_SECRET_PARAMETER_PREFIX: '/stepline/test/webhook-secret',
+      RELEASE_TABLE: 'stepline-test-release',
     });
     expect(report.error).toBeUndefined();
     expect(report.envReads).toMatchObject({
       STATE_MACHINE_ARN: 'shared/config.ts:15',
       STEPLINE_SETTINGS: expect.stringMatching(/^shared\/config\.ts:/),
     });
-    expect(report.clients.sort()).toEqual(['SFNClient', 'SSMClient']);
+    // The probe sees the clients of package.json's dependencies: DynamoDB's once it is listed there.
+    const dynamo = Object.hasOwn(DEPENDENCIES, '@aws-sdk/client-dynamodb') ? ['DynamoDBClient'] : [];
+    expect(report.clients.sort()).toEqual([...dynamo, 'SFNClient', 'SSMClient']);
   });
 
   it('sees a read that fails the import too', async () => {

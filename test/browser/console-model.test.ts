@@ -32,7 +32,7 @@ describe('machineGraph', () => {
       kind: 'choice',
       label: '$.approvalRequired == true',
     });
-    expect(edge('Approval required?', 'Infrastructure')).toMatchObject({ kind: 'default' });
+    expect(edge('Approval required?', 'Enter environment')).toMatchObject({ kind: 'default' });
   });
 
   it('draws each Catch as an edge naming the errors it catches', () => {
@@ -48,7 +48,15 @@ describe('machineGraph', () => {
   });
 
   it('holds a Map state and its inner states in one group, leaving it from the group end', () => {
-    const inner = ['Environments', 'Approval', 'Infrastructure', 'Deploy', 'Stage failed'];
+    const inner = [
+      'Environments',
+      'Approval',
+      'Enter environment',
+      'Infrastructure',
+      'Deploy',
+      'Leave environment',
+      'Stage failed',
+    ];
     for (const state of inner)
       expect(graph.nodes.find((n) => n.id === `state:${state}`)?.parent).toBe('group:Environments');
     expect(graph.nodes.find((n) => n.id === 'state:Image')?.parent).toBeUndefined();
@@ -56,7 +64,7 @@ describe('machineGraph', () => {
       expect.objectContaining({ from: 'state:Environments', to: 'state:Approval required?', kind: 'items' }),
     );
     expect(graph.edges).toContainEqual({
-      from: 'state:Deploy',
+      from: 'state:Leave environment',
       to: 'end-of:Environments',
       kind: 'next',
     });
@@ -72,7 +80,7 @@ describe('machineGraph', () => {
     expect(intoEnd.sort()).toEqual(['state:Image failed', 'state:Succeeded', 'state:Test failed']);
   });
 
-  it('marks the approval gate as a state that waits for a task token', () => {
+  it('marks the approval gate as a state that waits for a task token, and the environment hold as none', () => {
     const gates = graph.nodes.filter((n) => n.waitsForToken).map((n) => n.state);
     expect(gates).toEqual(['Approval']);
   });

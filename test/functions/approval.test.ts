@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  DescribeExecutionCommand,
   InvalidToken,
   SendTaskFailureCommand,
   SendTaskSuccessCommand,
@@ -12,7 +13,7 @@ import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mintApprovalLinks } from '#shared/approval.ts';
-import { SfnTaskDecider } from '#shared/aws/sfn.ts';
+import { SfnRunStatusReader, SfnTaskDecider } from '#shared/aws/sfn.ts';
 import { createApprovalHandler } from '#shared/handlers/approval.ts';
 import { createLogger } from '#shared/logger.ts';
 import type { ApprovalRequest } from '#shared/pipeline.ts';
@@ -31,6 +32,7 @@ beforeAll(() => {
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'INFO');
   handler = createApprovalHandler({
     decider: new SfnTaskDecider(new SFNClient({ region: 'eu-west-1' })),
+    runs: new SfnRunStatusReader(new SFNClient({ region: 'eu-west-1' })),
     approvalKey: async () => KEY,
     logger: createLogger('approval'),
     now: () => new Date(),
@@ -44,6 +46,7 @@ beforeEach(() => {
   sfn.reset();
   sfn.on(SendTaskSuccessCommand).resolves({});
   sfn.on(SendTaskFailureCommand).resolves({});
+  sfn.on(DescribeExecutionCommand).resolves({ status: 'RUNNING' });
   logged = [];
   for (const stream of [process.stdout, process.stderr]) {
     vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
@@ -304,6 +307,43 @@ describe('logging', () => {
     expect(lines).not.toContain(approve.slice(0, 40));
     expect(lines).not.toContain(reject.slice(0, 40));
     expect(lines).not.toContain(KEY);
+  });
+});
+
+describe('a link of a run a newer run superseded', () => {
+  const cause = 'Superseded by run-2 (push #2, commit 3333333333)';
+  beforeEach(() => {
+    // StopExecution's error and cause, as DescribeExecution returns them for the retired run.
+    sfn.on(DescribeExecutionCommand, { executionArn: EXECUTION_ARN }).resolves({
+      status: 'ABORTED',
+      error: 'Stepline.Superseded',
+      cause,
+    });
+  });
+
+  it('answers GET with a "superseded by" page naming the newer run', async () => {
+    const response = await request('GET', links().approve);
+
+    expect(response.statusCode).toBe(409);
+    expect(response.body).toContain('Superseded by run-2');
+    expect(response.body).toContain('This decision was not accepted');
+    expect(response.body).not.toContain('<form');
+  });
+
+  it('accepts no decision on POST, and sends nothing', async () => {
+    const response = await request('POST', links().approve, 'name=Ada');
+
+    expect(response.statusCode).toBe(409);
+    expect(response.body).toContain('Superseded by run-2');
+    expectNothingSent();
+  });
+
+  it('still shows the form for a run stopped for another reason', async () => {
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'ABORTED', error: 'Manual', cause: 'stopped' });
+
+    const response = await request('GET', links().approve);
+
+    expect(response.statusCode).toBe(200);
   });
 });
 

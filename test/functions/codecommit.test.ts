@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DynamoLineStore } from '#shared/aws/dynamodb.ts';
 import { SfnPipelineStarter } from '#shared/aws/sfn.ts';
 import { createCodeCommitHandler } from '#shared/handlers/codecommit.ts';
 import type { PushOutcome } from '#shared/ingest.ts';
@@ -11,6 +13,7 @@ import { TriggersSchema } from '#shared/triggers.ts';
 import { lambdaContext } from '../helpers/lambda.ts';
 
 const sfn = mockClient(SFNClient);
+const dynamo = mockClient(DynamoDBClient);
 const fixture = (name: string) =>
   JSON.parse(readFileSync(new URL(`../fixtures/codecommit/${name}`, import.meta.url), 'utf8'));
 const created = fixture('awsdocs-codecommit.00.CodeCommit-Repository-State-Change.referenceCreated.json');
@@ -29,6 +32,7 @@ beforeAll(() => {
       new SFNClient({}),
       'arn:aws:states:us-east-2:123456789012:stateMachine:stepline-test-pipeline',
     ),
+    lines: new DynamoLineStore(new DynamoDBClient({}), 'stepline-test-release'),
     // Every branch, so the docs' sample branch names start runs.
     triggers: TriggersSchema.parse({ push: [{ branches: { includes: ['**'] } }] }),
     settings: PipelineSettingsSchema.parse({}),
@@ -38,6 +42,9 @@ beforeAll(() => {
 
 beforeEach(() => {
   sfn.reset();
+  dynamo.reset();
+  // The line's push counter: this push is the line's 7th.
+  dynamo.on(UpdateItemCommand).resolves({ Attributes: { sequence: { N: '7' } } });
   sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:aws:states:us-east-2:1:execution:p:n' });
 });
 
@@ -54,6 +61,13 @@ describe('CodeCommit Repository State Change', () => {
       type: 'CODECOMMIT',
       location: `https://git-codecommit.us-east-2.amazonaws.com/v1/repos/${created.detail.repositoryName}`,
       version: created.detail.commitId,
+    });
+    // Numbered in its line (repository and ref) before it starts: the atomic counter's new value.
+    expect(input.sequence).toBe(7);
+    expect(dynamo).toHaveReceivedCommandWith(UpdateItemCommand, {
+      TableName: 'stepline-test-release',
+      Key: { line: { S: `codecommit:${created.detail.repositoryName}:${created.detail.referenceFullName}` } },
+      UpdateExpression: 'ADD #sequence :one',
     });
     expect(input.deliveryId).toBe(created.id);
   });

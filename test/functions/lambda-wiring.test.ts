@@ -14,6 +14,7 @@ const LAMBDA_ENV = {
   APPROVAL_BASE_URL: 'https://abc123.execute-api.eu-west-1.amazonaws.com/approvals',
   NOTIFICATIONS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-test-notifications',
   EVENT_BUS_NAME: 'stepline-test',
+  RELEASE_TABLE: 'stepline-test-release',
 };
 
 const FUNCTIONS = [
@@ -24,6 +25,7 @@ const FUNCTIONS = [
   'notify',
   'build-events',
   'pipeline-events',
+  'holds',
 ];
 
 async function importFunction(name: string): Promise<{ handler: unknown }> {

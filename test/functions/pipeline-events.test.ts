@@ -1,14 +1,20 @@
 import { readFileSync } from 'node:fs';
+import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DynamoLineStore } from '#shared/aws/dynamodb.ts';
 import { EventBridgeMilestoneEmitter } from '#shared/aws/eventbridge.ts';
+import { SfnExecutionStopper, SfnTaskDecider } from '#shared/aws/sfn.ts';
 import { SnsNotifier } from '#shared/aws/sns.ts';
 import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts';
 import { createLogger } from '#shared/logger.ts';
 import type { ExecutionInput } from '#shared/pipeline.ts';
+import { type LineState, lineOf } from '#shared/release.ts';
+import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { aPush } from '../helpers/push.ts';
 
 const EXECUTION_ARN = 'arn:aws:states:us-east-1:012345678912:execution:state-machine-name:execution-name';
@@ -30,9 +36,19 @@ afterAll(() => {
 
 const sns = mockClient(SNSClient);
 const eventBridge = mockClient(EventBridgeClient);
+const dynamo = mockClient(DynamoDBClient);
+const sfn = mockClient(SFNClient);
+const notifier = new SnsNotifier(new SNSClient({}), { notifications: TOPIC_ARN, approvals: '' });
 const handler = createPipelineEventsHandler({
-  notifier: new SnsNotifier(new SNSClient({}), { notifications: TOPIC_ARN, approvals: '' }),
+  notifier,
   emitter: new EventBridgeMilestoneEmitter(new EventBridgeClient({}), BUS_NAME),
+  ledger: new ReleaseLedger({
+    store: new DynamoLineStore(new DynamoDBClient({}), 'stepline-test-release'),
+    decider: new SfnTaskDecider(new SFNClient({})),
+    stopper: new SfnExecutionStopper(new SFNClient({})),
+    notifier,
+    logger: createLogger('pipelineEvents'),
+  }),
   logger: createLogger('pipelineEvents'),
   region: 'us-east-1',
   stateMachineArn: STATE_MACHINE_ARN,
@@ -41,6 +57,11 @@ const handler = createPipelineEventsHandler({
 beforeEach(() => {
   sns.reset();
   eventBridge.reset();
+  dynamo.reset();
+  sfn.reset();
+  dynamo.on(GetItemCommand).resolves({});
+  dynamo.on(UpdateItemCommand).resolves({});
+  sfn.on(SendTaskSuccessCommand).resolves({});
   sns.on(PublishCommand).resolves({ MessageId: 'm-1' });
   eventBridge.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-1' }] });
 });
@@ -77,6 +98,7 @@ const executionInput: ExecutionInput = {
   push: aPush(),
   pullRequest: null,
   deliveryId: '72d3162e-cc78-11e3-81ab-4c9367dc0958',
+  sequence: 4,
   source: {
     type: 'GITHUB',
     location: 'https://github.com/acme/shop.git',
@@ -96,6 +118,7 @@ const executionInput: ExecutionInput = {
     test: true,
     pullRequests: { image: false },
     approvalTimeoutSeconds: 86_400,
+    executionMode: 'QUEUED',
   },
 };
 
@@ -267,5 +290,128 @@ describe('pipelineEvents', () => {
 
     await expect(handler(codeBuild, context)).rejects.toThrow(/Not a Step Functions execution status change/);
     expect(eventBridge).not.toHaveReceivedCommand(PutEventsCommand);
+  });
+});
+
+describe('pipelineEvents releases the holds of a run that ended', () => {
+  const WAITING_ARN = EXECUTION_ARN.replace('execution-name', 'newer-run');
+  const WAITING_TOKEN = 'token-of-the-run-waiting-for-prod';
+  const line = lineOf(executionInput.push);
+  /** The line as DynamoDB holds it: this run deploys prod, a newer one waits for it. */
+  const stored: LineState = {
+    line,
+    runs: [
+      {
+        executionArn: EXECUTION_ARN,
+        sequence: 4,
+        commit: '2'.repeat(40),
+        plan: executionInput.settings.environments,
+        entered: ['dev', 'prod'],
+        holding: 'prod',
+        waiting: null,
+      },
+      {
+        executionArn: WAITING_ARN,
+        sequence: 5,
+        commit: '3'.repeat(40),
+        plan: executionInput.settings.environments,
+        entered: ['dev'],
+        holding: null,
+        waiting: { environment: 'prod', taskToken: WAITING_TOKEN, since: '2019-02-26T23:50:00.000Z' },
+      },
+    ],
+    environments: {
+      dev: { holder: null, current: null },
+      prod: {
+        holder: {
+          executionArn: EXECUTION_ARN,
+          sequence: 4,
+          commit: '2'.repeat(40),
+          at: '2019-02-26T23:49:00.000Z',
+        },
+        current: null,
+      },
+    },
+  };
+
+  it.each(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'])(
+    'hands prod to the run waiting next when the holder ends %s',
+    async (status) => {
+      dynamo.on(GetItemCommand).resolves({
+        Item: { line: { S: line }, version: { N: '9' }, state: { S: JSON.stringify(stored) } },
+      });
+
+      await handler(withDetail(fixture(status), { input: JSON.stringify(executionInput) }), context);
+
+      // One conditional write: version 9 was read, so version 9 must still be there.
+      const writes = dynamo.commandCalls(UpdateItemCommand).map((call) => call.args[0].input);
+      expect(writes).toHaveLength(1);
+      expect(writes[0]).toMatchObject({
+        TableName: 'stepline-test-release',
+        Key: { line: { S: line } },
+        ConditionExpression: '#version = :expected',
+        ExpressionAttributeValues: expect.objectContaining({ ':expected': { N: '9' }, ':next': { N: '10' } }),
+      });
+      const written = JSON.parse(writes[0]?.ExpressionAttributeValues?.[':state']?.S ?? '{}') as LineState;
+      expect(written.runs.map((run) => run.executionArn)).toEqual([WAITING_ARN]);
+      expect(written.environments.prod?.holder?.executionArn).toBe(WAITING_ARN);
+      expect(sfn).toHaveReceivedCommandWith(SendTaskSuccessCommand, { taskToken: WAITING_TOKEN });
+    },
+  );
+
+  it('reads the line again when another writer came first', async () => {
+    dynamo.on(GetItemCommand).resolves({
+      Item: { line: { S: line }, version: { N: '9' }, state: { S: JSON.stringify(stored) } },
+    });
+    const { ConditionalCheckFailedException } = await import('@aws-sdk/client-dynamodb');
+    dynamo
+      .on(UpdateItemCommand)
+      .rejectsOnce(
+        new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }),
+      )
+      .resolves({});
+
+    await handler(withDetail(fixture('ABORTED'), { input: JSON.stringify(executionInput) }), context);
+
+    expect(dynamo).toHaveReceivedCommandTimes(GetItemCommand, 2);
+    expect(dynamo).toHaveReceivedCommandTimes(UpdateItemCommand, 2);
+    expect(sfn).toHaveReceivedCommandTimes(SendTaskSuccessCommand, 1);
+  });
+
+  it('touches no line for a run that only started', async () => {
+    await handler(withDetail(fixture('RUNNING'), { input: JSON.stringify(executionInput) }), context);
+
+    expect(dynamo).toHaveReceivedCommandTimes(UpdateItemCommand, 0);
+  });
+});
+
+describe('pipelineEvents on a run a newer push superseded', () => {
+  const cause = 'Superseded by run-9 (push #9, commit 999999999999)';
+
+  it('notifies which run superseded which, and says so in the milestone', async () => {
+    await handler(
+      withDetail(fixture('ABORTED'), {
+        input: JSON.stringify(executionInput),
+        error: 'Stepline.Superseded',
+        cause,
+      }),
+      context,
+    );
+
+    const [message] = published();
+    expect(message?.Subject).toContain('superseded by run-9');
+    expect(message?.Message).toContain(`Cause: ${cause}`);
+    expect(message?.Message).toContain('no longer decide anything');
+    expect(milestones()[0]?.detail).toMatchObject({ status: 'ABORTED', supersededBy: 'run-9' });
+  });
+
+  it('keeps the plain "aborted" notification for a run stopped by hand', async () => {
+    await handler(
+      withDetail(fixture('ABORTED'), { error: 'Manual', cause: 'stopped from the console' }),
+      context,
+    );
+
+    expect(published()[0]?.Subject).toContain('aborted');
+    expect(milestones()[0]?.detail).not.toHaveProperty('supersededBy');
   });
 });

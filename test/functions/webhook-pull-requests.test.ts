@@ -11,9 +11,9 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SfnPipelineStarter, SfnRunStopper } from '#shared/aws/sfn.ts';
 import { createWebhookHandler, type WebhookDeps } from '#shared/handlers/webhook.ts';
-import { SUPERSEDED_ERROR } from '#shared/ingest.ts';
 import { createLogger } from '#shared/logger.ts';
 import { ExecutionInputSchema, PipelineSettingsSchema } from '#shared/pipeline.ts';
+import { SUPERSEDED_ERROR } from '#shared/release.ts';
 import { TriggersSchema } from '#shared/triggers.ts';
 import { httpEvent, hubSignature, lambdaContext } from '../helpers/lambda.ts';
 
@@ -22,6 +22,7 @@ import { httpEvent, hubSignature, lambdaContext } from '../helpers/lambda.ts';
  * adapters over a mocked SFN client: which deliveries start a CI run (and under which name, with which
  * input), which are answered 200 with a reason, and how a newer head stops the older head's run.
  */
+import { MemoryLineStore } from '../helpers/release.ts';
 
 const SECRETS = { github: 'github-secret', gitlab: 'gitlab-token', bitbucket: 'bitbucket-secret' };
 const STATE_MACHINE_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline';
@@ -44,6 +45,7 @@ function webhookHandler(overrides: Partial<WebhookDeps> = {}): Handler {
   return createWebhookHandler({
     starter: new SfnPipelineStarter(new SFNClient({}), STATE_MACHINE_ARN),
     runStopper: new SfnRunStopper(new SFNClient({}), STATE_MACHINE_ARN),
+    lines: new MemoryLineStore(),
     // Pushes run every branch here: a pull request must still be decided by the pull-request rules.
     triggers: TriggersSchema.parse({ push: [{ branches: { includes: ['**'] } }] }),
     settings: PipelineSettingsSchema.parse({}),

@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DynamoLineStore } from '#shared/aws/dynamodb.ts';
 import { SfnPipelineStarter, SfnRunStopper } from '#shared/aws/sfn.ts';
 import { SECRET_MAX_AGE_MS, SECRET_MIN_REFETCH_MS, SsmSecretReader } from '#shared/aws/ssm.ts';
 import { createWebhookHandler, MAX_BODY_BYTES, type WebhookDeps } from '#shared/handlers/webhook.ts';
@@ -18,6 +20,7 @@ const GITLAB_SECRET = 'gitlab-token-for-tests';
 const BITBUCKET_SECRET = 'bitbucket-secret-for-tests';
 const STATE_MACHINE_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline';
 const sfn = mockClient(SFNClient);
+const dynamo = mockClient(DynamoDBClient);
 const githubPush = readFileSync(
   new URL('../fixtures/github/go-playground-push.json', import.meta.url),
   'utf8',
@@ -38,6 +41,7 @@ function fixed(value: string) {
 function webhookHandler(overrides: Partial<WebhookDeps> = {}): Handler {
   return createWebhookHandler({
     starter: new SfnPipelineStarter(new SFNClient({}), STATE_MACHINE_ARN),
+    lines: new DynamoLineStore(new DynamoDBClient({}), 'stepline-test-release'),
     triggers: TriggersSchema.parse({}),
     settings: PipelineSettingsSchema.parse({}),
     logger: createLogger('webhook'),
@@ -59,6 +63,9 @@ beforeAll(() => {
 
 beforeEach(() => {
   sfn.reset();
+  dynamo.reset();
+  // The line's push counter: this push is the line's 7th.
+  dynamo.on(UpdateItemCommand).resolves({ Attributes: { sequence: { N: '7' } } });
   sfn.on(StartExecutionCommand).callsFake((input: { name: string }) => ({
     executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${input.name}`,
   }));

@@ -88,12 +88,37 @@ export interface LocalRun {
   error?: string;
   cause?: string;
   calls: TaskCall[];
+  /** The holds function's calls (release tasks), apart from `calls`. */
+  holdsCalls: TaskCall[];
   events: ExecutionEvent[];
 }
 
 export interface RunOptions {
   handlers: HandlersByResource;
   executionArn?: string;
+  /**
+   * The holds function (the release tasks: Join line, Enter environment, Leave environment), bound apart
+   * from the other Lambdas so that tests of stages need not know it. By default {@link enterAtOnce}.
+   * Its calls are in `holdsCalls`, not in `calls`.
+   */
+  holds?: TaskHandler;
+  /** Each task token minted, as `$$.Task.Token` (default: task-token-1, task-token-2, …). */
+  mintTaskToken?: () => string;
+}
+
+/** The holds function's name in the test deployment. */
+export const HOLDS_FUNCTION = `${TEST_DEPLOYMENT.service}-${TEST_DEPLOYMENT.stage}-holds`;
+
+/**
+ * The holds function as a line with no other run sees it: every run joins, enters each environment at
+ * once (the token's success output) and leaves it.
+ */
+export function enterAtOnce(input: TaskInput, call: TaskCall): unknown {
+  const payload = lambdaPayload(input);
+  if (call.resource === RESOURCE.lambdaInvokeWaitForTaskToken) {
+    return { environment: payload.environment, entered: true };
+  }
+  return { StatusCode: 200, ExecutedVersion: '$LATEST', Payload: { line: 'test', actions: [] } };
 }
 
 /**
@@ -108,6 +133,7 @@ export async function runStateMachine(
 ): Promise<LocalRun> {
   const adapted = adaptToLocalEngine(definition);
   const calls: TaskCall[] = [];
+  const holdsCalls: TaskCall[] = [];
   const taskResourceLocalHandlers: Record<string, (input: unknown) => unknown> = {};
   const retryIntervalOverrides: Record<string, number> = {};
   for (const { name, state } of listStates(adapted)) {
@@ -116,6 +142,10 @@ export async function runStateMachine(
     const resource = String(state.Resource);
     taskResourceLocalHandlers[name] = async (taskInput) => {
       const call: TaskCall = { stateName: name, resource, input: taskInput as TaskInput };
+      if ((taskInput as TaskInput).FunctionName === HOLDS_FUNCTION) {
+        holdsCalls.push(call);
+        return (options.holds ?? enterAtOnce)(call.input, call);
+      }
       calls.push(call);
       const handler = options.handlers[resource];
       if (handler === undefined) throw new Error(`No local handler for ${resource} (state "${name}")`);
@@ -131,7 +161,7 @@ export async function runStateMachine(
     },
     context: localContextObject({
       executionArn: options.executionArn ?? TEST_EXECUTION_ARN,
-      mintTaskToken: () => `task-token-${++tokens}`,
+      mintTaskToken: options.mintTaskToken ?? (() => `task-token-${++tokens}`),
     }),
   });
   const events: ExecutionEvent[] = [];
@@ -141,12 +171,12 @@ export async function runStateMachine(
   try {
     const output = await execution.result;
     await logged;
-    return { status: 'SUCCEEDED', output, calls, events };
+    return { status: 'SUCCEEDED', output, calls, holdsCalls, events };
   } catch (error) {
     if (!(error instanceof ExecutionError)) throw error;
     await logged;
     const failure = error.cause instanceof Error ? error.cause : new Error(String(error.cause));
-    return { status: 'FAILED', error: failure.name, cause: failure.message, calls, events };
+    return { status: 'FAILED', error: failure.name, cause: failure.message, calls, holdsCalls, events };
   }
 }
 
@@ -306,6 +336,7 @@ export function anExecutionInput(settings: Partial<PipelineSettings> = {}): Exec
   return ExecutionInputSchema.parse({
     push,
     deliveryId: '72d3162e-cc78-11e3-81ab-4c9367dc0958',
+    sequence: 1,
     source: { type: 'GITHUB', location: push.repository.cloneUrl, version: push.after },
     settings,
   });
@@ -333,6 +364,7 @@ export function aPullRequestExecutionInput(
   return ExecutionInputSchema.parse({
     push,
     pullRequest: pr,
+    sequence: 1,
     source: { type: 'GITHUB', location: push.repository.cloneUrl, version: push.after },
     settings,
   });

@@ -53,4 +53,23 @@ describe('LocalTaskTokens', () => {
     expect(tokens.waiting).toBe(0);
     await expect(tokens.succeed(token, {})).rejects.toMatchObject({ reason: 'not-waiting' });
   });
+
+  it('keeps a decision sent before the task waits (a Lambda resuming its own token) and gives it once', async () => {
+    const tokens = new LocalTaskTokens();
+    const token = tokens.mint('arn:run');
+    await tokens.succeed(token, { environment: 'dev', entered: true });
+    await expect(tokens.succeed(token, {})).rejects.toMatchObject({ reason: 'not-waiting' });
+
+    await expect(tokens.wait(token)).resolves.toEqual({ environment: 'dev', entered: true });
+    await expect(tokens.fail(token, 'Environment.Behind', 'late')).rejects.toMatchObject({
+      reason: 'not-waiting',
+    });
+  });
+
+  it('keeps an early failure too, with its error name', async () => {
+    const tokens = new LocalTaskTokens();
+    const token = tokens.mint('arn:run');
+    await tokens.fail(token, 'Environment.Behind', 'prod already runs a newer commit');
+    await expect(tokens.wait(token)).rejects.toMatchObject({ name: 'Environment.Behind' });
+  });
 });

@@ -13,6 +13,7 @@ import { ConfigurationError, InvalidInputError } from '#shared/errors.ts';
 import { createLogger } from '#shared/logger.ts';
 import type { Notification } from '#shared/ports.ts';
 import { aPush } from '../helpers/push.ts';
+import { MemoryLineStore, recordingLedger } from '../helpers/release.ts';
 
 function aFunction(key: string, module: string, more: Partial<LocalFunction> = {}): LocalFunction {
   return { key, name: `stepline-local-${key}`, module, environment: {}, http: [], eventBridge: [], ...more };
@@ -27,6 +28,9 @@ function portsPublishingTo(
   const ports: LocalPorts = {
     starter: { start: async () => ({ outcome: 'already-started', executionName: 'x' }) },
     runStopper: { stopRunning: async () => [] },
+    lines: new MemoryLineStore(),
+    releaseLedger: () => recordingLedger().ledger,
+    runs: { supersededCause: async () => null },
     configuration: functionConfiguration([]),
     settingsFor: async () => functionConfiguration([]).settings.defaults,
     webhookSecrets: {},

@@ -19,6 +19,7 @@ describe('readWiring (serverless.yml through serverless print)', () => {
         'approvalRequest',
         'buildEvents',
         'codecommit',
+        'holds',
         'notify',
         'pipelineEvents',
         'webhook',

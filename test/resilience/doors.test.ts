@@ -13,6 +13,7 @@ import type { Notification, PipelineStarter, TaskDecider } from '#shared/ports.t
 import { TriggersSchema } from '#shared/triggers.ts';
 import { httpEvent, lambdaContext } from '../helpers/lambda.ts';
 import { aPush } from '../helpers/push.ts';
+import { MemoryLineStore, recordingLedger } from '../helpers/release.ts';
 import { record } from './figures.ts';
 
 /**
@@ -94,7 +95,13 @@ const SETTINGS = PipelineSettingsSchema.parse({});
 function ingestDeps(service: string) {
   const { starter, started } = countingStarter();
   return {
-    deps: { starter, triggers: ALL_REFS, settings: SETTINGS, logger: createLogger(service) },
+    deps: {
+      starter,
+      lines: new MemoryLineStore(),
+      triggers: ALL_REFS,
+      settings: SETTINGS,
+      logger: createLogger(service),
+    },
     started,
   };
 }
@@ -529,6 +536,7 @@ function approvalDoor(now: () => Date = () => new Date()) {
   };
   const handler = factories.approval({
     decider,
+    runs: { supersededCause: async () => null },
     approvalKey: async () => KEY,
     logger: createLogger('approval'),
     now,
@@ -862,6 +870,7 @@ describe('the EventBridge doors', () => {
         door: new Door('eventbridge/pipelineEvents'),
         handler: factories.pipelineEvents({
           ...sinks,
+          ledger: recordingLedger().ledger,
           logger: createLogger('pipelineEvents'),
           stateMachineArn,
         }) as unknown as EventHandler,

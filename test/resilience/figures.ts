@@ -23,6 +23,10 @@ export interface Figures {
   secretPlaces?: string[];
   /** IAM roles whose actions were checked against their allow-list. */
   rolesChecked?: number;
+  /** Deploys of a commit older (by push order) than the one the environment ran before. */
+  environmentRegressions?: number;
+  /** Holds (or waiting runs) left in a line once every run of it ended. */
+  orphanedHolds?: number;
 }
 
 declare module 'vitest' {

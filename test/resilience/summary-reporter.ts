@@ -41,6 +41,8 @@ export function summaryText(figures: Figures, passed: number, failed: number): s
     `  faults survived: ${figures.faultsSurvived ?? 0} of ${figures.faultsInjected ?? 0}`,
     `  secrets found: ${figures.secretsFound ?? 0}${figures.secretPlaces?.length ? ` (${figures.secretPlaces.join(', ')})` : ''}`,
     `  IAM roles checked against their allow-list: ${figures.rolesChecked ?? 0}`,
+    `  environment regressions: ${figures.environmentRegressions ?? 0}`,
+    `  orphaned holds: ${figures.orphanedHolds ?? 0}`,
     `${passed} passed, ${failed} failed`,
   ];
   return lines.join('\n');

@@ -164,6 +164,7 @@ describe('statemachines/pipeline.asl.json', () => {
         "States.Format('stepline-test-{}-deploy', $.environment)",
         'stepline-test-approvalRequest',
         'stepline-test-notify',
+        'stepline-test-holds',
       ]),
     );
   });

@@ -138,7 +138,7 @@ describe('a passing run with the default environments', () => {
     expect(approval?.input.FunctionName).toBe('stepline-test-approvalRequest');
     const request = ApprovalRequestSchema.parse(lambdaPayload(approval?.input ?? {}));
     expect(request).toMatchObject({
-      taskToken: 'task-token-1',
+      taskToken: 'task-token-2',
       executionArn: TEST_EXECUTION_ARN,
       timeoutSeconds: 24 * 3600,
       environment: 'prod',
@@ -234,7 +234,7 @@ describe('environments from the settings', () => {
       {
         environment: 'prod',
         passed: ['Image', 'staging: Infrastructure', 'staging: Deploy'],
-        taskToken: 'task-token-2',
+        taskToken: 'task-token-3',
       },
     ]);
     expect(notifications(run)[0]).toMatchObject({ approvals: [APPROVED, APPROVED] });
@@ -547,7 +547,7 @@ describe('a notification that cannot be sent', () => {
 });
 
 describe('state transitions of a passing run', () => {
-  it('count 29 for dev and prod (with approval), 37 for four environments (12 of them for the Test stage and its report)', async () => {
+  it('count 34 for dev and prod (with approval), 46 for four environments: the Test stage and its report, a line joined, each environment entered and left', async () => {
     const two = await countPassingRunTransitions([
       { name: 'dev', approval: false },
       { name: 'prod', approval: true },
@@ -559,7 +559,7 @@ describe('state transitions of a passing run', () => {
       { name: 'prod', approval: true },
     ]);
 
-    expect(two).toBe(29);
-    expect(four).toBe(37);
+    expect(two).toBe(34);
+    expect(four).toBe(46);
   });
 });

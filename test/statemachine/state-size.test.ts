@@ -55,7 +55,7 @@ function largestInput() {
     headCommitMessage: widest(PUSH_TEXT_LIMITS.headCommitMessage * 10),
     changedFiles: Array.from({ length: 10_000 }, (_, i) => `src/${i}.ts`),
   });
-  return executionInput(push, widest(200), largestSettings());
+  return executionInput(push, widest(200), largestSettings(), Number.MAX_SAFE_INTEGER);
 }
 
 /** Passing handlers whose builds export a long image URI, as a buildspec could. */

@@ -77,6 +77,7 @@ describe('packaged bundles', () => {
         WEBHOOK_PROVIDERS: 'github',
         WEBHOOK_SECRET_PARAMETER_PREFIX: '/stepline/test/webhook-secret',
         STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline',
+        RELEASE_TABLE: 'stepline-test-release',
         STEPLINE_TRIGGERS: '{}',
         STEPLINE_SETTINGS: '{}',
       },

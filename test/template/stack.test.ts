@@ -41,6 +41,7 @@ const FUNCTION_KEYS = [
   'notify',
   'buildEvents',
   'pipelineEvents',
+  'holds',
 ] as const;
 type FunctionKey = (typeof FUNCTION_KEYS)[number];
 /** The image project, and each environment's (dev and prod by default) Infrastructure, Deploy and Teardown. */
@@ -130,6 +131,35 @@ const startPipeline: PolicyStatement = {
  * What each function may do, exactly. A permission added to serverless.yml fails this test until it is
  * added here on purpose.
  */
+/** The pipeline's executions: what the release functions may stop and read. */
+const pipelineExecutions = {
+  'Fn::Sub':
+    'arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:stepline-test-pipeline:*',
+};
+const releaseTable = { 'Fn::GetAtt': ['ReleaseTable', 'Arn'] };
+const numberPushes: PolicyStatement = {
+  Sid: 'NumberPushes',
+  Effect: 'Allow',
+  Action: 'dynamodb:UpdateItem',
+  Resource: releaseTable,
+};
+/** Taking and releasing holds: the line's item only, read and conditionally updated; no scan, no delete. */
+const releaseStatements: PolicyStatement[] = [
+  {
+    Sid: 'ReleaseLines',
+    Effect: 'Allow',
+    Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+    Resource: releaseTable,
+  },
+  {
+    Sid: 'ResumeWaitingRuns',
+    Effect: 'Allow',
+    Action: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+    Resource: '*',
+  },
+  { Sid: 'RetireRuns', Effect: 'Allow', Action: 'states:StopExecution', Resource: pipelineExecutions },
+];
+
 const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
   webhook: [
     lambdaLogs('webhook'),
@@ -149,6 +179,7 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
         'arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:stepline-test-pipeline:*',
       ),
     },
+    numberPushes,
     {
       // The listed providers' secrets only (webhookProviders: github,gitlab); the third entry is unused.
       Sid: 'ReadWebhookSecrets',
@@ -163,7 +194,12 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
     },
     decryptSecrets,
   ],
-  codecommit: [lambdaLogs('codecommit'), startPipeline, recordFailedEvent('CodecommitDeadLetterQueue')],
+  codecommit: [
+    lambdaLogs('codecommit'),
+    startPipeline,
+    numberPushes,
+    recordFailedEvent('CodecommitDeadLetterQueue'),
+  ],
   approvalRequest: [
     lambdaLogs('approvalRequest'),
     {
@@ -196,6 +232,13 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
       Action: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
       Resource: '*',
     },
+    // A link of a retired run answers "superseded by": its status and cause.
+    {
+      Sid: 'ReadRunStatus',
+      Effect: 'Allow',
+      Action: 'states:DescribeExecution',
+      Resource: pipelineExecutions,
+    },
     {
       Sid: 'ReadApprovalKey',
       Effect: 'Allow',
@@ -213,10 +256,12 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
   ],
   pipelineEvents: [
     lambdaLogs('pipelineEvents'),
+    ...releaseStatements,
     publishNotification,
     emitMilestone,
     recordFailedEvent('PipelineEventsDeadLetterQueue'),
   ],
+  holds: [lambdaLogs('holds'), ...releaseStatements, publishNotification],
 };
 
 /** The only actions allowed on `"Resource": "*"`, each because AWS gives it no resource-level permission. */
@@ -290,7 +335,7 @@ describe('serverless package', () => {
 });
 
 describe('functions', () => {
-  it('declares exactly the seven functions, named after the stage', () => {
+  it('declares exactly the eight functions, named after the stage', () => {
     const names = resourcesOfType(template, 'AWS::Lambda::Function').map(
       ([, item]) => props(item).FunctionName,
     );
@@ -336,7 +381,15 @@ describe('functions', () => {
       NOTIFICATIONS_TOPIC_ARN: notifications,
       EVENT_BUS_NAME: bus,
       STATE_MACHINE_ARN: stateMachine,
+      RELEASE_TABLE: { Ref: 'ReleaseTable' },
     });
+    expect(environmentOf('holds')).toMatchObject({
+      RELEASE_TABLE: { Ref: 'ReleaseTable' },
+      NOTIFICATIONS_TOPIC_ARN: notifications,
+    });
+    for (const key of ['webhook', 'codecommit'] as const) {
+      expect(environmentOf(key)).toMatchObject({ RELEASE_TABLE: { Ref: 'ReleaseTable' } });
+    }
   });
 
   it('builds the approval base URL from the HTTP API of this stack', () => {
@@ -410,8 +463,35 @@ describe('EventBridge rules', () => {
     });
   });
 
-  it.each(['webhook', 'approvalRequest', 'approval', 'notify'] as const)('triggers %s by no rule', (key) => {
-    expect(rulesTargeting(key)).toEqual([]);
+  it.each(['webhook', 'approvalRequest', 'approval', 'notify', 'holds'] as const)(
+    'triggers %s by no rule',
+    (key) => {
+      expect(rulesTargeting(key)).toEqual([]);
+    },
+  );
+});
+
+describe('the release table', () => {
+  const table = () => props(resource(template, 'ReleaseTable'));
+
+  it('is a DynamoDB table keyed by line alone, billed on demand, with point-in-time recovery', () => {
+    expect(resource(template, 'ReleaseTable').Type).toBe('AWS::DynamoDB::Table');
+    expect(table()).toMatchObject({
+      TableName: `${PREFIX}-release`,
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [{ AttributeName: 'line', KeyType: 'HASH' }],
+      AttributeDefinitions: [{ AttributeName: 'line', AttributeType: 'S' }],
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+    });
+  });
+
+  it('is written by no function but the ones that number pushes and take or release holds', () => {
+    const writers = FUNCTION_KEYS.filter((key) =>
+      roleStatements(template, roleOf(key)).some((statement) =>
+        JSON.stringify(statement.Resource).includes('ReleaseTable'),
+      ),
+    );
+    expect(writers.sort()).toEqual(['codecommit', 'holds', 'pipelineEvents', 'webhook']);
   });
 });
 
@@ -498,7 +578,7 @@ describe('IAM', () => {
     expect(unjustified).toEqual([]);
   });
 
-  it("lets the pipeline state machine run only the stack's projects and invoke only its two functions", () => {
+  it("lets the pipeline state machine run only the stack's projects and invoke only its three functions", () => {
     const statements = roleStatements(template, 'PipelineStateMachineRole');
     const resourcesFor = (action: string) =>
       statements.filter((s) => asList(s.Action).includes(action)).flatMap((s) => asList(s.Resource));
@@ -522,7 +602,7 @@ describe('IAM', () => {
         invoked.includes(`"${logicalId(key)}"`) ||
         new RegExp(`function:${PREFIX}-${key}(:\\*)?"`).test(invoked),
     );
-    expect(functionsInvoked.sort()).toEqual(['approvalRequest', 'notify']);
+    expect(functionsInvoked.sort()).toEqual(['approvalRequest', 'holds', 'notify']);
   });
 });
 

@@ -13,6 +13,7 @@ import {
   settingsForRepository,
 } from '#shared/repository-settings.ts';
 import { aPush } from '../helpers/push.ts';
+import { MemoryLineStore } from '../helpers/release.ts';
 
 const stack = (settings: unknown) =>
   parseJsonSetting('--param settings', JSON.stringify(settings), StackSettingsSchema, {});
@@ -114,6 +115,7 @@ describe('the AWS ingest with per-repository settings', () => {
   it('starts each repository with its own environments, from STEPLINE_SETTINGS', async () => {
     const deps = awsIngestDeps('webhook', {
       STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-dev-pipeline',
+      RELEASE_TABLE: 'stepline-dev-release',
       STEPLINE_SETTINGS: JSON.stringify({
         repositories: { 'acme/docs': { environments: [{ name: 'preview' }] } },
       }),
@@ -130,7 +132,7 @@ describe('the AWS ingest with per-repository settings', () => {
       const push = aPush({
         repository: { fullName, cloneUrl: `https://github.com/${fullName}.git`, defaultBranch: 'main' },
       });
-      await startPipelines([push], undefined, { ...deps, starter, logger });
+      await startPipelines([push], undefined, { ...deps, starter, lines: new MemoryLineStore(), logger });
     }
     expect(inputs.map((input) => names(input.settings))).toEqual([['preview'], ['dev', 'prod*']]);
   });
