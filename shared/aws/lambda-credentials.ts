@@ -1,5 +1,4 @@
 import { type FromEnvInit, fromEnv } from '@aws-sdk/credential-provider-env';
-import type { AwsCredentialIdentityProvider } from '@smithy/types';
 
 /**
  * The AWS SDK clients' default credential provider inside the Lambda bundles: serverless.yml's esbuild
@@ -12,4 +11,4 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
  * would compile them. Same signature as the chain's `defaultProvider`, same credentials (the chain's
  * first link is this very `fromEnv`). Tests and the local mode keep the whole chain: they run unbundled.
  */
-export const defaultProvider = (init: FromEnvInit = {}): AwsCredentialIdentityProvider => fromEnv(init);
+export const defaultProvider = (init: FromEnvInit = {}): ReturnType<typeof fromEnv> => fromEnv(init);
