@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -87,4 +87,27 @@ describe('packaged bundles', () => {
     expect(answer.statusCode).toBe(404);
     expect(JSON.parse(answer.body)).toMatchObject({ error: 'NotFoundError' });
   }, 60_000);
+
+  it('leave out the SDK parts no function reaches on Lambda (serverless.yml, esbuild alias)', async () => {
+    const zips = (await readdir(stack.outputDir)).filter(
+      (name) => name.endsWith('.zip') && name !== 'stepline.zip',
+    );
+    expect(zips.length).toBeGreaterThanOrEqual(7);
+    for (const zip of zips) {
+      const files = unzip(await readFile(join(stack.outputDir, zip)));
+      const bundle = [...files].find(([name]) => name.startsWith('functions/') && name.endsWith('.js'))?.[1];
+      expect(bundle, `${zip}: ${[...files.keys()].join(', ')}`).toBeDefined();
+      const code = bundle?.toString('utf8') ?? '';
+      // The credential chain's web identity (STS) and SSO links, and the event-stream codec with the zlib it loads.
+      for (const leftOut of [
+        'AssumeRoleWithWebIdentity',
+        'GetRoleCredentials',
+        'Unrecognized header type tag',
+        'node:zlib',
+      ]) {
+        expect(code.includes(leftOut), `${zip} holds ${leftOut}`).toBe(false);
+      }
+      expect(code, zip).toContain('event-streams is left out');
+    }
+  });
 });
