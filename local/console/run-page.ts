@@ -176,10 +176,10 @@ export class RunPage {
       ['Started', h('time', { datetime: run.startDate }, time(run.startDate))],
       ['Duration', h('span', { 'data-duration': '' }, runDuration(run))],
     ];
-    if (run.redriveOf)
+    if (run.restartOf)
       facts.push([
         'Restart of',
-        h('a', { href: `#/runs/${encodeURIComponent(run.redriveOf)}` }, run.redriveOf),
+        h('a', { href: `#/runs/${encodeURIComponent(run.restartOf)}` }, run.restartOf),
       ]);
     for (const [environment, url] of Object.entries(run.deployments)) {
       const link = webLink(url);

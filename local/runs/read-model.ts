@@ -126,7 +126,7 @@ export interface RunSummary extends RunOrigin {
   error?: string;
   cause?: string;
   /** The run (ARN or name) this one restarts. */
-  redriveOf?: string;
+  restartOf?: string;
   /** True while the run's approval gate waits for a decision. */
   waitsForApproval: boolean;
   /** The pending approval, while the gate waits and its links are known. */
@@ -175,7 +175,7 @@ export function summarizeRun(record: ExecutionRecord, facts: RunFacts): RunSumma
     ...(record.stopDate ? { stopDate: record.stopDate } : {}),
     ...(record.error ? { error: record.error } : {}),
     ...(record.cause ? { cause: record.cause } : {}),
-    ...(record.redriveOf ? { redriveOf: record.redriveOf } : {}),
+    ...(record.restartOf ? { restartOf: record.restartOf } : {}),
     waitsForApproval: waits,
     ...(approval ? { approval } : {}),
     deployments: deploymentsOf(facts.builds),

@@ -104,7 +104,7 @@ describe('LocalStore round trip', () => {
     const second = execution('second', { startDate: '2026-05-01T11:00:00.000Z' });
     const third = execution('third', {
       startDate: '2026-05-01T12:00:00.000Z',
-      redriveOf: first.executionArn,
+      restartOf: first.executionArn,
     });
     for (const record of [second, first, third]) await store.createExecution(record);
     await store.appendHistory(first.executionArn, [started(first), entered('Build')]);
@@ -133,7 +133,7 @@ describe('LocalStore round trip', () => {
       status: 'SUCCEEDED',
       output: { deployed: ['dev', 'prod'] },
     });
-    expect(reopened.execution(third.executionArn)?.redriveOf).toBe(first.executionArn);
+    expect(reopened.execution(third.executionArn)?.restartOf).toBe(first.executionArn);
     expect(reopened.recoveryReport).toMatchObject({ skippedLines: 0, interrupted: [], repaired: [] });
   });
 
@@ -461,7 +461,7 @@ describe('LocalStore crash recovery', () => {
     await reopened.createExecution(
       execution(firstRestart, {
         executionArn: `arn:restart:${firstRestart}`,
-        redriveOf: record.executionArn,
+        restartOf: record.executionArn,
       }),
     );
 
