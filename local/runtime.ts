@@ -240,6 +240,15 @@ export class LocalRuntime {
   }
 
   /**
+   * Redrives a run that failed, timed out, was aborted or was interrupted: it continues under the same name
+   * from the state that failed (the engine's redrive). Throws NotFoundError for an unknown run and
+   * ExecutionNotRedrivableError, with Step Functions' reason, for one that cannot be redriven.
+   */
+  async redrive(name: string): Promise<ExecutionRecord> {
+    return this.engine.redrive(name);
+  }
+
+  /**
    * Starts the teardown state machine by hand for one environment, from the source of the latest pipeline
    * run (as a team does to stop paying for a QA or demo environment).
    */

@@ -176,6 +176,14 @@ export class RunPage {
       ['Started', h('time', { datetime: run.startDate }, time(run.startDate))],
       ['Duration', h('span', { 'data-duration': '' }, runDuration(run))],
     ];
+    if (run.redriveCount)
+      facts.push([
+        'Redriven',
+        [
+          `${run.redriveCount}×`,
+          run.redriveDate ? [', last ', h('time', { datetime: run.redriveDate }, time(run.redriveDate))] : '',
+        ],
+      ]);
     if (run.restartOf)
       facts.push([
         'Restart of',
@@ -211,13 +219,29 @@ export class RunPage {
         : h(
             'p',
             {},
+            // Redrive, as Step Functions': a run that did not succeed goes on from the state that failed,
+            // under its name. The server says why when it cannot (its 14 days are over).
+            run.status === 'SUCCEEDED'
+              ? null
+              : h(
+                  'button',
+                  { type: 'button', 'data-key': 'redrive', onclick: () => void this.#redrive() },
+                  'Redrive from the failed state',
+                ),
+            ' ',
             h(
               'button',
               { type: 'button', 'data-key': 'restart', onclick: () => void this.#restart() },
-              'Run again with the same input',
+              'Restart: a new run with the same input',
             ),
           ),
     );
+  }
+
+  async #redrive(): Promise<void> {
+    const response = await fetch(`/api/runs/${encodeURIComponent(this.name)}/redrive`, { method: 'POST' });
+    const body = (await response.json().catch(() => ({}))) as { name?: string; message?: string };
+    if (!response.ok) showProblem(body.message ?? `redrive answered ${response.status}`);
   }
 
   async #restart(): Promise<void> {

@@ -9,7 +9,7 @@ import { isClientError } from '#shared/errors.ts';
  * The JSON API under /api/ that the CLI and the console read runs from and act on them through. The
  * server (server.ts) has checked the Host, the origin of state-changing requests and the path first.
  *
- * Answers a request under /api/: runs, approvals, builds' logs, the event stream, restart and teardown.
+ * Answers a request under /api/: runs, approvals, builds' logs, the event stream, redrive, restart and teardown.
  */
 export async function serveApi(
   runtime: LocalRuntime,
@@ -30,6 +30,17 @@ export async function serveApi(
   if (resource === 'runs' && id !== undefined) {
     const record = store.execution(id);
     if (!record) return sendJson(res, 404, { message: `No run named ${id}` });
+    if (req.method === 'POST' && action === 'redrive') {
+      try {
+        const redriven = await runtime.redrive(record.name);
+        return sendJson(res, 202, readRunSummary(runtime, redriven));
+      } catch (error) {
+        // ExecutionNotRedrivable (409) with Step Functions' reason: running, succeeded, past 14 days.
+        if (isClientError(error))
+          return sendJson(res, error.status, { error: error.name, message: error.message });
+        throw error;
+      }
+    }
     if (req.method === 'POST' && action === 'restart') {
       const restarted = await runtime.restart(record.name);
       return sendJson(res, 202, readRunSummary(runtime, restarted));

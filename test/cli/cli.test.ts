@@ -7,7 +7,19 @@ import { type LocalProcess, LocalTestScope } from '../helpers/local-process.ts';
 /** The runtime's own start reads serverless.yml through `serverless print`, which takes seconds here. */
 const SLOW_MS = 120_000;
 
-const COMMANDS = ['start', 'run', 'runs', 'show', 'logs', 'approve', 'reject', 'restart', 'teardown', 'help'];
+const COMMANDS = [
+  'start',
+  'run',
+  'runs',
+  'show',
+  'logs',
+  'approve',
+  'reject',
+  'redrive',
+  'restart',
+  'teardown',
+  'help',
+];
 
 /** What the process wrote on stderr, one entry per non-empty line. */
 function stderrLines(process: LocalProcess): string[] {
