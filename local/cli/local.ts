@@ -1,4 +1,4 @@
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
 import { consoleUrlWithToken } from '#local/http/control-token.ts';
@@ -6,6 +6,7 @@ import { startServer } from '#local/http/server.ts';
 import { runOrigin } from '#local/runs/read-model.ts';
 import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
 import { LocalRuntime } from '#local/runtime.ts';
+import { isNotFound, writeFileAtomic } from '#local/state/atomic-file.ts';
 import { SteplineError } from '#shared/errors.ts';
 import { forTerminal } from '#shared/text.ts';
 import { checkGit, checkParams, explainListenError } from './checks.ts';
@@ -108,6 +109,7 @@ export async function start(options: LocalOptions): Promise<void> {
     print(`  console: ${consoleUrlWithToken(server.url, runtime.controlToken)}`);
     flushCompileCache();
     const remote = await remoteFor(options, server.url);
+    await addSampleParameters(options.stateDir, options.sampleApp);
     print(`git remote of the sample app: ${remote.remotePath}`);
     print(
       `  git clone ${remote.remotePath} hello-service && cd hello-service && … && git push   # starts a run`,
@@ -179,10 +181,12 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
   process.once('SIGTERM', onSignal);
   try {
     const remote = await remoteFor(options, server.url);
+    const sampleApp = process.env.STEPLINE_SAMPLE_APP ?? options.sampleApp;
+    await addSampleParameters(options.stateDir, sampleApp);
     const pushed = await pushSampleApp({
       remotePath: remote.remotePath,
       workDir: join(options.stateDir, 'checkout'),
-      sourceDir: process.env.STEPLINE_SAMPLE_APP ?? options.sampleApp,
+      sourceDir: sampleApp,
       message: `stepline run at ${new Date().toISOString()}`,
     });
     commit = pushed.commit;
@@ -203,4 +207,26 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
   } finally {
     await stop();
   }
+}
+
+/**
+ * Adds the sample app's parameters (its `parameters.json`) to the local Parameter Store
+ * (`.stepline/parameters.json`), each one only when it is not there yet: a value the operator set (to make a
+ * health check fail, then pass again) is kept across starts.
+ */
+async function addSampleParameters(stateDir: string, sampleApp: string): Promise<void> {
+  const read = async (path: string): Promise<Record<string, string>> => {
+    try {
+      return JSON.parse(await readFile(path, 'utf8')) as Record<string, string>;
+    } catch (error) {
+      if (isNotFound(error)) return {};
+      throw new SteplineError(`${path} is not valid JSON: ${(error as Error).message}`);
+    }
+  };
+  const defaults = await read(join(sampleApp, 'parameters.json'));
+  const path = join(stateDir, 'parameters.json');
+  const current = await read(path);
+  const missing = Object.keys(defaults).filter((name) => !(name in current));
+  if (missing.length === 0) return;
+  await writeFileAtomic(path, `${JSON.stringify({ ...defaults, ...current }, null, 2)}\n`);
 }
