@@ -58,6 +58,20 @@ describe('a run whose prod deploy fails, redriven after the fix', () => {
       ['prod: Deploy', 'FAILED'],
     ]);
 
+    // The redrive route is the operator's: no control token, 401; another site's page, 403. Neither redrove.
+    const route = `${url}/api/runs/${name}/redrive`;
+    expect((await fetch(route, { method: 'POST' })).status).toBe(401);
+    const crossSite = await fetch(route, {
+      method: 'POST',
+      headers: {
+        ...(await authorized(stateDir)),
+        origin: 'http://evil.example',
+        'sec-fetch-site': 'cross-site',
+      },
+    });
+    expect(crossSite.status).toBe(403);
+    expect((await getJson<RunDetail>(`${url}/api/runs/${name}`, stateDir)).status).toBe('FAILED');
+
     // The fix is outside the commit: prod's health check passes again. Then `stepline redrive <run>`.
     await failHealthChecksIn(stateDir, []);
     const redrive = scope.cli(['redrive', name, '--port', port, '--state-dir', stateDir]);
