@@ -45,7 +45,7 @@ afterEach(async () => {
 type Stage = string;
 
 /** An engine over the real pipeline whose builds of `failing` (a stage label) fail while `broken()` says so. */
-function engineWith(failing: { stage: Stage; broken: () => boolean }) {
+function engineWith(failing: { stage: Stage; broken: () => boolean; hangs?: boolean }) {
   const calls: Stage[] = [];
   const label = (input: Record<string, unknown>, state: string) => {
     const environment =
@@ -57,7 +57,13 @@ function engineWith(failing: { stage: Stage; broken: () => boolean }) {
     [RESOURCE.startBuildSync]: async (input, context) => {
       const stage = label(input, context.stateName);
       calls.push(stage);
-      if (stage === failing.stage && failing.broken()) throw buildFailed(input);
+      if (stage === failing.stage && failing.broken()) {
+        if (!failing.hangs) throw buildFailed(input);
+        // A build still going when stepline stops: it ends with the run.
+        await new Promise((_, reject) =>
+          context.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }),
+        );
+      }
       return buildSucceeded(
         input,
         String(input.ProjectName).endsWith('-image') ? { exported: { IMAGE_URI: TEST_IMAGE_URI } } : {},
@@ -188,6 +194,28 @@ describe('redriving the pipeline', () => {
     expect(calls[0]).toBe('dev: Deploy');
     expect(calls).not.toContain('Image');
     expect(store.history('run').filter((e) => e.type === 'ExecutionRedriven')).toHaveLength(2);
+  });
+
+  it('redrives a run stepline stopped in flight (INTERRUPTED) from the stage it was in', async () => {
+    let hangs = true;
+    const { engine, calls } = engineWith({ stage: 'dev: Deploy', broken: () => hangs, hangs: true });
+    const started = await engine.start('pipeline', 'run', anExecutionInput({ environments: ENVIRONMENTS }));
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (calls.includes('dev: Deploy')) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 10);
+    });
+    await engine.stopAll('stepline was stopped');
+    expect(store.execution('run')).toMatchObject({ status: 'INTERRUPTED' });
+
+    hangs = false;
+    calls.length = 0;
+    await engine.redrive('run');
+    expect(await ended(engine, started.executionArn)).toMatchObject({ status: 'SUCCEEDED', redriveCount: 1 });
+    expect(calls).toEqual(PASSING_RUN.slice(PASSING_RUN.indexOf('dev: Deploy')));
   });
 
   it('refuses, as ExecutionNotRedrivable with the reason, a run that succeeded, is running, or ended over 14 days ago', async () => {
