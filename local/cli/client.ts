@@ -107,6 +107,7 @@ export async function showRun(client: Client, run: string): Promise<void> {
     `${r.name}: ${r.status}  ${r.repository ?? ''} ${r.ref ?? ''} @ ${r.commit?.slice(0, 7) ?? ''}`,
   );
   client.print(`  started ${r.startDate}${r.stopDate ? `, ended ${r.stopDate}` : ''}`);
+  if (r.redriveCount) client.print(`  redriven ${r.redriveCount}×, last ${r.redriveDate ?? ''}`);
   if (r.error) client.print(`  ${r.error}: ${r.cause ?? ''}`);
   if (r.approval) client.print(`  waiting for approval of ${r.approval.environment}: ${r.approval.approve}`);
   for (const [environment, url] of Object.entries(r.deployments)) client.print(`  ${environment}: ${url}`);
@@ -136,7 +137,7 @@ export async function decideRun(
  * Step Functions' reason (ExecutionNotRedrivable).
  */
 export async function redriveRun(client: Client, run: string): Promise<void> {
-  const redriven = await api<RunSummary & { redriveCount?: number }>(client, `${runPath(run)}/redrive`, {
+  const redriven = await api<RunSummary>(client, `${runPath(run)}/redrive`, {
     method: 'POST',
   });
   client.print(`redriven ${redriven.name} (redrive ${redriven.redriveCount ?? 1})`);

@@ -77,7 +77,13 @@ describe('a run whose prod deploy fails, redriven after the fix', () => {
     const redrive = scope.cli(['redrive', name, '--port', port, '--state-dir', stateDir]);
     expect(await redrive.waitForExit(), redrive.output).toEqual({ code: 0, signal: null });
     expect(redrive.output).toContain(`redriven ${name} (redrive 1)`);
+    await stepline.waitForLine(new RegExp(`^↻ ${name} \\(redrive 1\\): local/hello-service main`), {
+      from: failed.index,
+    });
     await stepline.waitForLine(new RegExp(`^✔ ${name} SUCCEEDED`), { from: failed.index });
+    const show = scope.cli(['show', name, '--port', port, '--state-dir', stateDir]);
+    expect((await show.waitForExit()).code).toBe(0);
+    expect(show.output).toMatch(/^\s+redriven 1×, last \d{4}-/m);
 
     const after = await getJson<RunDetail>(`${url}/api/runs/${name}`, stateDir);
     expect(after).toMatchObject({ name, status: 'SUCCEEDED', redriveCount: 1 });
