@@ -319,7 +319,8 @@ describe('the sample app stages, run for real', () => {
     expect(failing.output).toContain('/hello-service/failing-health-checks lists prod');
     expect(failing.output).toContain('HTTP 503');
 
-    const fixed = await runBuild('deploy', checkout, stageEnv('prod', quick));
+    // The default patience (50 × 0.1 s): under load a service can take more than the quick 0.25 s to start.
+    const fixed = await runBuild('deploy', checkout, stageEnv('prod', { IMAGE_URI: imageUri }));
     expect(fixed.exitCode, fixed.output).toBe(0);
     expect(await health(port)).toMatchObject({ status: 200, body: { environment: 'prod' } });
   });
