@@ -321,7 +321,6 @@ export class LocalStepFunctions {
             timestamp: new Date().toISOString(),
             state: name,
             stateType: 'Task',
-            ...(index === undefined ? {} : { index }),
             inputDigest,
             output: redact(output),
           },
