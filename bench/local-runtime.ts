@@ -179,10 +179,10 @@ async function runtimeProcess(stateDir: string, wiringFile: string): Promise<voi
   };
   // Every StartExecution the webhook handler makes reaches the engine here.
   const start = engine.start.bind(engine);
-  engine.start = async (key, name, input, redriveOf) => {
+  engine.start = async (key, name, input, restartOf) => {
     send({ type: 'start-call', at: Date.now(), name });
     try {
-      const record = await start(key, name, input, redriveOf);
+      const record = await start(key, name, input, restartOf);
       send({ type: 'start-result', at: Date.now(), name, outcome: 'started' });
       return record;
     } catch (error) {

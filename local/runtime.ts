@@ -17,7 +17,7 @@ import type {
   TaskDecider,
 } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
-import { endRun, type LineView, runName, viewOf } from '#shared/release.ts';
+import { endRun, type LineView, lineOf, runName, viewOf } from '#shared/release.ts';
 import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { settingsForRepository } from '#shared/repository-settings.ts';
 import { forTerminal } from '#shared/text.ts';
@@ -38,6 +38,7 @@ import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
 import { PRIVATE_DIR_MODE } from './state/permissions.ts';
+import { ExecutionNotRedrivableError } from './state/records.ts';
 import { LocalLineStore } from './state/release-lines.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
@@ -265,6 +266,40 @@ export class LocalRuntime {
       record.input,
       record.name,
     );
+  }
+
+  /**
+   * Redrives a run that failed, timed out, was aborted or was interrupted: it continues under the same name
+   * from the state that failed (the engine's redrive). Throws NotFoundError for an unknown run and
+   * ExecutionNotRedrivableError, with Step Functions' reason, for one that cannot be redriven.
+   */
+  async redrive(name: string): Promise<ExecutionRecord> {
+    this.#refuseRedriveBehindItsLine(name);
+    return this.engine.redrive(name);
+  }
+
+  /**
+   * A redrive resumes inside an environment without taking its hold again (as on AWS, the "Enter
+   * environment" it passed is not run again): it is refused while another run of its line holds an
+   * environment, or once a newer push of its line has deployed one, which the redrive would move back.
+   */
+  #refuseRedriveBehindItsLine(name: string): void {
+    const record = this.store.execution(name) ?? this.store.executions().find((r) => r.name === name);
+    const input = ExecutionInputSchema.safeParse(record?.input);
+    if (!record || !input.success || input.data.settings.executionMode === 'PARALLEL') return;
+    const line = this.lines.snapshot().find((l) => l.line === lineOf(input.data.push));
+    for (const [environment, held] of Object.entries(line?.environments ?? {})) {
+      if (held.holder && held.holder.executionArn !== record.executionArn)
+        throw new ExecutionNotRedrivableError(
+          record.name,
+          `${environment} is held by ${runName(held.holder.executionArn)}; redrive once it is released`,
+        );
+      if (held.current && held.current.sequence > input.data.sequence)
+        throw new ExecutionNotRedrivableError(
+          record.name,
+          `a newer push (${runName(held.current.executionArn)}) has deployed ${environment}, which a redrive would move back`,
+        );
+    }
   }
 
   /**

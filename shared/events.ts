@@ -313,7 +313,14 @@ export const ExecutionStatusChangeEventSchema = EventBridgeSchema.extend({
     output: z.string().nullish(),
     error: z.string().nullish(),
     cause: z.string().nullish(),
+    /**
+     * How many times the execution was redriven (0 or absent: never). A redriven execution runs again under
+     * the same name and ARN, so its events repeat RUNNING for that name, each time with a higher count
+     * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html, redriveCount).
+     */
     redriveCount: z.number().nullish(),
+    /** Epoch milliseconds of the last redrive. */
+    redriveDate: z.number().nullish(),
   }),
 });
 export type ExecutionStatusChangeEvent = z.infer<typeof ExecutionStatusChangeEventSchema>;
@@ -346,6 +353,11 @@ export interface ExecutionReport {
   durationSeconds: number | null;
   error: string | null;
   cause: string | null;
+  /**
+   * How many times the run was redriven: 0 for its first attempt. A RUNNING with a count above 0 is the
+   * same run going on from where it failed, not a new run of the same name.
+   */
+  redriveCount: number;
 }
 
 const PushInputSchema = ExecutionInputSchema.pick({ push: true });
@@ -366,6 +378,7 @@ export function describeExecution(event: ExecutionStatusChangeEvent): ExecutionR
       start !== null && stop !== null && stop >= start ? Math.round((stop - start) / 1000) : null,
     error: detail.error ?? null,
     cause: detail.cause ?? null,
+    redriveCount: detail.redriveCount ?? 0,
   };
 }
 
@@ -393,6 +406,7 @@ export function pipelineMilestone(report: ExecutionReport): Milestone {
     startedAt: report.startedAt,
     stoppedAt: report.stoppedAt,
     duration: report.durationSeconds,
+    redriveCount: report.redriveCount,
   };
   const supersededBy = report.error === SUPERSEDED_ERROR ? supersedingRun(report.cause) : null;
   if (supersededBy) detail.supersededBy = supersededBy;
@@ -456,6 +470,8 @@ export const PipelineMilestoneDetailSchema = z.object({
   duration: z.number().nullable(),
   /** For a run a newer push of its line retired (status ABORTED): the newer run. */
   supersededBy: z.string().optional(),
+  /** How many times the run was redriven (0: its first attempt); a RUNNING above 0 is a redrive starting. */
+  redriveCount: z.number(),
 });
 export type PipelineMilestoneDetail = z.infer<typeof PipelineMilestoneDetailSchema>;
 

@@ -18,17 +18,28 @@ function slug(text: string, max: number): string {
 
 /**
  * The execution name for a push: the same for every delivery of the same push (so a redelivery starts
- * nothing new), different for any other provider, repository, ref or commit. A readable prefix (repository,
- * ref, short commit) is followed by a hash of the exact identity, so names stay unique when the readable
- * part is cut or when names differ only in characters Step Functions does not allow (unicode, slashes).
+ * nothing new), different for any other provider, repository, ref, commit or commit before the push. The
+ * commit before is part of the identity so that a push back to a commit that already ran (a force-push
+ * back, a reset to a tagged commit) is a new push, not a redelivery: it moved the ref from somewhere else.
+ * A readable prefix (repository, ref, short commit) is followed by a hash of the exact identity, so names
+ * stay unique when the readable part is cut or when names differ only in characters Step Functions does not
+ * allow (unicode, slashes).
  *
  * @example
  * ```ts
  * executionName(push); // 'octo-app-main-6113728-4f1c2a9be07d3e15'
  * ```
  */
-export function executionName(push: Pick<Push, 'provider' | 'repository' | 'ref' | 'after'>): string {
-  const identity = [push.provider, push.repository.fullName, push.ref, push.after ?? ''].join('\n');
+export function executionName(
+  push: Pick<Push, 'provider' | 'repository' | 'ref' | 'after' | 'before'>,
+): string {
+  const identity = [
+    push.provider,
+    push.repository.fullName,
+    push.ref,
+    push.after ?? '',
+    push.before ?? '',
+  ].join('\n');
   const hash = createHash('sha256').update(identity).digest('hex').slice(0, 16);
   const commit = (push.after ?? 'none').slice(0, 7);
   const budget = EXECUTION_NAME_MAX_LENGTH - hash.length - commit.length - 3;

@@ -20,7 +20,7 @@ import { formatDuration, oneLine, shortSha } from './text.ts';
 
 export { SUBJECT_MAX_LENGTH } from './ports.ts';
 
-const MARKS = { succeeded: '✔', failed: '✖', started: '▶', stopped: '■' } as const;
+const MARKS = { succeeded: '✔', failed: '✖', started: '▶', stopped: '■', redriven: '↻' } as const;
 
 /**
  * The link to an execution in the Step Functions console.
@@ -166,7 +166,7 @@ export function buildNotification(report: BuildReport): Notification {
  * The notification of an execution status change, for the statuses the state machine cannot report
  * itself; undefined for the others.
  *
- * - RUNNING: a run started.
+ * - RUNNING: a run started, or (with a redrive count) a failed run was redriven and goes on.
  * - ABORTED, TIMED_OUT: the execution was stopped from outside or hit its own timeout; no Catch in the state
  *   machine runs then, so no notify task reports it.
  * - SUCCEEDED, FAILED: not notified here. The state machine's own notify tasks already sent the outcome with
@@ -197,6 +197,17 @@ export function executionNotification(report: ExecutionReport, region: string): 
       const commit = push?.after
         ? `: ${shortSha(push.after)} ${firstLine(push.headCommitMessage ?? '')}`
         : '';
+      if (report.redriveCount > 0) {
+        // The same run going on from the state that failed, under its name: not a second run of the push.
+        return notification(`${MARKS.redriven} ${what} redriven${commit}`, [
+          `The pipeline run for ${about} was redriven (redrive ${report.redriveCount}): it goes on from the state that failed, under the same name; the stages that succeeded are not run again.`,
+          '',
+          ...facts,
+          `Redrive: ${report.redriveCount}`,
+          '',
+          link,
+        ]);
+      }
       return notification(`${MARKS.started} ${what} started${commit}`, [
         `A pipeline run started for ${about}.`,
         '',

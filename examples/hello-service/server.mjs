@@ -10,7 +10,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
  *   GET /       → a short greeting naming the version and the environment
  *
  * Run it with `node server.mjs`. PORT (default 8080) and HOST (default 127.0.0.1) say where it listens,
- * APP_ENVIRONMENT names the environment it serves (default "local"), and the version is the one written to
+ * APP_ENVIRONMENT names the environment it serves (default "local"), HEALTH_CHECK_FAILS=true makes /health
+ * answer 503, and the version is the one written to
  * the VERSION file next to this file when the image stage packed it (else APP_VERSION, else "unknown").
  */
 
@@ -37,12 +38,19 @@ function sendText(response, status, text, headers = {}) {
   response.end(`${text}\n`);
 }
 
-/** The service as an unstarted `http.Server`, answering for one environment and version. */
-export function createService({ environment, version }) {
+/**
+ * The service as an unstarted `http.Server`, answering for one environment and version. With `failing`,
+ * `/health` answers 503 (how a deploy's health check is made to fail without a new commit).
+ */
+export function createService({ environment, version, failing = false }) {
   return createServer((request, response) => {
     const { pathname } = new URL(request.url ?? '/', 'http://service.invalid');
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       sendText(response, 405, 'Only GET is served here', { allow: 'GET, HEAD' });
+      return;
+    }
+    if (pathname === '/health' && failing) {
+      sendJson(response, 503, { status: 'failing', environment, version });
       return;
     }
     if (pathname === '/health') {
@@ -81,7 +89,8 @@ async function main() {
   const environment = process.env.APP_ENVIRONMENT || 'local';
   const version = builtVersion();
   const host = process.env.HOST || '127.0.0.1';
-  const server = createService({ environment, version });
+  const failing = process.env.HEALTH_CHECK_FAILS === 'true';
+  const server = createService({ environment, version, failing });
   const bound = await listen(server, port(process.env.PORT), host);
   console.log(`hello-service ${version} (${environment}) listening on http://${host}:${bound}/`);
   for (const signal of ['SIGTERM', 'SIGINT']) {

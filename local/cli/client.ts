@@ -7,7 +7,7 @@ import { forTerminal } from '#shared/text.ts';
 
 /**
  * The commands that talk to a running stepline (`npm start`) over its JSON API: runs, show, logs,
- * approve, reject, restart, teardown. They send no Origin header, so the server's cross-origin guard lets
+ * approve, reject, redrive, restart, teardown. They send no Origin header, so the server's cross-origin guard lets
  * them through (see local/http/guards.ts), and they send the control token the running stepline wrote to
  * its state folder (`Authorization: Bearer`, see local/http/control-token.ts), which builds never see.
  */
@@ -136,6 +136,7 @@ export async function showRun(client: Client, run: string): Promise<void> {
     `${r.name}: ${r.status}  ${r.repository ?? ''} ${r.ref ?? ''} @ ${r.commit?.slice(0, 7) ?? ''}`,
   );
   client.print(`  started ${r.startDate}${r.stopDate ? `, ended ${r.stopDate}` : ''}`);
+  if (r.redriveCount) client.print(`  redriven ${r.redriveCount}×, last ${r.redriveDate ?? ''}`);
   if (r.error) client.print(`  ${r.error}: ${r.cause ?? ''}`);
   const note = releaseNote(r);
   if (note) client.print(`  ${note.trim()}`);
@@ -159,6 +160,18 @@ export async function decideRun(
     decision,
     await controlHeaders(client.stateDir),
   );
+}
+
+/**
+ * `stepline redrive <run>`: a run that failed, timed out or was stopped goes on from the state that failed,
+ * under the same name; what succeeded is not run again. A run that cannot be redriven is refused with
+ * Step Functions' reason (ExecutionNotRedrivable).
+ */
+export async function redriveRun(client: Client, run: string): Promise<void> {
+  const redriven = await api<RunSummary>(client, `${runPath(run)}/redrive`, {
+    method: 'POST',
+  });
+  client.print(`redriven ${redriven.name} (redrive ${redriven.redriveCount ?? 1})`);
 }
 
 /** `stepline restart <run>`: starts an interrupted or finished run again under a new name. */

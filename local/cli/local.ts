@@ -1,4 +1,4 @@
-import { access, mkdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { git } from '#local/git/command.ts';
 import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
@@ -14,6 +14,7 @@ import { startServer } from '#local/http/server.ts';
 import { runOrigin } from '#local/runs/read-model.ts';
 import type { RuntimeEvent } from '#local/runs/runtime-event.ts';
 import { LocalRuntime } from '#local/runtime.ts';
+import { isNotFound, writeFileAtomic } from '#local/state/atomic-file.ts';
 import { SteplineError } from '#shared/errors.ts';
 import { forTerminal } from '#shared/text.ts';
 import { checkGit, checkParams, explainListenError, UsageError } from './checks.ts';
@@ -187,6 +188,7 @@ async function remoteFor(options: LocalOptions, serverUrl: string) {
 /** The sample app's remote, said in the terminal, and pushed once when it is new. */
 async function startSampleApp(options: LocalOptions, serverUrl: string): Promise<void> {
   const remote = await remoteFor(options, serverUrl);
+  await addSampleParameters(options.stateDir, options.sampleApp);
   print(`git remote of the sample app: ${remote.remotePath}`);
   print(
     `  git clone ${remote.remotePath} hello-service && cd hello-service && … && git push   # starts a run`,
@@ -308,10 +310,12 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
       );
     } else {
       const remote = await remoteFor(options, server.url);
+      const sampleApp = process.env.STEPLINE_SAMPLE_APP ?? options.sampleApp;
+      await addSampleParameters(options.stateDir, sampleApp);
       pushed = await pushSampleApp({
         remotePath: remote.remotePath,
         workDir: join(options.stateDir, 'checkout'),
-        sourceDir: process.env.STEPLINE_SAMPLE_APP ?? options.sampleApp,
+        sourceDir: sampleApp,
         message: `stepline run at ${new Date().toISOString()}`,
       });
     }
@@ -344,4 +348,26 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
   } finally {
     await stop();
   }
+}
+
+/**
+ * Adds the sample app's parameters (its `parameters.json`) to the local Parameter Store
+ * (`.stepline/parameters.json`), each one only when it is not there yet: a value the operator set (to make a
+ * health check fail, then pass again) is kept across starts.
+ */
+async function addSampleParameters(stateDir: string, sampleApp: string): Promise<void> {
+  const read = async (path: string): Promise<Record<string, string>> => {
+    try {
+      return JSON.parse(await readFile(path, 'utf8')) as Record<string, string>;
+    } catch (error) {
+      if (isNotFound(error)) return {};
+      throw new SteplineError(`${path} is not valid JSON: ${(error as Error).message}`);
+    }
+  };
+  const defaults = await read(join(sampleApp, 'parameters.json'));
+  const path = join(stateDir, 'parameters.json');
+  const current = await read(path);
+  const missing = Object.keys(defaults).filter((name) => !(name in current));
+  if (missing.length === 0) return;
+  await writeFileAtomic(path, `${JSON.stringify({ ...defaults, ...current }, null, 2)}\n`);
 }

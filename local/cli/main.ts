@@ -188,9 +188,16 @@ function program(): Command {
     .action((run: string, options) =>
       remote().then((c) => c.decideRun(client(options), run, { approve: false, ...options })),
     );
-  clientCommand(stepline, 'restart <run>', 'start an interrupted or finished run again').action(
-    (run: string, options) => remote().then((c) => c.restartRun(client(options), run)),
-  );
+  clientCommand(
+    stepline,
+    'redrive <run>',
+    'go on with a failed, timed-out or stopped run from the state that failed, under the same name',
+  ).action((run: string, options) => remote().then((c) => c.redriveRun(client(options), run)));
+  clientCommand(
+    stepline,
+    'restart <run>',
+    'start a new run of the same commit and input, under a new name',
+  ).action((run: string, options) => remote().then((c) => c.restartRun(client(options), run)));
   clientCommand(
     stepline,
     'teardown <env>',

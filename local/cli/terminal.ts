@@ -18,7 +18,10 @@ export function terminalLine(event: RuntimeEvent, cwd: string): string | undefin
       if (r.status === 'RUNNING') {
         const origin = runOrigin(r.input);
         const message = origin.message?.split('\n')[0] ?? '';
-        return `▶ ${r.name}: ${origin.repository ?? ''} ${origin.ref ?? ''} @ ${origin.commit?.slice(0, 7) ?? ''} ${message}`;
+        // A redrive is the same run going on, not a new one: said with its own mark.
+        const mark = r.redriveCount ? '↻' : '▶';
+        const redrive = r.redriveCount ? ` (redrive ${r.redriveCount})` : '';
+        return `${mark} ${r.name}${redrive}: ${origin.repository ?? ''} ${origin.ref ?? ''} @ ${origin.commit?.slice(0, 7) ?? ''} ${message}`;
       }
       const took = r.stopDate ? ` in ${seconds(Date.parse(r.startDate), Date.parse(r.stopDate))}` : '';
       const mark = r.status === 'SUCCEEDED' ? '✔' : '✖';

@@ -254,6 +254,14 @@ export function stateRuns(
 ): Map<string, StateRun> {
   const trackers = new Map<string, Map<number, Tracker>>();
   for (const event of history) {
+    if (event.type === 'ExecutionRedriven') {
+      // The earlier attempt's states that never exited (its Fail state, what was in flight) are over: the
+      // redrive enters again those it runs.
+      for (const byIndex of trackers.values()) {
+        for (const [index, t] of byIndex) if (!t.exited) byIndex.delete(index);
+      }
+      continue;
+    }
     if (!event.state || !event.type.startsWith('State')) continue;
     const byIndex = trackers.get(event.state) ?? new Map<number, Tracker>();
     trackers.set(event.state, byIndex);

@@ -190,10 +190,18 @@ export class RunPage {
           : `${environment}, behind an older run on its way there`,
       ]);
     }
-    if (run.redriveOf)
+    if (run.redriveCount)
+      facts.push([
+        'Redriven',
+        [
+          `${run.redriveCount}×`,
+          run.redriveDate ? [', last ', h('time', { datetime: run.redriveDate }, time(run.redriveDate))] : '',
+        ],
+      ]);
+    if (run.restartOf)
       facts.push([
         'Restart of',
-        h('a', { href: `#/runs/${encodeURIComponent(run.redriveOf)}` }, run.redriveOf),
+        h('a', { href: `#/runs/${encodeURIComponent(run.restartOf)}` }, run.restartOf),
       ]);
     for (const [environment, url] of Object.entries(run.deployments)) {
       const link = webLink(url);
@@ -225,13 +233,29 @@ export class RunPage {
         : h(
             'p',
             {},
+            // Redrive, as Step Functions': a run that did not succeed goes on from the state that failed,
+            // under its name. The server says why when it cannot (its 14 days are over).
+            run.status === 'SUCCEEDED'
+              ? null
+              : h(
+                  'button',
+                  { type: 'button', 'data-key': 'redrive', onclick: () => void this.#redrive() },
+                  'Redrive from the failed state',
+                ),
+            ' ',
             h(
               'button',
               { type: 'button', 'data-key': 'restart', onclick: () => void this.#restart() },
-              'Run again with the same input',
+              'Restart: a new run with the same input',
             ),
           ),
     );
+  }
+
+  async #redrive(): Promise<void> {
+    const response = await fetch(`/api/runs/${encodeURIComponent(this.name)}/redrive`, { method: 'POST' });
+    const body = (await response.json().catch(() => ({}))) as { name?: string; message?: string };
+    if (!response.ok) showProblem(body.message ?? `redrive answered ${response.status}`);
   }
 
   async #restart(): Promise<void> {

@@ -64,6 +64,8 @@ export function executionEvent(
       output: record.output === undefined ? null : JSON.stringify(record.output),
       error: record.error ?? null,
       cause: record.cause ?? null,
+      redriveCount: record.redriveCount ?? 0,
+      redriveDate: record.redriveDate ? Date.parse(record.redriveDate) : null,
     },
   );
 }

@@ -10,7 +10,7 @@ import { isClientError } from '#shared/errors.ts';
  * server (server.ts) has checked the Host, the origin of state-changing requests and the path first.
  *
  * Answers a request under /api/: runs, approvals, environments (each line's holds and current commits),
- * builds' logs, the event stream, restart and teardown.
+ * builds' logs, the event stream, redrive, restart and teardown.
  */
 export async function serveApi(
   runtime: LocalRuntime,
@@ -31,6 +31,17 @@ export async function serveApi(
   if (resource === 'runs' && id !== undefined) {
     const record = store.execution(id);
     if (!record) return sendJson(res, 404, { message: `No run named ${id}` });
+    if (req.method === 'POST' && action === 'redrive') {
+      try {
+        const redriven = await runtime.redrive(record.name);
+        return sendJson(res, 202, readRunSummary(runtime, redriven));
+      } catch (error) {
+        // ExecutionNotRedrivable (409) with Step Functions' reason: running, succeeded, past 14 days.
+        if (isClientError(error))
+          return sendJson(res, error.status, { error: error.name, message: error.message });
+        throw error;
+      }
+    }
     if (req.method === 'POST' && action === 'restart') {
       const restarted = await runtime.restart(record.name);
       return sendJson(res, 202, readRunSummary(runtime, restarted));

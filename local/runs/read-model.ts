@@ -138,7 +138,11 @@ export interface RunSummary extends RunOrigin {
   error?: string;
   cause?: string;
   /** The run (ARN or name) this one restarts. */
-  redriveOf?: string;
+  restartOf?: string;
+  /** How many times the run was redriven, when it was. */
+  redriveCount?: number;
+  /** ISO 8601: when it was last redriven. */
+  redriveDate?: string;
   /** True while the run's approval gate waits for a decision. */
   waitsForApproval: boolean;
   /** The pending approval, while the gate waits and its links are known. */
@@ -199,7 +203,9 @@ export function summarizeRun(record: ExecutionRecord, facts: RunFacts): RunSumma
     ...(record.stopDate ? { stopDate: record.stopDate } : {}),
     ...(record.error ? { error: record.error } : {}),
     ...(record.cause ? { cause: record.cause } : {}),
-    ...(record.redriveOf ? { redriveOf: record.redriveOf } : {}),
+    ...(record.restartOf ? { restartOf: record.restartOf } : {}),
+    ...(record.redriveCount ? { redriveCount: record.redriveCount } : {}),
+    ...(record.redriveDate ? { redriveDate: record.redriveDate } : {}),
     waitsForApproval: waits,
     ...(approval ? { approval } : {}),
     deployments: deploymentsOf(facts.builds),
@@ -233,7 +239,9 @@ export function currentStage(
   builds: readonly RunBuild[],
   history: readonly HistoryEventLike[],
 ): string | undefined {
-  const build = builds.find((b) => !['IN_PROGRESS', 'SUCCEEDED'].includes(b.status)) ?? builds.at(-1);
+  // A stage's latest build counts: one that failed and was built again (a redrive) no longer does.
+  const latest = [...new Map(builds.map((b) => [b.stage, b])).values()];
+  const build = latest.find((b) => !['IN_PROGRESS', 'SUCCEEDED'].includes(b.status)) ?? builds.at(-1);
   if (build) return build.stage;
   return history.findLast((e) => e.type === 'StateEntered' && e.state !== undefined)?.state;
 }

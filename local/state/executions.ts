@@ -160,6 +160,29 @@ export class Executions {
     this.#context.emit({ kind: 'execution', id: state.record.executionArn });
   }
 
+  /**
+   * Puts an ended run back to RUNNING for a redrive: its outcome (output, error, cause, stop date) cleared,
+   * its `redriveCount` one more and its `redriveDate` now. `check` runs first, on the record as it is then,
+   * and refuses by throwing (two redrives at once: the second finds the run RUNNING).
+   */
+  async redrive(arnOrName: string, check: (record: ExecutionRecord) => void): Promise<ExecutionRecord> {
+    const state = this.#state(arnOrName);
+    await this.#records.run(state.recordPath, async () => {
+      check({ ...state.record });
+      const { output: _output, error: _error, cause: _cause, stopDate: _stopDate, ...kept } = state.record;
+      const next: ExecutionRecord = {
+        ...kept,
+        status: 'RUNNING',
+        redriveCount: (state.record.redriveCount ?? 0) + 1,
+        redriveDate: this.#context.now(),
+      };
+      await writeFileAtomic(state.recordPath, formatRecord(next));
+      state.record = next;
+    });
+    this.#context.emit({ kind: 'execution', id: state.record.executionArn });
+    return { ...state.record };
+  }
+
   /** A run by its ARN or its name. */
   get(arnOrName: string): ExecutionRecord | undefined {
     const state = this.#find(arnOrName);
@@ -197,16 +220,16 @@ export class Executions {
   }
 
   /**
-   * A new execution name for restarting `name`: the original run's name (following `redriveOf` back) with
+   * A new execution name for restarting `name`: the original run's name (following `restartOf` back) with
    * the first free `-r<n>` suffix, within 80 characters. It is free now; it is taken by the
    * {@link create} that uses it.
    */
   restartName(name: string): string {
     let original = this.#find(name)?.record;
     const seen = new Set<string>();
-    while (original?.redriveOf !== undefined && !seen.has(original.name)) {
+    while (original?.restartOf !== undefined && !seen.has(original.name)) {
       seen.add(original.name);
-      const parent = this.#find(original.redriveOf)?.record;
+      const parent = this.#find(original.restartOf)?.record;
       if (!parent) break;
       original = parent;
     }

@@ -30,7 +30,9 @@ export const ExecutionRecordSchema = z.looseObject({
   cause: z.string().optional(),
   startDate: z.string(),
   stopDate: z.string().optional(),
-  redriveOf: z.string().optional(),
+  restartOf: z.string().optional(),
+  redriveCount: z.number().int().nonnegative().optional(),
+  redriveDate: z.string().optional(),
 });
 
 /** One pipeline run. */
@@ -48,8 +50,12 @@ export interface ExecutionRecord {
   startDate: string;
   /** ISO 8601. */
   stopDate?: string;
-  /** The interrupted execution (ARN or name) this one restarts. */
-  redriveOf?: string;
+  /** The execution (ARN or name) this one restarts: a new run of the same input under a new name. */
+  restartOf?: string;
+  /** How many times this execution was redriven (DescribeExecution's `redriveCount`); absent for none. */
+  redriveCount?: number;
+  /** ISO 8601: when it was last redriven (DescribeExecution's `redriveDate`). */
+  redriveDate?: string;
 }
 
 /** The `error` of a run that was in flight when stepline stopped. */
@@ -68,6 +74,21 @@ export class ExecutionAlreadyExistsError extends ConflictError {
 
   constructor(executionName: string) {
     super(`An execution named ${executionName} already exists`);
+    this.executionName = executionName;
+  }
+}
+
+/**
+ * The execution cannot be redriven (it is running, it succeeded, or its 14 days are over). Its `name` is
+ * Step Functions' own `ExecutionNotRedrivable`, and its message the reason DescribeExecution gives
+ * (`redriveStatusReason`, https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html).
+ */
+export class ExecutionNotRedrivableError extends ConflictError {
+  override readonly name = 'ExecutionNotRedrivable';
+  readonly executionName: string;
+
+  constructor(executionName: string, reason: string) {
+    super(`Execution ${executionName} cannot be redriven: ${reason}`);
     this.executionName = executionName;
   }
 }
@@ -101,7 +122,12 @@ export function formatRecord(record: ExecutionRecord): string {
 /** An execution.json's record, or undefined when it does not parse or names another run. */
 export function parseRecord(text: string, name: string): ExecutionRecord | undefined {
   const parsed = ExecutionRecordSchema.safeParse(parseJson(text));
-  return parsed.success && parsed.data.name === name ? (parsed.data as ExecutionRecord) : undefined;
+  if (!parsed.success || parsed.data.name !== name) return undefined;
+  // Earlier versions named the restarted run `redriveOf`: a restart is not a redrive.
+  const { redriveOf, ...record } = parsed.data as ExecutionRecord & { redriveOf?: unknown };
+  return typeof redriveOf === 'string' && record.restartOf === undefined
+    ? { ...record, restartOf: redriveOf }
+    : (record as ExecutionRecord);
 }
 
 export function parseJson(text: string): unknown {

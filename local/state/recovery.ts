@@ -24,7 +24,9 @@ export type Outcome = Pick<ExecutionRecord, 'status' | 'stopDate' | 'output' | '
  * `ExecutionInterrupted` wins over an `ExecutionAborted`: the local engine stops a run by aborting it, and
  * earlier versions stored the engine's abort beside (even after) the interruption.
  */
-export function outcomeFromHistory(events: HistoryEvent[]): Outcome | undefined {
+export function outcomeFromHistory(history: HistoryEvent[]): Outcome | undefined {
+  // A redriven run's earlier ends are not its outcome: only what follows its last ExecutionRedriven is.
+  const events = sinceLastRedrive(history);
   const end =
     events.findLast((event) => event.type === 'ExecutionInterrupted') ??
     events.findLast((event) => event.type in TERMINAL);
@@ -53,6 +55,7 @@ export function recordFromHistory(name: string, events: HistoryEvent[], now: str
     (event): event is HistoryEventOf<'ExecutionStarted'> => event.type === 'ExecutionStarted',
   );
   const legacy = started ? legacyDetails(started) : {};
+  const legacyRestart = (started as { redriveOf?: unknown } | undefined)?.redriveOf;
   const stateMachineArn = text(legacy.stateMachineArn);
   const stateMachine = started?.stateMachine ?? 'unknown';
   const arnParts = stateMachineArn?.match(/^(arn:[^:]+:states:[^:]*:[^:]*:)stateMachine:(.+)$/);
@@ -68,14 +71,34 @@ export function recordFromHistory(name: string, events: HistoryEvent[], now: str
     status: 'RUNNING',
     input: started?.input ?? null,
     startDate: started?.timestamp ?? events[0]?.timestamp ?? now,
-    ...(started?.redriveOf === undefined ? {} : { redriveOf: started.redriveOf }),
+    ...(started?.restartOf !== undefined
+      ? { restartOf: started.restartOf }
+      : typeof legacyRestart === 'string'
+        ? { restartOf: legacyRestart }
+        : {}),
+    ...redriveFields(events),
   };
   const outcome = outcomeFromHistory(events);
   return outcome ? { ...record, ...outcome } : record;
 }
 
+/** The events of the run's current attempt: all of them, or those after its last ExecutionRedriven. */
+function sinceLastRedrive(history: HistoryEvent[]): HistoryEvent[] {
+  const redriven = history.findLastIndex((event) => event.type === 'ExecutionRedriven');
+  return redriven === -1 ? history : history.slice(redriven + 1);
+}
+
+/** The redrive count and date the history's ExecutionRedriven events prove. */
+function redriveFields(events: HistoryEvent[]): Pick<ExecutionRecord, 'redriveCount' | 'redriveDate'> {
+  const last = events.findLast((event) => event.type === 'ExecutionRedriven');
+  if (!last) return {};
+  const count = events.filter((event) => event.type === 'ExecutionRedriven').length;
+  return { redriveCount: count, redriveDate: last.timestamp };
+}
+
 /** The states entered and not exited when the history stops, else the last entered, else "the start". */
-export function whereInFlight(events: HistoryEvent[]): string {
+export function whereInFlight(history: HistoryEvent[]): string {
+  const events = sinceLastRedrive(history);
   const inFlight: string[] = [];
   let lastEntered: string | undefined;
   for (const event of events) {

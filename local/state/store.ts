@@ -17,6 +17,7 @@ export type { Delivery } from '#local/state/deliveries.ts';
 export type { OutboxMessage } from '#local/state/outbox.ts';
 export {
   ExecutionAlreadyExistsError,
+  ExecutionNotRedrivableError,
   type ExecutionRecord,
   type ExecutionStatus,
   INTERRUPTED_ERROR,
@@ -179,6 +180,18 @@ export class LocalStore {
     return this.#track(this.#executions.finish(executionArn, patch));
   }
 
+  /**
+   * Puts an ended run back to RUNNING for a redrive (its outcome cleared, `redriveCount` + 1, `redriveDate`
+   * now), after `check` accepted the record as it is at that moment (it refuses by throwing).
+   */
+  async redriveExecution(
+    executionArn: string,
+    check: (record: ExecutionRecord) => void,
+  ): Promise<ExecutionRecord> {
+    this.#assertOpen();
+    return this.#track(this.#executions.redrive(executionArn, check));
+  }
+
   /** A run by its ARN or its name. */
   execution(arnOrName: string): ExecutionRecord | undefined {
     return this.#executions.get(arnOrName);
@@ -195,7 +208,7 @@ export class LocalStore {
   }
 
   /**
-   * A new execution name for restarting `name`: the original run's name (following `redriveOf` back)
+   * A new execution name for restarting `name`: the original run's name (following `restartOf` back)
    * with the first free `-r<n>` suffix, within 80 characters.
    */
   restartName(name: string): string {

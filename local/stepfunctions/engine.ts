@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { StateMachineDefinition as EngineDefinition } from 'aws-local-stepfunctions';
-import type { ExecutionRecord, LocalStore } from '#local/state/store.ts';
+import { ExecutionNotRedrivableError, type ExecutionRecord, type LocalStore } from '#local/state/store.ts';
 import {
   adaptToLocalEngine,
   listStates,
@@ -8,7 +8,14 @@ import {
   type StateMachineDefinition,
 } from '#local/stepfunctions/definition.ts';
 import type { NewHistoryEvent } from '#local/stepfunctions/history.ts';
-import { TaskNoLongerWaitingError } from '#shared/errors.ts';
+import {
+  notRedrivableReason,
+  replayedStates,
+  replayKey,
+  TaskResults,
+  taskInputDigest,
+} from '#local/stepfunctions/redrive.ts';
+import { NotFoundError, TaskNoLongerWaitingError } from '#shared/errors.ts';
 import type { TaskDecider } from '#shared/ports.ts';
 import { SUPERSEDED_ERROR } from '#shared/release.ts';
 import { forTerminal } from '#shared/text.ts';
@@ -212,7 +219,7 @@ export class LocalStepFunctions {
    * Starts an execution and returns once it is recorded; it runs on in the background.
    * Throws the store's ExecutionAlreadyExists for a name already used.
    */
-  async start(key: string, name: string, input: unknown, redriveOf?: string): Promise<ExecutionRecord> {
+  async start(key: string, name: string, input: unknown, restartOf?: string): Promise<ExecutionRecord> {
     const { store } = this.#options;
     const record: ExecutionRecord = {
       executionArn: this.executionArn(key, name),
@@ -221,7 +228,7 @@ export class LocalStepFunctions {
       status: 'RUNNING',
       input,
       startDate: new Date().toISOString(),
-      ...(redriveOf ? { redriveOf } : {}),
+      ...(restartOf ? { restartOf } : {}),
     };
     await store.createExecution(record);
     // Everything a lost execution.json is rebuilt with (local/state/recovery.ts).
@@ -232,12 +239,54 @@ export class LocalStepFunctions {
         stateMachine: key,
         executionArn: record.executionArn,
         input: redact(input),
-        ...(redriveOf ? { redriveOf } : {}),
+        ...(restartOf ? { restartOf } : {}),
       },
     ]);
     this.#options.onStatusChange(record);
     const abort = new AbortController();
     const done = this.#run(key, record, abort.signal);
+    this.#running.set(record.executionArn, { abort, done });
+    return record;
+  }
+
+  /**
+   * Redrives an execution that failed, timed out, was aborted or was stopped with stepline (INTERRUPTED), as
+   * Step Functions' RedriveExecution does: the same name, ARN, input and definition; an
+   * `ExecutionRedriven` event with the new `redriveCount`; the Tasks that succeeded are answered with their
+   * recorded results rather than run again, so the run goes on from the state that failed
+   * (local/stepfunctions/redrive.ts). Returns once recorded; it runs on in the background.
+   *
+   * @throws NotFoundError for an unknown execution; ExecutionNotRedrivableError (Step Functions'
+   *   `ExecutionNotRedrivable`) with the reason, for one that is running, succeeded, or ended over 14 days ago.
+   */
+  async redrive(arnOrName: string, now: Date = new Date()): Promise<ExecutionRecord> {
+    const { store } = this.#options;
+    const found = store.execution(arnOrName);
+    if (!found) throw new NotFoundError(`No execution ${arnOrName}`);
+    const key = found.stateMachine;
+    if (!this.#options.machines[key]) {
+      throw new ExecutionNotRedrivableError(found.name, `its state machine ${key} is not in serverless.yml.`);
+    }
+    const history = store.history(found.executionArn);
+    const record = await store.redriveExecution(found.executionArn, (current) => {
+      const reason = this.#running.has(current.executionArn)
+        ? 'Execution is RUNNING and cannot be redriven.'
+        : notRedrivableReason(current, history.length, now);
+      if (reason) throw new ExecutionNotRedrivableError(current.name, reason);
+    });
+    await this.#history(record, [
+      {
+        type: 'ExecutionRedriven',
+        timestamp: record.redriveDate ?? now.toISOString(),
+        redriveCount: record.redriveCount ?? 1,
+      },
+    ]);
+    this.#options.onStatusChange(record);
+    const abort = new AbortController();
+    const done = this.#run(key, record, abort.signal, {
+      results: new TaskResults(history),
+      replayed: replayedStates(history),
+    });
     this.#running.set(record.executionArn, { abort, done });
     return record;
   }
@@ -281,23 +330,34 @@ export class LocalStepFunctions {
     await Promise.allSettled(runs.map(([, run]) => run.done));
   }
 
-  async #run(key: string, record: ExecutionRecord, signal: AbortSignal): Promise<ExecutionRecord> {
+  async #run(
+    key: string,
+    record: ExecutionRecord,
+    signal: AbortSignal,
+    replay?: { results: TaskResults; replayed: ReadonlySet<string> },
+  ): Promise<ExecutionRecord> {
     // Loaded at the first run rather than at start-up: it is a quarter of a start's module loading.
     const { StateMachine, ExecutionError } = await import('aws-local-stepfunctions');
     const definition = adaptToLocalEngine(this.#machine(key).definition);
     const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
     const mapIndex = new Map<string, number>();
+    // What `$$` made for this run alone (task tokens, entered times): left out of the Tasks' input digests.
+    const volatile = new Set<string>();
     for (const { name, state } of listStates(definition)) {
       if (state.Type !== 'Task') continue;
       const resource = String(state.Resource);
       const binding = this.#options.bindings[resource];
       const timeoutPath = typeof state.TimeoutSecondsPath === 'string' ? state.TimeoutSecondsPath : undefined;
       handlers[name] = async (input) => {
-        if (!binding)
-          throw Object.assign(new Error(`No local binding for ${resource}`), { name: 'States.Runtime' });
         const parameters = input as Record<string, unknown>;
         const index = mapIndex.get(name);
-        return binding(parameters, {
+        const inputDigest = taskInputDigest(parameters, volatile);
+        // A redrive answers a Task that succeeded before with its result: it is not run again.
+        const recorded = replay?.results.take(name, inputDigest);
+        if (recorded) return recorded.output;
+        if (!binding)
+          throw Object.assign(new Error(`No local binding for ${resource}`), { name: 'States.Runtime' });
+        const output = await binding(parameters, {
           executionArn: record.executionArn,
           stateName: name,
           ...(index === undefined ? {} : { mapIndex: index }),
@@ -308,8 +368,23 @@ export class LocalStepFunctions {
               timeout ?? (timeoutPath ? Number(readPath(parameters, timeoutPath)) : undefined),
             ),
         });
+        await this.#history(record, [
+          {
+            type: 'TaskSucceeded',
+            timestamp: new Date().toISOString(),
+            state: name,
+            stateType: 'Task',
+            inputDigest,
+            output: redact(output),
+          },
+        ]);
+        return output;
       };
     }
+    const remember = (value: string): string => {
+      volatile.add(value);
+      return value;
+    };
     const machine = new StateMachine(structuredClone(definition) as unknown as EngineDefinition, {
       validationOptions: { noValidate: true },
     });
@@ -318,7 +393,12 @@ export class LocalStepFunctions {
       overrides: { taskResourceLocalHandlers: handlers as never },
       context: localContextObject({
         executionArn: record.executionArn,
-        mintTaskToken: () => this.tokens.mint(record.executionArn),
+        mintTaskToken: () => remember(this.tokens.mint(record.executionArn)),
+        now: () => {
+          const date = new Date();
+          remember(date.toISOString());
+          return date;
+        },
       }),
       noThrowOnAbort: false,
     });
@@ -335,46 +415,47 @@ export class LocalStepFunctions {
         if ('state' in event && event.type === 'StateEntered' && typeof event.index === 'number') {
           mapIndex.set(event.state.name, event.index);
         }
-        await this.#history(record, [historyEvent(event)]);
+        const stored = historyEvent(event);
+        // A redrive does not write again what it replays: the states that completed before.
+        const replayedKey = replay && replayKey(stored as Parameters<typeof replayKey>[0]);
+        if (replayedKey !== undefined && replay?.replayed.has(replayedKey)) continue;
+        await this.#history(record, [stored]);
       }
     })();
 
-    let finished: ExecutionRecord;
+    let outcome: Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause'>;
     try {
-      const output = await execution.result;
-      finished = await this.#finish(record, { status: 'SUCCEEDED', output });
+      outcome = { status: 'SUCCEEDED', output: await execution.result };
     } catch (error) {
       if (signal.aborted && signal.reason instanceof StopRequest) {
         const { error: stopError, message: cause } = signal.reason;
-        finished = await this.#finish(record, {
+        outcome = {
           status: stopError === SUPERSEDED_ERROR ? 'SUPERSEDED' : 'ABORTED',
           error: stopError,
           cause,
-        });
+        };
       } else if (signal.aborted) {
         const reason = signal.reason instanceof Error ? signal.reason.message : 'stopped';
-        finished = await this.#finish(record, {
-          status: 'INTERRUPTED',
-          error: 'Stepline.Interrupted',
-          cause: reason,
-        });
+        outcome = { status: 'INTERRUPTED', error: 'Stepline.Interrupted', cause: reason };
       } else {
         const failure =
           error instanceof ExecutionError && error.cause instanceof Error ? error.cause : (error as Error);
-        finished = await this.#finish(record, {
-          status: 'FAILED',
-          error: failure.name,
-          cause: failure.message,
-        });
+        outcome = { status: 'FAILED', error: failure.name, cause: failure.message };
       }
-    } finally {
+    }
+    let finished: ExecutionRecord;
+    try {
       signal.removeEventListener('abort', onAbort);
-      // A history that could not be written (disk full, an event the schema refuses) is said, not lost silently.
+      // The states' last events are written before the run's end, so that the history reads in order (a
+      // redrive continues it). One that could not be written (disk full, an event the schema refuses) is
+      // said, not lost silently.
       await logging.catch((error: Error) => {
         process.stderr.write(
           forTerminal(`stepline: the history of ${record.name} is incomplete: ${error.message}\n`),
         );
       });
+      finished = await this.#finish(record, outcome);
+    } finally {
       this.tokens.endExecution(record.executionArn);
       this.#running.delete(record.executionArn);
     }

@@ -50,9 +50,14 @@ export const NewHistoryEventSchema = z.discriminatedUnion('type', [
     /** The state machine's key in serverless.yml (`pipeline`): what a lost execution.json is rebuilt with. */
     stateMachine: z.string().optional(),
     executionArn: z.string().optional(),
-    /** The run this one restarts. */
-    redriveOf: z.string().optional(),
+    /** The run this one restarts (a new run of the same input, under a new name). */
+    restartOf: z.string().optional(),
   }),
+  /**
+   * The run was redriven: it continues under the same name from where it failed
+   * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_ExecutionRedrivenEventDetails.html).
+   */
+  z.object({ type: z.literal('ExecutionRedriven'), ...at, redriveCount: z.number().int().positive() }),
   z.object({ type: z.literal('ExecutionSucceeded'), ...at, output: z.unknown().optional() }),
   z.object({ type: z.literal('ExecutionFailed'), ...at, ...failure }),
   z.object({ type: z.literal('ExecutionAborted'), ...at, ...failure }),
@@ -66,6 +71,16 @@ export const NewHistoryEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('StateFailed'), ...stateFields, ...failure }),
   z.object({ type: z.literal('StateRetried'), ...stateFields, attempt: z.number().int().optional() }),
   z.object({ type: z.literal('StateCaught'), ...stateFields }),
+  /**
+   * A Task's result as its integration returned it, before ResultSelector and ResultPath, with the digest of
+   * its input: what a redrive answers the Task with instead of running it again (local/stepfunctions/redrive.ts).
+   */
+  z.object({
+    type: z.literal('TaskSucceeded'),
+    ...stateFields,
+    inputDigest: z.string().min(1),
+    output: z.unknown().optional(),
+  }),
   z.object({ type: z.literal('MapIterationStarted'), ...iterationFields }),
   z.object({ type: z.literal('MapIterationSucceeded'), ...iterationFields }),
   z.object({ type: z.literal('MapIterationFailed'), ...iterationFields, ...failure }),

@@ -154,6 +154,28 @@ describe('stateRuns', () => {
     expect(runs.get('Image failed')).toMatchObject({ status: 'failed', error: 'Pipeline.StageFailed' });
   });
 
+  it('after a redrive, colours the failed stage by its new attempt and forgets the Fail state of the old one', () => {
+    const runs = stateRuns(
+      [
+        event('StateEntered', 'Image', 1),
+        event('StateExited', 'Image', 2),
+        event('StateEntered', 'Deploy', 3, { index: 1 }),
+        event('StateFailed', 'Deploy', 4, { index: 1, error: 'States.TaskFailed' }),
+        event('StateCaught', 'Deploy', 4, { index: 1 }),
+        event('StateExited', 'Deploy', 4, { index: 1 }),
+        event('StateEntered', 'Stage failed', 5, { index: 1 }),
+        event('StateFailed', 'Stage failed', 5, { index: 1, error: 'Pipeline.StageFailed' }),
+        { type: 'ExecutionRedriven', timestamp: at(9) },
+        event('StateEntered', 'Deploy', 10, { index: 1 }),
+        event('StateExited', 'Deploy', 11, { index: 1 }),
+      ],
+      { running: false },
+    );
+    expect(runs.get('Image')?.status).toBe('succeeded');
+    expect(runs.get('Deploy')?.status).toBe('succeeded');
+    expect(runs.get('Stage failed')?.status ?? 'not-reached').toBe('not-reached');
+  });
+
   it('counts retries and calls a state that succeeded after one "retried"', () => {
     const runs = stateRuns(
       [

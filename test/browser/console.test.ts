@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -307,4 +307,43 @@ describe('the console in a browser', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'run-failed.png'), fullPage: true });
     expect(pageErrors).toEqual([]);
   }, 90_000);
+
+  it('redrives a run whose prod deploy failed from its page, and shows the redrive in its history', async () => {
+    const parameters = join(stateDir, 'parameters.json');
+    const failIn = (environments: string[]) =>
+      writeFile(
+        parameters,
+        `${JSON.stringify({ '/hello-service/failing-health-checks': JSON.stringify({ environments }) })}\n`,
+      );
+    await failIn(['prod']);
+    const app = await copySampleApp(join(workDir, 'redriven-app'));
+    const { commit } = await pushSampleApp({
+      remotePath: join(stateDir, 'git', 'hello-service.git'),
+      workDir: join(workDir, 'checkout'),
+      sourceDir: app,
+      message: 'Deploy while prod fails its health check',
+    });
+    await page.goto(`${baseUrl}/#/`);
+    const row = page.locator('tr[data-run]', { hasText: commit.slice(0, 7) });
+    await row.waitFor();
+    await row.getByRole('link').click();
+    await page.getByLabel('Your name').fill('Ada Lovelace');
+    await page.getByRole('button', { name: 'Approve' }).click();
+    await page.locator('h1 [data-status="FAILED"]').waitFor({ timeout: 60_000 });
+    expect(await page.locator('[data-state="Deploy"]').getAttribute('data-status')).toBe('caught');
+
+    await failIn([]);
+    await page.getByRole('button', { name: 'Redrive from the failed state' }).click();
+    await page.locator('h1 [data-status="SUCCEEDED"]').waitFor({ timeout: 60_000 });
+    await page.getByText('Redriven').first().waitFor();
+    expect(await page.locator('[data-state="Deploy"]').getAttribute('data-status')).toBe('succeeded');
+    const history = page.locator('[data-key="history"]');
+    await history.locator('summary').click();
+    await history.locator('td', { hasText: /^ExecutionRedriven$/ }).waitFor();
+    // Image and dev were built once: the page lists one build of each, and two of prod's Deploy.
+    await expect(page.locator('details.build', { hasText: 'dev: Deploy' }).count()).resolves.toBe(1);
+    await expect(page.locator('details.build', { hasText: 'prod: Deploy' }).count()).resolves.toBe(2);
+    await page.screenshot({ path: join(ARTIFACTS, 'run-redriven.png'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
 });

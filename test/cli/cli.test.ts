@@ -16,6 +16,7 @@ const COMMANDS = [
   'logs',
   'approve',
   'reject',
+  'redrive',
   'restart',
   'teardown',
   'help',

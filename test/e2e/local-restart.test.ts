@@ -175,7 +175,7 @@ describe('stepline killed and started again on the same state folder', () => {
     );
     const restarted = await getJson<RunSummary>(`${secondUrl}/api/runs/${restartedName}`, stateDir);
     expect(restarted.status).toBe('RUNNING');
-    expect(restarted.redriveOf).toBe(inFlightName);
+    expect(restarted.restartOf).toBe(inFlightName);
     const [, restartedBuild] = await slowBuilds(stateDir, 2);
     if (!restartedBuild) throw new Error('no second slow build');
     scope.killAtCleanup(restartedBuild.sleep, 'sleep 60');

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -100,6 +100,12 @@ async function readPid(stateDir: string, environment: string): Promise<number> {
   return Number((await readFile(join(stateDir, 'environments', environment, 'service.pid'), 'utf8')).trim());
 }
 
+/** The parameters `npm start` adds to the local Parameter Store for the sample app. */
+const SAMPLE_PARAMETERS = JSON.parse(readFileSync(join(SAMPLE_APP_DIR, 'parameters.json'), 'utf8')) as Record<
+  string,
+  string
+>;
+
 const COMMIT_1 = '1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d';
 const COMMIT_2 = 'fedcba9876543210fedcba9876543210fedcba98';
 
@@ -174,6 +180,8 @@ describe('the sample app stages, run for real', () => {
       STEPLINE_REF_NAME: 'main',
       STEPLINE_DEPLOY_DIR: stateDir,
       CODEBUILD_RESOLVED_SOURCE_VERSION: COMMIT_1,
+      // The deploy's parameter-store value, as the sample app's parameters.json gives it.
+      FAILING_HEALTH_CHECKS: SAMPLE_PARAMETERS['/hello-service/failing-health-checks'] ?? '',
       ...extra,
     };
   }
@@ -322,6 +330,44 @@ describe('the sample app stages, run for real', () => {
     expect(await isRunning(firstPid)).toBe(false);
     expect(await readPid(stateDir, 'qa')).not.toBe(firstPid);
     expect(await health(port)).toMatchObject({ status: 200, body: { version: COMMIT_2.slice(0, 12) } });
+  });
+
+  it('deploy fails its health check in an environment the parameter lists, and passes once it does not', async () => {
+    const port = await freePort();
+    await runBuild('infrastructure', checkout, stageEnv('prod', { STEPLINE_DEPLOY_PORT: `${port}` }));
+    const image = await buildImage();
+    const imageUri = image.exported.IMAGE_URI ?? '';
+    const quick = { IMAGE_URI: imageUri, HEALTH_ATTEMPTS: '5', HEALTH_INTERVAL_MS: '50' };
+
+    const failing = await runBuild(
+      'deploy',
+      checkout,
+      stageEnv('prod', { ...quick, FAILING_HEALTH_CHECKS: '{"environments":["prod"]}' }),
+    );
+    expect(failing.exitCode).not.toBe(0);
+    expect(failing.output).toContain('/hello-service/failing-health-checks lists prod');
+    expect(failing.output).toContain('HTTP 503');
+
+    // The default patience (50 × 0.1 s): under load a service can take more than the quick 0.25 s to start.
+    const fixed = await runBuild('deploy', checkout, stageEnv('prod', { IMAGE_URI: imageUri }));
+    expect(fixed.exitCode, fixed.output).toBe(0);
+    expect(await health(port)).toMatchObject({ status: 200, body: { environment: 'prod' } });
+  });
+
+  it('deploy refuses a failing-health-checks parameter that is not the JSON it reads', async () => {
+    const image = await buildImage();
+    await runBuild(
+      'infrastructure',
+      checkout,
+      stageEnv('dev', { STEPLINE_DEPLOY_PORT: `${await freePort()}` }),
+    );
+    const deploy = await runBuild(
+      'deploy',
+      checkout,
+      stageEnv('dev', { IMAGE_URI: image.exported.IMAGE_URI ?? '', FAILING_HEALTH_CHECKS: 'prod' }),
+    );
+    expect(deploy.exitCode).not.toBe(0);
+    expect(deploy.output).toContain('/hello-service/failing-health-checks must be JSON like');
   });
 
   it('deploy fails when the environment was never prepared', async () => {

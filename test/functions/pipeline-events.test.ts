@@ -163,6 +163,7 @@ describe('pipelineEvents', () => {
           ref: null,
           commit: null,
           ...timing,
+          redriveCount: 0,
         },
       },
     ]);
@@ -244,6 +245,29 @@ describe('pipelineEvents', () => {
     expect(milestones()[0]?.detail).toMatchObject({ status: 'ABORTED', repository: 'acme/shop' });
   });
 
+  it('takes a second RUNNING of the same name with a redrive count for the redrive of that run, not a new run', async () => {
+    const first = withDetail(fixture('RUNNING'), { input: JSON.stringify(executionInput), redriveCount: 0 });
+    // What Step Functions sends when the failed execution is redriven: same name and ARN, RUNNING again.
+    const redriven = withDetail(fixture('RUNNING'), {
+      input: JSON.stringify(executionInput),
+      redriveCount: 1,
+      redriveDate: 1551225400000,
+      redriveStatus: 'REDRIVABLE',
+    });
+
+    await handler(first, context);
+    await handler(redriven, context);
+
+    expect(published().map((message) => message.Subject)).toEqual([
+      '▶ acme/shop main started: 2222222 Fix the checkout',
+      '↻ acme/shop main redriven: 2222222 Fix the checkout',
+    ]);
+    expect(milestones().map((m) => [m.detail.name, m.detail.status, m.detail.redriveCount])).toEqual([
+      ['execution-name', 'RUNNING', 0],
+      ['execution-name', 'RUNNING', 1],
+    ]);
+  });
+
   it.each([
     ['started by hand with another input', JSON.stringify({ hello: 'world' })],
     ['whose input is not JSON', 'not json'],
@@ -261,6 +285,7 @@ describe('pipelineEvents', () => {
       ref: null,
       commit: null,
       ...timings.TIMED_OUT,
+      redriveCount: 0,
     });
     expect(published()[0]?.Subject).toBe('✖ Pipeline run execution-name timed out');
   });

@@ -128,6 +128,39 @@ describe('POST /webhooks/github', () => {
     expect(names[0]).toBe(names[1]);
   });
 
+  it('starts a run for a force-push back to a commit that already ran, and one only when it is redelivered', async () => {
+    // Step Functions' own rule: a name already used answers ExecutionAlreadyExists.
+    const used = new Set<string>();
+    sfn.on(StartExecutionCommand).callsFake((input: { name: string }) => {
+      if (used.has(input.name)) {
+        throw new ExecutionAlreadyExists({ message: 'Execution already exists', $metadata: {} });
+      }
+      used.add(input.name);
+      return { executionArn: `${STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${input.name}` };
+    });
+    const original = JSON.parse(githubPush);
+    const ranCommit: string = original.after;
+    const later = { ...original, before: ranCommit, after: 'a'.repeat(40), forced: false };
+    const back = { ...original, before: later.after, after: ranCommit, forced: true };
+    const deliveries = [original, later, back].map((payload, index) =>
+      githubDelivery(JSON.stringify(payload), { 'X-GitHub-Delivery': `delivery-${index}` }),
+    );
+    const answers = [];
+    for (const delivery of deliveries) answers.push(await post(delivery));
+    const redelivered = await post(deliveries[2]);
+    expect(answers.map((answer) => answer.status)).toEqual([202, 202, 202]);
+    expect(answers[2]?.body.started[0]).not.toBe(answers[0]?.body.started[0]);
+    expect(redelivered).toMatchObject({
+      status: 200,
+      body: { message: 'Already started: this push was delivered before' },
+    });
+    expect(used.size).toBe(3);
+    const backInput = ExecutionInputSchema.parse(
+      JSON.parse(sfn.commandCalls(StartExecutionCommand)[2]?.args[0].input.input ?? ''),
+    );
+    expect(backInput.source.version).toBe(ranCommit);
+  });
+
   it('answers a ping with 200 and starts nothing', async () => {
     const { status, body } = await post(githubDelivery(githubPing, { 'X-GitHub-Event': 'ping' }));
     expect(status).toBe(200);

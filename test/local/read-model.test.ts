@@ -181,7 +181,7 @@ describe('summarizeRun', () => {
         status: 'FAILED',
         error: 'States.TaskFailed',
         cause: 'boom',
-        redriveOf: 'main-1111111',
+        restartOf: 'main-1111111',
       }),
       { history: [], builds: [], definition: {} },
     );
@@ -193,7 +193,7 @@ describe('summarizeRun', () => {
       startDate: '2026-01-01T10:00:00.000Z',
       error: 'States.TaskFailed',
       cause: 'boom',
-      redriveOf: 'main-1111111',
+      restartOf: 'main-1111111',
       waitsForApproval: false,
       deployments: {},
     });

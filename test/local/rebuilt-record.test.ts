@@ -120,7 +120,7 @@ describe('a lost execution.json rebuilt from its history', () => {
     expect(restarted).toMatchObject({
       name: 'finished-run-r1',
       stateMachine: 'pipeline',
-      redriveOf: 'finished-run',
+      restartOf: 'finished-run',
       input: { ...INPUT, quick: true },
     });
     expect(rerun?.status).toBe('SUCCEEDED');
@@ -148,7 +148,7 @@ describe('a lost execution.json rebuilt from its history', () => {
       startDate: run.startDate,
     });
     expect(second.store.history('stopped-run').map((event) => event.type)).not.toContain('ExecutionAborted');
-    expect(restarted).toMatchObject({ stateMachine: 'pipeline', redriveOf: 'stopped-run', input: INPUT });
+    expect(restarted).toMatchObject({ stateMachine: 'pipeline', restartOf: 'stopped-run', input: INPUT });
     expect(second.store.execution(restarted.name)?.status).toBe('RUNNING');
   });
 

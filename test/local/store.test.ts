@@ -104,7 +104,7 @@ describe('LocalStore round trip', () => {
     const second = execution('second', { startDate: '2026-05-01T11:00:00.000Z' });
     const third = execution('third', {
       startDate: '2026-05-01T12:00:00.000Z',
-      redriveOf: first.executionArn,
+      restartOf: first.executionArn,
     });
     for (const record of [second, first, third]) await store.createExecution(record);
     await store.appendHistory(first.executionArn, [started(first), entered('Build')]);
@@ -133,7 +133,7 @@ describe('LocalStore round trip', () => {
       status: 'SUCCEEDED',
       output: { deployed: ['dev', 'prod'] },
     });
-    expect(reopened.execution(third.executionArn)?.redriveOf).toBe(first.executionArn);
+    expect(reopened.execution(third.executionArn)?.restartOf).toBe(first.executionArn);
     expect(reopened.recoveryReport).toMatchObject({ skippedLines: 0, interrupted: [], repaired: [] });
   });
 
@@ -461,7 +461,7 @@ describe('LocalStore crash recovery', () => {
     await reopened.createExecution(
       execution(firstRestart, {
         executionArn: `arn:restart:${firstRestart}`,
-        redriveOf: record.executionArn,
+        restartOf: record.executionArn,
       }),
     );
 
@@ -705,5 +705,97 @@ describe('LocalStore change feed', () => {
       { kind: 'outbox', id: message.id },
       { kind: 'execution', id: record.executionArn },
     ]);
+  });
+});
+
+describe('LocalStore redrive', () => {
+  async function failedRun(store: LocalStore, name: string): Promise<ExecutionRecord> {
+    const record = execution(name);
+    await store.createExecution(record);
+    await store.appendHistory(record.executionArn, [started(record), entered('Deploy')]);
+    await store.appendHistory(record.executionArn, [
+      {
+        type: 'ExecutionFailed',
+        timestamp: '2026-05-01T10:01:00.000Z',
+        error: 'States.TaskFailed',
+        cause: 'x',
+      },
+    ]);
+    await store.finishExecution(record.executionArn, {
+      status: 'FAILED',
+      error: 'States.TaskFailed',
+      cause: 'x',
+      stopDate: '2026-05-01T10:01:00.000Z',
+    });
+    return record;
+  }
+
+  it('puts an ended run back to RUNNING with its outcome cleared and the redrive counted, once at a time', async () => {
+    const store = await openStore();
+    const record = await failedRun(store, 'run');
+    const refuseRunning = (current: ExecutionRecord) => {
+      if (current.status === 'RUNNING') throw new Error('running');
+    };
+
+    const redriven = await store.redriveExecution(record.executionArn, refuseRunning);
+
+    expect(redriven).toMatchObject({ name: 'run', status: 'RUNNING', redriveCount: 1 });
+    expect(redriven.error).toBeUndefined();
+    expect(redriven.cause).toBeUndefined();
+    expect(redriven.stopDate).toBeUndefined();
+    await expect(store.redriveExecution('run', refuseRunning)).rejects.toThrow('running');
+  });
+
+  it('after a crash during a redrive, marks the run INTERRUPTED, not the outcome of the attempt before', async () => {
+    const store = await openStore();
+    const record = await failedRun(store, 'run');
+    await store.redriveExecution('run', () => undefined);
+    await store.appendHistory(record.executionArn, [
+      { type: 'ExecutionRedriven', timestamp: '2026-05-01T11:00:00.000Z', redriveCount: 1 },
+      entered('Deploy', '2026-05-01T11:00:01.000Z'),
+    ]);
+
+    const reopened = await reopen(store);
+
+    expect(reopened.execution('run')).toMatchObject({ status: 'INTERRUPTED', redriveCount: 1 });
+    expect(reopened.execution('run')?.cause).toContain('(at Deploy)');
+  });
+
+  it('rebuilds a lost record of a redriven run with its redrive count and outcome', async () => {
+    const store = await openStore();
+    const record = await failedRun(store, 'run');
+    await store.redriveExecution('run', () => undefined);
+    await store.appendHistory(record.executionArn, [
+      { type: 'ExecutionRedriven', timestamp: '2026-05-01T11:00:00.000Z', redriveCount: 1 },
+      { type: 'ExecutionSucceeded', timestamp: '2026-05-01T11:02:00.000Z', output: { ok: true } },
+    ]);
+    await store.finishExecution('run', { status: 'SUCCEEDED', output: { ok: true } });
+    await store.close();
+    await rm(join(dir, 'executions', 'run', 'execution.json'));
+
+    const reopened = await openStore();
+
+    expect(reopened.execution('run')).toMatchObject({
+      status: 'SUCCEEDED',
+      redriveCount: 1,
+      redriveDate: '2026-05-01T11:00:00.000Z',
+      output: { ok: true },
+    });
+  });
+
+  it('reads the restarted run of a record written as redriveOf by earlier versions as restartOf', async () => {
+    const store = await openStore();
+    const record = execution('restarted', { status: 'FAILED' });
+    await store.createExecution(execution('restarted'));
+    await store.finishExecution('restarted', { status: 'FAILED' });
+    await store.close();
+    const file = join(dir, 'executions', 'restarted', 'execution.json');
+    const stored = JSON.parse(await readFile(file, 'utf8'));
+    await writeFile(file, JSON.stringify({ ...stored, redriveOf: 'original' }));
+
+    const reopened = await openStore();
+
+    expect(reopened.execution(record.executionArn)).toMatchObject({ restartOf: 'original' });
+    expect(reopened.execution(record.executionArn)).not.toHaveProperty('redriveOf');
   });
 });

@@ -228,7 +228,7 @@ describe('the runtime killed with SIGKILL', () => {
     expect(restarts.map((r) => r.status)).toEqual(Array(interrupted.length).fill(202));
     expect(new Set(restartedNames).size).toBe(interrupted.length);
     expect(ended.map((r) => r.status)).toEqual(Array(interrupted.length).fill('SUCCEEDED'));
-    expect(ended.map((r) => r.redriveOf).sort()).toEqual(interrupted.map((r) => r.name).sort());
+    expect(ended.map((r) => r.restartOf).sort()).toEqual(interrupted.map((r) => r.name).sort());
     console.info(
       `SIGKILL mid-build: ${accepted.length} deliveries accepted before the kill, ${unanswered} unanswered, ${lost} lost; ${interrupted.length} interrupted runs restarted and succeeded (ms: ${phases.join(', ')})`,
     );
@@ -283,7 +283,7 @@ describe('the runtime killed with SIGKILL', () => {
     expect(afterOldLink.map((r) => r.status)).toEqual(['INTERRUPTED']);
     expect(restart.status).toBe(202);
     expect(decided.status).toBe(200);
-    expect(ended).toMatchObject({ status: 'SUCCEEDED', redriveOf: name });
+    expect(ended).toMatchObject({ status: 'SUCCEEDED', restartOf: name });
     await kill(second);
   });
 });

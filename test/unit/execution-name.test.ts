@@ -25,6 +25,14 @@ describe('executionName', () => {
     expect(names.size).toBe(5);
   });
 
+  it('differs for a push back to a commit that already ran, which moved the ref from elsewhere', () => {
+    const forward = aPush();
+    const back = aPush({ before: '9999999999999999999999999999999999999999', forced: true });
+    expect(forward.after).toBe(back.after);
+    expect(executionName(back)).not.toBe(executionName(forward));
+    expect(executionName(back)).toMatch(/^shop-main-2222222-[0-9a-f]{16}$/);
+  });
+
   it('stays within 80 allowed characters for very long names', () => {
     const push = aPushTo('branch', `feature/${'x'.repeat(300)}`, {
       repository: { fullName: `org/${'r'.repeat(200)}`, cloneUrl: 'x' },

@@ -318,9 +318,19 @@ const runningExecution: ExecutionReport = {
   durationSeconds: null,
   error: null,
   cause: null,
+  redriveCount: 0,
 };
 
 describe('executionNotification', () => {
+  it('tells a redriven run going on under its name from a new run', () => {
+    const notification = executionNotification({ ...runningExecution, redriveCount: 2 }, REGION);
+
+    expect(notification?.subject).toBe('↻ acme/shop main redriven: 2222222 Fix the checkout');
+    expect(notification?.body).toContain('was redriven (redrive 2)');
+    expect(notification?.body).toContain('Redrive: 2');
+    expect(notification?.body).not.toContain('A pipeline run started');
+  });
+
   it('announces a started run with its commit and message', () => {
     const notification = executionNotification(runningExecution, REGION);
 

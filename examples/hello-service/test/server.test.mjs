@@ -20,6 +20,19 @@ describe('hello-service', () => {
     server.close();
   });
 
+  it('answers /health with 503 when made to fail', async () => {
+    const failing = createService({ environment: 'prod', version: '1a2b3c4d5e6f', failing: true });
+    const port = await listen(failing, 0);
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/health`);
+      assert.equal(response.status, 503);
+      assert.equal((await response.json()).status, 'failing');
+    } finally {
+      failing.closeAllConnections();
+      failing.close();
+    }
+  });
+
   it('answers /health with 200, the environment and the version', async () => {
     const response = await fetch(`${base}/health`);
 
