@@ -17,7 +17,7 @@ import { type FunctionConfiguration, functionConfiguration } from './lambda/conf
 import { LOCAL_ACCOUNT } from './lambda/context.ts';
 import { LocalLambda, lambdaInvokeResult, type RouteMatch } from './lambda/host.ts';
 import { composeHandlers, type LocalPorts, registeredFunctions } from './lambda/registry.ts';
-import { type LocalSecrets, loadSecrets } from './lambda/secrets.ts';
+import { type LocalSecrets, loadSecrets, localStatusTokens } from './lambda/secrets.ts';
 import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
@@ -300,6 +300,14 @@ export class LocalRuntime {
       now: () => new Date(),
       region: this.wiring.region,
       pipelineStateMachineArn: this.engine.stateMachineArn('pipeline'),
+      statusTokens: localStatusTokens(
+        this.wiring.functions.find((fn) => fn.key === 'commitStatus')?.environment,
+        () => readParameters(this.options.stateDir),
+      ),
+      executionInputs: { inputOf: async (executionArn) => this.store.execution(executionArn)?.input },
+      runLink: (executionArn) =>
+        `${this.options.baseUrl}/#/runs/${encodeURIComponent(executionArn.split(':').at(-1) ?? '')}`,
+      statusRecorder: { record: (executionArn, status) => this.#runs.recordStatus(executionArn, status) },
     };
     for (const [key, handler] of composeHandlers(this.wiring.functions, ports)) {
       this.#lambda.register(key, handler);

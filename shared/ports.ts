@@ -87,3 +87,9 @@ export interface Milestone {
 export interface MilestoneEmitter {
   emit(milestone: Milestone): Promise<void>;
 }
+
+/** Reads an execution's input by its ARN (DescribeExecution on AWS, the local store locally). */
+export interface ExecutionInputs {
+  /** The parsed input, or undefined when there is no such execution or its input is not JSON. */
+  inputOf(executionArn: string): Promise<unknown>;
+}

@@ -4,13 +4,21 @@ import { createApprovalHandler } from '#shared/handlers/approval.ts';
 import { createApprovalRequestHandler } from '#shared/handlers/approval-request.ts';
 import { createBuildEventsHandler } from '#shared/handlers/build-events.ts';
 import { createCodeCommitHandler } from '#shared/handlers/codecommit.ts';
+import { createCommitStatusHandler, type StatusRecorder } from '#shared/handlers/commit-status.ts';
 import { createNotifyHandler } from '#shared/handlers/notify.ts';
 import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts';
 import { createWebhookHandler } from '#shared/handlers/webhook.ts';
 import type { IngestDeps } from '#shared/ingest.ts';
 import type { Logger } from '#shared/logger.ts';
-import type { MilestoneEmitter, Notifier, PipelineStarter, TaskDecider } from '#shared/ports.ts';
+import type {
+  ExecutionInputs,
+  MilestoneEmitter,
+  Notifier,
+  PipelineStarter,
+  TaskDecider,
+} from '#shared/ports.ts';
 import type { WebhookSecrets } from '#shared/secrets.ts';
+import { StatusPublisher, type StatusTokens } from '#shared/status/publisher.ts';
 import type { LocalFunction } from '../wiring.ts';
 import type { FunctionConfiguration } from './configuration.ts';
 import type { LocalHandler } from './host.ts';
@@ -31,6 +39,14 @@ export interface LocalPorts {
   now: () => Date;
   region: string;
   pipelineStateMachineArn: string;
+  /** The forges' status tokens (`.stepline/parameters.json`). */
+  statusTokens: StatusTokens;
+  /** Runs' inputs by execution ARN (the local store). */
+  executionInputs: ExecutionInputs;
+  /** A run's page in the local console. */
+  runLink: (executionArn: string) => string;
+  /** Keeps reported commit statuses in their run's history. */
+  statusRecorder: StatusRecorder;
 }
 
 /** One function the local mode can run: the module Lambda runs, and its factory with typed deps. */
@@ -103,6 +119,18 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
     region: ports.region,
     stateMachineArn: ports.pipelineStateMachineArn,
   })),
+  commitStatus: registered('functions/commit-status.ts', createCommitStatusHandler, (ports, key) => {
+    const logger = ports.logger(key);
+    return {
+      publisher: new StatusPublisher({ tokens: ports.statusTokens, logger }),
+      executions: ports.executionInputs,
+      notifier: ports.notifier,
+      logger,
+      runLink: ports.runLink,
+      stateMachineArn: ports.pipelineStateMachineArn,
+      recorder: ports.statusRecorder,
+    };
+  }),
 };
 
 /**

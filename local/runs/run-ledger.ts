@@ -6,6 +6,8 @@ import {
   deploymentsOf,
   type PendingApproval,
   type RunBuild,
+  type RunStatus,
+  STATUS_HISTORY_EVENT,
   stageLabel,
 } from './read-model.ts';
 
@@ -56,6 +58,12 @@ export class RunLedger {
   /** Where each environment's deployed service answers, for a run (from its deploy builds' SERVICE_URL). */
   deployments(executionArn: string): Record<string, string> {
     return deploymentsOf(this.builds(executionArn));
+  }
+
+  /** Records a commit status reported for a run, in its history (the read model takes the latest per context). */
+  async recordStatus(executionArn: string, status: RunStatus): Promise<void> {
+    const record = { type: STATUS_HISTORY_EVENT, timestamp: new Date().toISOString(), status };
+    await this.#store.appendHistory(executionArn, [record]);
   }
 
   /** Records the approval a run's gate now waits for. */

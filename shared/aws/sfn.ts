@@ -1,5 +1,7 @@
 import {
+  DescribeExecutionCommand,
   ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
   InvalidToken,
   SendTaskFailureCommand,
   SendTaskSuccessCommand,
@@ -9,7 +11,13 @@ import {
   TaskTimedOut,
 } from '@aws-sdk/client-sfn';
 import { TaskNoLongerWaitingError } from '../errors.ts';
-import type { PipelineInput, PipelineStarter, StartPipelineResult, TaskDecider } from '../ports.ts';
+import type {
+  ExecutionInputs,
+  PipelineInput,
+  PipelineStarter,
+  StartPipelineResult,
+  TaskDecider,
+} from '../ports.ts';
 
 /** Starts executions of one state machine. `ExecutionAlreadyExists` means the run was already started. */
 export class SfnPipelineStarter implements PipelineStarter {
@@ -66,6 +74,25 @@ export class SfnTaskDecider implements TaskDecider {
       if (error instanceof TaskDoesNotExist)
         throw new TaskNoLongerWaitingError('not-waiting', { cause: error });
       if (error instanceof InvalidToken) throw new TaskNoLongerWaitingError('invalid', { cause: error });
+      throw error;
+    }
+  }
+}
+
+/** An execution's input through DescribeExecution (states:DescribeExecution on the pipeline's executions). */
+export class SfnExecutionInputs implements ExecutionInputs {
+  readonly #client: SFNClient;
+
+  constructor(client: SFNClient) {
+    this.#client = client;
+  }
+
+  async inputOf(executionArn: string): Promise<unknown> {
+    try {
+      const output = await this.#client.send(new DescribeExecutionCommand({ executionArn }));
+      return output.input === undefined ? undefined : JSON.parse(output.input);
+    } catch (error) {
+      if (error instanceof ExecutionDoesNotExist || error instanceof SyntaxError) return undefined;
       throw error;
     }
   }
