@@ -46,7 +46,8 @@ export class ForgeServer {
           body,
         });
         const answer = this.#script.shift() ?? this.#fallback;
-        response.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
+        const json = answer.body === undefined ? {} : { 'content-type': 'application/json' };
+        response.writeHead(answer.status, { ...json, ...answer.headers });
         response.end(answer.body === undefined ? '' : JSON.stringify(answer.body));
       });
     });
