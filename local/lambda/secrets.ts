@@ -81,11 +81,11 @@ async function readOrCreateSecret(path: string): Promise<string> {
 }
 
 /** Where status tokens live when serverless.yml names no prefix (the stack's default stage). */
-const DEFAULT_STATUS_TOKEN_PREFIX = '/stepline/dev/status-token';
+const DEFAULT_STATUS_TOKEN_PREFIX = '/stepline/local/status-token';
 
 /**
  * The forges' status tokens locally: `.stepline/parameters.json`, the local Parameter Store, under the
- * names they have on AWS (`<STATUS_TOKEN_PARAMETER_PREFIX>/<provider>`, `/stepline/dev/status-token/github`).
+ * names they have on AWS (`<STATUS_TOKEN_PARAMETER_PREFIX>/<provider>`: `/stepline/local/status-token/github` for the local stage).
  * Read at each use, so a token added while stepline runs is used from the next status on.
  */
 export function localStatusTokens(
