@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { terminalLine } from '#local/cli/terminal.ts';
 import type { CodeBuildBuild } from '#local/codebuild/service.ts';
-import { BUILD_HISTORY_EVENT } from '#local/runs/read-model.ts';
+import { BUILD_HISTORY_EVENT, type RunStatus, statusesFromHistory } from '#local/runs/read-model.ts';
 import { type BuildStateEvent, type LedgerStore, RunLedger } from '#local/runs/run-ledger.ts';
 import type { HistoryEvent } from '#local/state/store.ts';
 import { aPush } from '../helpers/push.ts';
@@ -119,5 +119,44 @@ describe('terminalLine', () => {
     expect(terminalLine({ kind: 'build', event: deploy, executionArn: ARN, logPath: '/x.log' }, '/')).toBe(
       '  ✔ dev: Deploy succeeded in 2.5s — answers at http://127.0.0.1:4801/',
     );
+  });
+});
+
+describe('commit statuses of a run', () => {
+  const status = (
+    context: string,
+    state: RunStatus['state'],
+    outcome: RunStatus['outcome'] = 'posted',
+  ): RunStatus => ({
+    context,
+    state,
+    description: state,
+    targetUrl: 'http://127.0.0.1:4700/#/runs/main-2222222',
+    provider: 'gitlab',
+    repository: 'acme/shop',
+    commit: '2'.repeat(40),
+    outcome,
+  });
+
+  it('keeps them in the history, the latest per context, in the order the contexts came', async () => {
+    const store = new MemoryHistory();
+    const ledger = new RunLedger(store);
+    await ledger.recordStatus(ARN, status('stepline', 'pending'));
+    await ledger.recordStatus(ARN, status('stepline/image', 'pending'));
+    await ledger.recordStatus(ARN, status('stepline/image', 'failure', 'failed'));
+    await ledger.recordStatus(ARN, status('stepline', 'failure'));
+
+    expect(statusesFromHistory(store.history(ARN))).toEqual([
+      status('stepline', 'failure'),
+      status('stepline/image', 'failure', 'failed'),
+    ]);
+  });
+
+  it('skips a recorded status it cannot read', () => {
+    expect(
+      statusesFromHistory([
+        { type: 'CommitStatusReported', status: { context: 'stepline', state: 'green' } },
+      ]),
+    ).toEqual([]);
   });
 });
