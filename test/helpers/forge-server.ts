@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join, normalize } from 'node:path';
 
 /** A request as the forge stand-in received it. */
 export interface ReceivedRequest {
@@ -26,12 +28,21 @@ export class ForgeServer {
   #script: ScriptedAnswer[] = [];
   #fallback: ScriptedAnswer = { status: 201, body: { id: 1 } };
   readonly #server: Server;
+  /** A folder served to GET requests as git's dumb HTTP protocol reads it (a bare repository's files). */
+  #files: string | undefined;
 
   private constructor() {
     this.#server = createServer((request, response) => {
       const chunks: Buffer[] = [];
       request.on('data', (chunk: Buffer) => chunks.push(chunk));
-      request.on('end', () => {
+      request.on('end', async () => {
+        if (request.method === 'GET' && this.#files) {
+          const path = normalize(decodeURIComponent(new URL(request.url ?? '/', 'http://x').pathname));
+          const file = await readFile(join(this.#files, path)).catch(() => undefined);
+          response.writeHead(file ? 200 : 404, { 'content-type': 'application/octet-stream' });
+          response.end(file ?? '');
+          return;
+        }
         const text = Buffer.concat(chunks).toString('utf8');
         let body: unknown = text;
         try {
@@ -63,6 +74,11 @@ export class ForgeServer {
   get url(): string {
     const { port } = this.#server.address() as AddressInfo;
     return `http://127.0.0.1:${port}`;
+  }
+
+  /** Serves `folder`'s files to GET requests (git clones over dumb HTTP); POSTs stay scripted. */
+  serveFiles(folder: string): void {
+    this.#files = folder;
   }
 
   /** The next answers, in order. */
