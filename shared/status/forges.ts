@@ -1,5 +1,3 @@
-import { Commits } from '@gitbeaker/rest';
-import { Octokit } from '@octokit/rest';
 import type { CommitState, CommitStatus, StatusProvider, StatusTarget } from './model.ts';
 
 /**
@@ -90,6 +88,8 @@ function splitRepository(repository: string): [string, string] {
  */
 export const postGitHubStatus: ForgeClient = async (target, status, token) => {
   const [owner, repo] = splitRepository(target.repository);
+  // Loaded when first used: a function's cold start evaluates only the client of the forge it posts to.
+  const { Octokit } = await import('@octokit/rest');
   const octokit = new Octokit({
     auth: token,
     baseUrl: target.apiUrl,
@@ -141,6 +141,7 @@ function gitHubError(error: unknown): ForgeError {
  * is there, so it counts as posted.
  */
 export const postGitLabStatus: ForgeClient = async (target, status, token) => {
+  const { Commits } = await import('@gitbeaker/rest');
   const commits = new Commits({ host: target.apiUrl, token, queryTimeout: REQUEST_TIMEOUT_MS });
   try {
     await commits.editStatus(target.repository, target.commit, GITLAB_STATES[status.state], {
