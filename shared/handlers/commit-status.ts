@@ -47,6 +47,9 @@ export interface CommitStatusDeps {
 
 const EXECUTION_VARIABLE = 'STEPLINE_EXECUTION_ID';
 
+/** How many runs an instance remembers having notified about: enough for a day of runs, bounded. */
+const NOTIFIED_RUNS_KEPT = 1000;
+
 /**
  * Posts a commit status for every Step Functions "Execution Status Change" of the pipeline (the run: pending,
  * then success, failure or error) and every CodeBuild "Build State Change" of its builds (one status per
@@ -57,6 +60,9 @@ export function createCommitStatusHandler(deps: CommitStatusDeps) {
   const { publisher, executions, notifier, logger, runLink, stateMachineArn, recorder } = deps;
   // `arn:…:stateMachine:<name>` → `arn:…:execution:<name>:`: the prefix of this machine's executions.
   const executionPrefix = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:`;
+  // A forge that is down refuses every status of a run: people hear of it once per run and forge (per
+  // instance), and every refusal is logged.
+  const notified = new Set<string>();
 
   async function statusOf(
     event: unknown,
@@ -132,11 +138,16 @@ export function createCommitStatusHandler(deps: CommitStatusDeps) {
         reason: result.reason,
         attempts: result.attempts,
       });
-      await notifier
-        .publish(statusFailureNotification(reported))
-        .catch((error: Error) =>
-          logger.error('Could not notify the unposted status', { error: error.message }),
-        );
+      const key = `${executionArn} ${target.provider}`;
+      if (!notified.has(key)) {
+        if (notified.size >= NOTIFIED_RUNS_KEPT) notified.clear();
+        notified.add(key);
+        await notifier
+          .publish(statusFailureNotification(reported))
+          .catch((error: Error) =>
+            logger.error('Could not notify the unposted status', { error: error.message }),
+          );
+      }
     }
     await recorder
       ?.record(executionArn, reported)
@@ -153,7 +164,8 @@ export function statusFailureNotification(status: ReportedStatus) {
     topic: 'notifications' as const,
     subject: `stepline: ${forge} commit status not posted (${status.context})`.slice(0, 99),
     body: [
-      `stepline could not post a commit status to ${forge}. The run is not affected.`,
+      `stepline could not post a commit status to ${forge}. The run is not affected. Further statuses of`,
+      `this run that ${forge} refuses are logged, not notified again.`,
       '',
       `Repository: ${status.repository}`,
       `Commit:     ${status.commit}`,

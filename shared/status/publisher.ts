@@ -121,7 +121,9 @@ export class StatusPublisher {
         const wait = Math.min(retry.maxDelayMs, forgeError.retryAfterMs ?? backoff);
         const left = retry.budgetMs - (now() - started);
         if (!forgeError.retryable || attempt >= retry.attempts || wait > left) {
-          return { outcome: 'failed', reason: forgeError.message, attempts: attempt };
+          // A forge's error text is its own; should it ever echo the token, the token goes no further.
+          const reason = forgeError.message.replaceAll(token, '[token]');
+          return { outcome: 'failed', reason, attempts: attempt };
         }
         logger.warn('Commit status not taken, trying again', {
           provider: target.provider,

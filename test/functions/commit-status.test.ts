@@ -326,6 +326,23 @@ describe('when the status cannot be posted', () => {
     expect(output).not.toContain('glpat-token');
   });
 
+  it('notifies once per run and forge, however many of its statuses the forge refuses', async () => {
+    forge.answerAlways({ status: 401, body: { message: '401 Unauthorized' } });
+    sfn.on(DescribeExecutionCommand).resolves({
+      executionArn: EXECUTION_ARN,
+      input: JSON.stringify(runInput(selfManagedGitLabPush())),
+    } as never);
+    const handler = handlerWith(allTokens);
+    const variables = [{ name: 'STEPLINE_EXECUTION_ID', value: EXECUTION_ARN }];
+    await handler(executionEvent('RUNNING', selfManagedGitLabPush()), context);
+    await handler(buildEvent('IN_PROGRESS', 'stepline-test-image', variables), context);
+    await handler(buildEvent('FAILED', 'stepline-test-image', variables), context);
+    // A 401 is not retried: one request per status.
+    expect(forge.requests).toHaveLength(3);
+    expect(sns.commandCalls(PublishCommand)).toHaveLength(1);
+    expect(sns.commandCalls(PublishCommand)[0]?.args[0].input.Message).toMatch(/GitLab answered 401/);
+  });
+
   it('still returns when the notification cannot be sent either', async () => {
     sns.on(PublishCommand).rejects(new Error('SNS is down'));
     forge.answerAlways({ status: 503 });

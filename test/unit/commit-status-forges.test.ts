@@ -286,6 +286,19 @@ describe('Bitbucket Cloud, through fetch', () => {
     expect(body.name).toBe('stepline/infrastructure-staging-eu-west-1');
   });
 
+  it('never passes on the token, even when the forge echoes it', async () => {
+    forge.answer({
+      status: 400,
+      body: { error: { message: 'Bad token bb-access-token for this repository' } },
+    });
+    const { instance } = publisher();
+    const outcome = await instance.publish(target('bitbucket', 'acme/shop'), status('pending'));
+    expect(outcome.outcome === 'failed' && outcome.reason).toMatch(
+      /^Bitbucket answered 400: .*Bad token \[token\]/,
+    );
+    expect(JSON.stringify(outcome)).not.toContain('bb-access-token');
+  });
+
   it('retries 429 with its retry-after and a 502, then posts', async () => {
     forge.answer({ status: 429, headers: { 'retry-after': '1' } }, { status: 502, body: 'Bad gateway' });
     const { instance, waits } = publisher();
