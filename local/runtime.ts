@@ -304,7 +304,12 @@ export class LocalRuntime {
         this.wiring.functions.find((fn) => fn.key === 'commitStatus')?.environment,
         () => readParameters(this.options.stateDir),
       ),
-      executionInputs: { inputOf: async (executionArn) => this.store.execution(executionArn)?.input },
+      executionInputs: {
+        describe: async (executionArn) => {
+          const record = this.store.execution(executionArn);
+          return record && { input: record.input, status: record.status };
+        },
+      },
       runLink: (executionArn) =>
         `${this.options.baseUrl}/#/runs/${encodeURIComponent(executionArn.split(':').at(-1) ?? '')}`,
       statusRecorder: { record: (executionArn, status) => this.#runs.recordStatus(executionArn, status) },

@@ -88,8 +88,14 @@ export interface MilestoneEmitter {
   emit(milestone: Milestone): Promise<void>;
 }
 
-/** Reads an execution's input by its ARN (DescribeExecution on AWS, the local store locally). */
+/** An execution as its ARN describes it now: its input, parsed, and its status (`RUNNING`, `SUCCEEDED`, …). */
+export interface ExecutionDescription {
+  input: unknown;
+  status: string;
+}
+
+/** Describes an execution by its ARN (DescribeExecution on AWS, the local store locally). */
 export interface ExecutionInputs {
-  /** The parsed input, or undefined when there is no such execution or its input is not JSON. */
-  inputOf(executionArn: string): Promise<unknown>;
+  /** Undefined when there is no such execution; `input` undefined when it is not JSON. */
+  describe(executionArn: string): Promise<ExecutionDescription | undefined>;
 }

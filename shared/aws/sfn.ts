@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-sfn';
 import { TaskNoLongerWaitingError } from '../errors.ts';
 import type {
+  ExecutionDescription,
   ExecutionInputs,
   PipelineInput,
   PipelineStarter,
@@ -87,13 +88,22 @@ export class SfnExecutionInputs implements ExecutionInputs {
     this.#client = client;
   }
 
-  async inputOf(executionArn: string): Promise<unknown> {
+  async describe(executionArn: string): Promise<ExecutionDescription | undefined> {
     try {
       const output = await this.#client.send(new DescribeExecutionCommand({ executionArn }));
-      return output.input === undefined ? undefined : JSON.parse(output.input);
+      return { input: parseInput(output.input), status: output.status ?? 'RUNNING' };
     } catch (error) {
-      if (error instanceof ExecutionDoesNotExist || error instanceof SyntaxError) return undefined;
+      if (error instanceof ExecutionDoesNotExist) return undefined;
       throw error;
     }
+  }
+}
+
+function parseInput(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }

@@ -72,10 +72,17 @@ export function createCommitStatusHandler(deps: CommitStatusDeps) {
       const parsed = parseExecutionStatusChangeEvent(event);
       const report = describeExecution(parsed);
       if (!report.executionArn.startsWith(executionPrefix)) return 'an execution of another state machine';
-      // The event carries the input unless it was too large; then the execution is asked.
-      const input = parsed.detail.input
-        ? parseJson(parsed.detail.input)
-        : await executions.inputOf(report.executionArn);
+      // EventBridge does not guarantee the order of events (https://repost.aws/questions/QUDxAa0fS4TNus4mLxZpUjEw):
+      // a start that arrives after the run ended is not posted over its outcome.
+      const now =
+        report.status === 'RUNNING' || !parsed.detail.input
+          ? await executions.describe(report.executionArn)
+          : undefined;
+      if (report.status === 'RUNNING' && now && now.status !== 'RUNNING') {
+        return `a late start: the run is ${now.status} already`;
+      }
+      // The event carries the input unless it was too large; then the execution gives it.
+      const input = parsed.detail.input ? parseJson(parsed.detail.input) : now?.input;
       return {
         executionArn: report.executionArn,
         status: runStatus(report, runLink(report.executionArn)),
@@ -89,8 +96,11 @@ export function createCommitStatusHandler(deps: CommitStatusDeps) {
       if (!executionArn) return `a build without ${EXECUTION_VARIABLE} (not started by the pipeline)`;
       if (!executionArn.startsWith(executionPrefix)) return 'a build of another state machine';
       const report = describeBuild(parsed, '');
-      const input = await executions.inputOf(executionArn);
-      return { executionArn, status: stageStatus(report, runLink(executionArn)), input };
+      const now = await executions.describe(executionArn);
+      if (!report.terminal && now && now.status !== 'RUNNING') {
+        return `a late build start: the run is ${now.status} already`;
+      }
+      return { executionArn, status: stageStatus(report, runLink(executionArn)), input: now?.input };
     }
     throw new InvalidInputError(
       `Not an execution status change or a build state change: detail-type ${JSON.stringify(detailType)}`,

@@ -38,6 +38,8 @@ beforeEach(() => {
   sns.reset();
   sfn.reset();
   sns.on(PublishCommand).resolves({ MessageId: 'm-1' });
+  // The run still runs, unless a test says otherwise; the events carry its input.
+  sfn.on(DescribeExecutionCommand).resolves({ executionArn: EXECUTION_ARN, status: 'RUNNING' } as never);
 });
 
 const context = {
@@ -228,10 +230,23 @@ describe('the run status', () => {
   it('asks the execution for its input when the event carries none', async () => {
     sfn.on(DescribeExecutionCommand, { executionArn: EXECUTION_ARN }).resolves({
       executionArn: EXECUTION_ARN,
+      status: 'RUNNING',
       input: JSON.stringify(runInput(gitHubEnterprisePush())),
     } as never);
     await handlerWith(allTokens)(executionEvent('RUNNING', gitHubEnterprisePush(), { input: null }), context);
     expect(forge.requests).toHaveLength(1);
+  });
+
+  it("does not post a run's start that arrives after it ended", async () => {
+    sfn.on(DescribeExecutionCommand, { executionArn: EXECUTION_ARN }).resolves({
+      executionArn: EXECUTION_ARN,
+      status: 'SUCCEEDED',
+      input: JSON.stringify(runInput(gitHubEnterprisePush())),
+    } as never);
+    const handler = handlerWith(allTokens);
+    await handler(executionEvent('SUCCEEDED', gitHubEnterprisePush()), context);
+    await handler(executionEvent('RUNNING', gitHubEnterprisePush()), context);
+    expect(forge.requests.map((r) => (r.body as { state: string }).state)).toEqual(['success']);
   });
 
   it('posts nothing for an execution of another state machine (a teardown)', async () => {
@@ -266,6 +281,7 @@ describe('the stage statuses', () => {
   beforeEach(() => {
     sfn.on(DescribeExecutionCommand, { executionArn: EXECUTION_ARN }).resolves({
       executionArn: EXECUTION_ARN,
+      status: 'RUNNING',
       input: JSON.stringify(runInput(selfManagedGitLabPush())),
     } as never);
   });
@@ -294,6 +310,18 @@ describe('the stage statuses', () => {
         executionLink('us-east-1', EXECUTION_ARN),
       );
     }
+  });
+
+  it("posts a build's late start only while its run runs, and its result always", async () => {
+    sfn.on(DescribeExecutionCommand, { executionArn: EXECUTION_ARN }).resolves({
+      executionArn: EXECUTION_ARN,
+      status: 'FAILED',
+      input: JSON.stringify(runInput(selfManagedGitLabPush())),
+    } as never);
+    const handler = handlerWith(allTokens);
+    await handler(buildEvent('FAILED', 'stepline-test-image', variables()), context);
+    await handler(buildEvent('IN_PROGRESS', 'stepline-test-image', variables()), context);
+    expect(forge.requests.map((r) => (r.body as { state: string }).state)).toEqual(['failed']);
   });
 
   it('posts nothing for a build the pipeline did not start', async () => {
@@ -330,6 +358,7 @@ describe('when the status cannot be posted', () => {
     forge.answerAlways({ status: 401, body: { message: '401 Unauthorized' } });
     sfn.on(DescribeExecutionCommand).resolves({
       executionArn: EXECUTION_ARN,
+      status: 'RUNNING',
       input: JSON.stringify(runInput(selfManagedGitLabPush())),
     } as never);
     const handler = handlerWith(allTokens);

@@ -42,7 +42,7 @@ function portsPublishingTo(
     region: 'us-east-1',
     pipelineStateMachineArn: 'arn:aws:states:us-east-1:000000000000:stateMachine:stepline-local-pipeline',
     statusTokens: { tokenFor: async () => undefined },
-    executionInputs: { inputOf: async () => undefined },
+    executionInputs: { describe: async () => undefined },
     runLink: (executionArn) => `http://127.0.0.1:4700/#/runs/${executionArn}`,
     statusRecorder: { record: async () => undefined },
   };
