@@ -19,6 +19,7 @@ describe('readWiring (serverless.yml through serverless print)', () => {
         'approvalRequest',
         'buildEvents',
         'codecommit',
+        'commitStatus',
         'notify',
         'pipelineEvents',
         'webhook',
@@ -37,6 +38,11 @@ describe('readWiring (serverless.yml through serverless print)', () => {
       source: ['aws.codebuild'],
       detail: { 'project-name': expect.arrayContaining(['stepline-local-image']) },
     });
+    // The commit statuses' rules: the pipeline's execution status changes and its builds' state changes.
+    expect(byKey.commitStatus?.eventBridge.map((pattern) => pattern.source)).toEqual([
+      ['aws.states'],
+      ['aws.codebuild'],
+    ]);
   });
 
   it('resolves the state machines with their deployed names', () => {
