@@ -9,6 +9,7 @@ import {
   plainBuildVariable,
 } from '../events.ts';
 import type { Logger } from '../logger.ts';
+import { commitStatusNotification } from '../notifications.ts';
 import type { ExecutionInputs, Notifier } from '../ports.ts';
 import {
   type CommitStatus,
@@ -153,7 +154,7 @@ export function createCommitStatusHandler(deps: CommitStatusDeps) {
         if (notified.size >= NOTIFIED_RUNS_KEPT) notified.clear();
         notified.add(key);
         await notifier
-          .publish(statusFailureNotification(reported))
+          .publish(commitStatusNotification(target, status, result.reason))
           .catch((error: Error) =>
             logger.error('Could not notify the unposted status', { error: error.message }),
           );
@@ -165,25 +166,6 @@ export function createCommitStatusHandler(deps: CommitStatusDeps) {
   }
 
   return middy(run).use(injectLambdaContext(logger, { resetKeys: true }));
-}
-
-/** The notification of a status the forge did not take. */
-export function statusFailureNotification(status: ReportedStatus) {
-  const forge = { github: 'GitHub', gitlab: 'GitLab', bitbucket: 'Bitbucket' }[status.provider];
-  return {
-    topic: 'notifications' as const,
-    subject: `stepline: ${forge} commit status not posted (${status.context})`.slice(0, 99),
-    body: [
-      `stepline could not post a commit status to ${forge}. The run is not affected. Further statuses of`,
-      `this run that ${forge} refuses are logged, not notified again.`,
-      '',
-      `Repository: ${status.repository}`,
-      `Commit:     ${status.commit}`,
-      `Status:     ${status.context} ${status.state} (${status.description})`,
-      `Why:        ${status.reason ?? 'unknown'}`,
-      `Run:        ${status.targetUrl}`,
-    ].join('\n'),
-  };
 }
 
 function parseJson(text: string): unknown {

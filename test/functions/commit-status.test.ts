@@ -347,9 +347,10 @@ describe('when the status cannot be posted', () => {
     ]);
     const [notification] = sns.commandCalls(PublishCommand).map((call) => call.args[0].input);
     expect(notification?.TopicArn).toBe(TOPIC_ARN);
-    expect(notification?.Subject).toBe('stepline: GitLab commit status not posted (stepline)');
-    expect(notification?.Message).toContain('The run is not affected.');
-    expect(notification?.Message).toContain(`Commit:     ${COMMIT}`);
+    expect(notification?.Subject).toBe('✖ GitLab did not take the commit status stepline of platform/shop');
+    expect(notification?.Message).toContain('The run is not affected');
+    expect(notification?.Message).toContain(`Commit: ${COMMIT}`);
+    expect(notification?.Message).toMatch(/^Why: GitLab answered nothing: fetch failed/m);
     expect(output).toContain('Commit status not posted');
     expect(output).not.toContain('glpat-token');
   });
