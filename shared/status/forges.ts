@@ -9,11 +9,11 @@ import type { CommitState, CommitStatus, StatusProvider, StatusTarget } from './
  * - GitHub: `POST /repos/{owner}/{repo}/statuses/{sha}`, `{state, target_url, description, context}`,
  *   states error, failure, pending, success
  *   (https://docs.github.com/en/rest/commits/statuses#create-a-commit-status).
- * - GitLab: `POST /api/v4/projects/:id/statuses/:sha`, `{state, name, target_url, description}`, states
+ * - GitLab: `POST /api/v4/projects/:id/statuses/:sha`, `{state, ref, name, target_url, description}`, states
  *   pending, running, success, failed, canceled, skipped; `:id` the URL-encoded project path, the token in
  *   `PRIVATE-TOKEN` (https://docs.gitlab.com/api/commits/#set-the-pipeline-status-of-a-commit).
  * - Bitbucket Cloud: `POST /2.0/repositories/{workspace}/{repo_slug}/commit/{commit}/statuses/build`,
- *   `{key, state, name, url, description}`, states INPROGRESS, SUCCESSFUL, FAILED, STOPPED
+ *   `{key, state, name, url, description, refname}`, states INPROGRESS, SUCCESSFUL, FAILED, STOPPED
  *   (https://developer.atlassian.com/cloud/bitbucket/rest/api-group-commit-statuses/#api-repositories-workspace-repo-slug-commit-commit-statuses-build-post).
  */
 
@@ -145,6 +145,7 @@ export const postGitLabStatus: ForgeClient = async (target, status, token) => {
   const commits = new Commits({ host: target.apiUrl, token, queryTimeout: REQUEST_TIMEOUT_MS });
   try {
     await commits.editStatus(target.repository, target.commit, GITLAB_STATES[status.state], {
+      ...(target.ref ? { ref: target.ref } : {}),
       name: status.context,
       targetUrl: status.targetUrl,
       description: status.description,
@@ -188,6 +189,7 @@ export const postBitbucketStatus: ForgeClient = async (target, status, token) =>
         name: status.context,
         url: status.targetUrl,
         description: status.description,
+        ...(target.ref ? { refname: target.ref } : {}),
       }),
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });

@@ -39,6 +39,11 @@ export interface StatusTarget {
   repository: string;
   /** The full commit id the run builds. */
   commit: string;
+  /**
+   * The branch or tag the run is for (`main`): GitLab's `ref` and Bitbucket's `refname` tie the status to it
+   * (a commit can be on several).
+   */
+  ref?: string;
 }
 
 /** GitHub refuses a longer description (422); the others take it and show it cut. */
@@ -67,22 +72,32 @@ export function statusTargetOf(push: Push, commit: string): StatusTarget | { ski
     return { skipped: 'the repository is not on a forge (its clone URL is not an http(s) URL)' };
   }
   const repository = push.repository.fullName;
+  const on = { repository, commit, ref: push.refName };
   switch (push.provider) {
     case 'github':
       return {
         provider: 'github',
         apiUrl: url.host === 'github.com' ? 'https://api.github.com' : `${url.origin}/api/v3`,
-        repository,
-        commit,
+        ...on,
       };
     case 'gitlab':
-      return { provider: 'gitlab', apiUrl: url.origin, repository, commit };
+      return { provider: 'gitlab', apiUrl: `${url.origin}${relativeRoot(url.pathname, repository)}`, ...on };
     case 'bitbucket':
       if (url.host !== 'bitbucket.org') {
         return { skipped: 'Bitbucket Data Center has no Bitbucket Cloud build status API' };
       }
-      return { provider: 'bitbucket', apiUrl: 'https://api.bitbucket.org/2.0', repository, commit };
+      return { provider: 'bitbucket', apiUrl: 'https://api.bitbucket.org/2.0', ...on };
   }
+}
+
+/**
+ * The path a self-managed GitLab is served under (its relative URL root, `/gitlab` for
+ * `https://acme.dev/gitlab/shop/app.git`), from the clone URL's path less the project's: its API is there too
+ * (https://docs.gitlab.com/install/relative_url/).
+ */
+function relativeRoot(clonePath: string, repository: string): string {
+  const path = clonePath.replace(/\/+$/, '').replace(/\.git$/, '');
+  return path.endsWith(`/${repository}`) ? path.slice(0, -repository.length - 1) : '';
 }
 
 /**

@@ -198,6 +198,12 @@ describe('GitLab, through Gitbeaker', () => {
     ]);
   });
 
+  it("ties the status to the run's branch with ref", async () => {
+    const { instance } = publisher();
+    await instance.publish({ ...target('gitlab', 'acme/shop'), ref: 'release/2.0' }, status('success'));
+    expect(forge.requests[0]?.body).toMatchObject({ ref: 'release/2.0', state: 'success' });
+  });
+
   it('retries a 500 and a 503, then posts', async () => {
     forge.answer({ status: 500, body: { message: '500 Internal Server Error' } }, { status: 503, body: {} });
     const { instance } = publisher();
@@ -265,6 +271,12 @@ describe('Bitbucket Cloud, through fetch', () => {
       'FAILED',
       'FAILED',
     ]);
+  });
+
+  it("ties the status to the run's branch with refname", async () => {
+    const { instance } = publisher();
+    await instance.publish({ ...target('bitbucket', 'acme/shop'), ref: 'main' }, status('success'));
+    expect(forge.requests[0]?.body).toMatchObject({ refname: 'main', state: 'SUCCESSFUL' });
   });
 
   it('sends a user:secret token as Basic authentication', async () => {

@@ -12,6 +12,7 @@ describe('where a push reports its statuses', () => {
     ['github', 'https://ghe.acme.dev/acme/shop.git', 'https://ghe.acme.dev/api/v3'],
     ['gitlab', 'https://gitlab.com/acme/shop.git', 'https://gitlab.com'],
     ['gitlab', 'https://git.acme.dev:8443/acme/shop.git', 'https://git.acme.dev:8443'],
+    ['gitlab', 'https://acme.dev/gitlab/acme/shop.git', 'https://acme.dev/gitlab'],
     ['bitbucket', 'https://bitbucket.org/acme/shop.git', 'https://api.bitbucket.org/2.0'],
   ] as const)('%s at %s → %s', (provider, cloneUrl, apiUrl) => {
     const push = aPush({ provider, repository: { fullName: 'acme/shop', cloneUrl } });
@@ -20,6 +21,7 @@ describe('where a push reports its statuses', () => {
       apiUrl,
       repository: 'acme/shop',
       commit: COMMIT,
+      ref: 'main',
     });
   });
 
