@@ -66,6 +66,8 @@ export class LocalRuntime {
   /** Each run's builds and pending approval, for the read model. */
   readonly #runs: RunLedger;
   readonly #buildExecution = new Map<string, string>();
+  /** The forges whose statuses were skipped (no token), said once each. */
+  readonly #statusesSkipped = new Set<string>();
 
   private constructor(parts: {
     options: RuntimeOptions;
@@ -312,7 +314,15 @@ export class LocalRuntime {
       },
       runLink: (executionArn) =>
         `${this.options.baseUrl}/#/runs/${encodeURIComponent(executionArn.split(':').at(-1) ?? '')}`,
-      statusRecorder: { record: (executionArn, status) => this.#runs.recordStatus(executionArn, status) },
+      statusRecorder: {
+        record: (executionArn, status) => {
+          if (status.outcome === 'skipped' && !this.#statusesSkipped.has(status.provider)) {
+            this.#statusesSkipped.add(status.provider);
+            this.options.report?.({ kind: 'status-skipped', status });
+          }
+          return this.#runs.recordStatus(executionArn, status);
+        },
+      },
     };
     for (const [key, handler] of composeHandlers(this.wiring.functions, ports)) {
       this.#lambda.register(key, handler);

@@ -123,6 +123,16 @@ describe('terminalLine', () => {
 });
 
 describe('commit statuses of a run', () => {
+  it("says once in the terminal that a forge's statuses are skipped, and why", () => {
+    const skipped = {
+      ...status('stepline', 'pending', 'skipped'),
+      reason: 'no GitLab status token is configured',
+    };
+    expect(terminalLine({ kind: 'status-skipped', status: skipped }, '/')).toBe(
+      '  ◦ commit statuses to gitlab skipped: no GitLab status token is configured (README, "Commit statuses")',
+    );
+  });
+
   const status = (
     context: string,
     state: RunStatus['state'],
