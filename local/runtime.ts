@@ -314,6 +314,9 @@ export class LocalRuntime {
       },
       runLink: (executionArn) =>
         `${this.options.baseUrl}/#/runs/${encodeURIComponent(executionArn.split(':').at(-1) ?? '')}`,
+      testReports: {
+        countsOf: async (buildArn, executionArn) => this.#runs.testCounts(buildArn, executionArn),
+      },
       statusRecorder: {
         record: (executionArn, status) => {
           if (status.outcome === 'skipped' && !this.#statusesSkipped.has(status.provider)) {

@@ -94,6 +94,15 @@ export interface ExecutionDescription {
   status: string;
 }
 
+/** What a finished build's test reports counted (the local build runner's JUnit summaries). */
+export interface TestReports {
+  /** Undefined when the build has no test report. */
+  countsOf(
+    buildArn: string,
+    executionArn: string,
+  ): Promise<{ passed: number; failed: number; skipped: number } | undefined>;
+}
+
 /** Describes an execution by its ARN (DescribeExecution on AWS, the local store locally). */
 export interface ExecutionInputs {
   /** Undefined when there is no such execution; `input` undefined when it is not JSON. */

@@ -16,6 +16,7 @@ import type {
   Notifier,
   PipelineStarter,
   TaskDecider,
+  TestReports,
 } from '#shared/ports.ts';
 import type { WebhookSecrets } from '#shared/secrets.ts';
 import { StatusPublisher, type StatusTokens } from '#shared/status/publisher.ts';
@@ -47,6 +48,8 @@ export interface LocalPorts {
   runLink: (executionArn: string) => string;
   /** Keeps reported commit statuses in their run's history. */
   statusRecorder: StatusRecorder;
+  /** The test counts of a run's finished builds (their JUnit summaries). */
+  testReports: TestReports;
 }
 
 /** One function the local mode can run: the module Lambda runs, and its factory with typed deps. */
@@ -129,6 +132,7 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
       runLink: ports.runLink,
       stateMachineArn: ports.pipelineStateMachineArn,
       recorder: ports.statusRecorder,
+      testReports: ports.testReports,
     };
   }),
 };

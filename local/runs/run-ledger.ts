@@ -1,3 +1,4 @@
+import type { TestCounts } from '#shared/status/model.ts';
 import type { BuildEvent } from '../codebuild/service.ts';
 import type { HistoryEvent } from '../state/store.ts';
 import {
@@ -64,6 +65,20 @@ export class RunLedger {
   async recordStatus(executionArn: string, status: RunStatus): Promise<void> {
     const record = { type: STATUS_HISTORY_EVENT, timestamp: new Date().toISOString(), status };
     await this.#store.appendHistory(executionArn, [record]);
+  }
+
+  /**
+   * What a finished build's test reports counted, all together (passed, failed or in error, skipped), by the
+   * build's ARN; undefined for a build without a test report.
+   */
+  testCounts(buildArn: string, executionArn: string): TestCounts | undefined {
+    const build = this.builds(executionArn).find((b) => buildArn.endsWith(`:build/${b.id}`));
+    if (!build || build.reports.length === 0) return undefined;
+    const sum = (pick: (r: RunBuild['reports'][number]) => number) =>
+      build.reports.reduce((total, report) => total + pick(report), 0);
+    const failed = sum((r) => r.failures + r.errors);
+    const skipped = sum((r) => r.skipped);
+    return { passed: sum((r) => r.tests) - failed - skipped, failed, skipped };
   }
 
   /** Records the approval a run's gate now waits for. */

@@ -10,7 +10,7 @@ import {
 } from '../events.ts';
 import type { Logger } from '../logger.ts';
 import { commitStatusNotification } from '../notifications.ts';
-import type { ExecutionInputs, Notifier } from '../ports.ts';
+import type { ExecutionInputs, Notifier, TestReports } from '../ports.ts';
 import {
   type CommitStatus,
   runCommitOf,
@@ -44,6 +44,11 @@ export interface CommitStatusDeps {
   /** The pipeline state machine; executions of others (teardown) have no commit to report on. */
   stateMachineArn: string;
   recorder?: StatusRecorder;
+  /**
+   * Test counts for a finished stage's description. Locally, from the build runner's JUnit summaries; on AWS
+   * not yet bound (CodeBuild's reports need BatchGetBuilds and BatchGetReports, through a CodeBuild client).
+   */
+  testReports?: TestReports;
 }
 
 const EXECUTION_VARIABLE = 'STEPLINE_EXECUTION_ID';
@@ -58,7 +63,7 @@ const NOTIFIED_RUNS_KEPT = 1000;
  * nothing happened, and EventBridge does not deliver the event again.
  */
 export function createCommitStatusHandler(deps: CommitStatusDeps) {
-  const { publisher, executions, notifier, logger, runLink, stateMachineArn, recorder } = deps;
+  const { publisher, executions, notifier, logger, runLink, stateMachineArn, recorder, testReports } = deps;
   // `arn:…:stateMachine:<name>` → `arn:…:execution:<name>:`: the prefix of this machine's executions.
   const executionPrefix = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:`;
   // A forge that is down refuses every status of a run: people hear of it once per run and forge (per
@@ -101,7 +106,8 @@ export function createCommitStatusHandler(deps: CommitStatusDeps) {
       if (!report.terminal && now && now.status !== 'RUNNING') {
         return `a late build start: the run is ${now.status} already`;
       }
-      return { executionArn, status: stageStatus(report, runLink(executionArn)), input: now?.input };
+      const tests = report.terminal ? await testReports?.countsOf(report.buildId, executionArn) : undefined;
+      return { executionArn, status: stageStatus(report, runLink(executionArn), tests), input: now?.input };
     }
     throw new InvalidInputError(
       `Not an execution status change or a build state change: detail-type ${JSON.stringify(detailType)}`,

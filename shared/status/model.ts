@@ -151,17 +151,30 @@ export function runStatus(report: ExecutionReport, targetUrl: string): CommitSta
   return { state, context: RUN_CONTEXT, description: bounded(description), targetUrl };
 }
 
-/** The status of a stage, from its build's state change. */
-export function stageStatus(report: BuildReport, targetUrl: string): CommitStatus {
+/** What a finished build's test reports counted, all its reports together. */
+export interface TestCounts {
+  passed: number;
+  /** Failed or in error. */
+  failed: number;
+  skipped: number;
+}
+
+/**
+ * The status of a stage, from its build's state change, and the counts of its test reports when it has any:
+ * `12 passed, 1 failed in 1 min 3 s` rather than the failed phase's first message.
+ */
+export function stageStatus(report: BuildReport, targetUrl: string, tests?: TestCounts): CommitStatus {
   const took = report.durationSeconds === null ? '' : ` in ${formatDuration(report.durationSeconds)}`;
   const failed = report.failedPhase;
+  const counted = tests ? testSummary(tests) : undefined;
   const [state, description]: [CommitState, string] = (() => {
     switch (report.status) {
       case 'IN_PROGRESS':
         return ['pending', 'Running'];
       case 'SUCCEEDED':
-        return ['success', `Passed${took}`];
+        return ['success', counted ? `${counted}${took}` : `Passed${took}`];
       case 'FAILED':
+        if (counted && tests && tests.failed > 0) return ['failure', `${counted}${took}`];
         return [
           'failure',
           `Failed${failed ? ` in ${failed.type}` : ''}${took}${failed?.context[0] ? `: ${failed.context[0]}` : ''}`,
@@ -180,6 +193,15 @@ export function stageStatus(report: BuildReport, targetUrl: string): CommitStatu
     description: bounded(description),
     targetUrl,
   };
+}
+
+function testSummary(tests: TestCounts): string | undefined {
+  const parts = [
+    `${tests.passed} passed`,
+    ...(tests.failed > 0 ? [`${tests.failed} failed`] : []),
+    ...(tests.skipped > 0 ? [`${tests.skipped} skipped`] : []),
+  ];
+  return tests.passed + tests.failed + tests.skipped === 0 ? undefined : parts.join(', ');
 }
 
 function formatDuration(seconds: number): string {

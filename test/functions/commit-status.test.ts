@@ -9,6 +9,7 @@ import { SnsNotifier } from '#shared/aws/sns.ts';
 import { createCommitStatusHandler, type ReportedStatus } from '#shared/handlers/commit-status.ts';
 import { createLogger } from '#shared/logger.ts';
 import { executionLink } from '#shared/notifications.ts';
+import type { TestReports } from '#shared/ports.ts';
 import type { Push } from '#shared/push.ts';
 import { StatusPublisher, type StatusTokens } from '#shared/status/publisher.ts';
 import { ForgeServer } from '../helpers/forge-server.ts';
@@ -131,6 +132,7 @@ function handlerWith(
   tokens: StatusTokens,
   recorded: ReportedStatus[] = [],
   logLevel: 'INFO' | 'SILENT' = 'SILENT',
+  testReports?: TestReports,
 ) {
   const logger = createLogger('commitStatus', logLevel);
   return createCommitStatusHandler({
@@ -152,6 +154,7 @@ function handlerWith(
         recorded.push(status);
       },
     },
+    ...(testReports ? { testReports } : {}),
   });
 }
 
@@ -322,6 +325,26 @@ describe('the stage statuses', () => {
     await handler(buildEvent('FAILED', 'stepline-test-image', variables()), context);
     await handler(buildEvent('IN_PROGRESS', 'stepline-test-image', variables()), context);
     expect(forge.requests.map((r) => (r.body as { state: string }).state)).toEqual(['failed']);
+  });
+
+  it("describes a finished stage by its test reports' counts", async () => {
+    const asked: string[] = [];
+    const testReports: TestReports = {
+      countsOf: async (buildArn, executionArn) => {
+        asked.push(`${buildArn} ${executionArn}`);
+        return { passed: 12, failed: 1, skipped: 0 };
+      },
+    };
+    const handler = handlerWith(allTokens, [], 'SILENT', testReports);
+    await handler(buildEvent('IN_PROGRESS', 'stepline-test-test', variables()), context);
+    const failed = buildEvent('FAILED', 'stepline-test-test', variables());
+    await handler(failed, context);
+    expect(forge.requests.map((r) => (r.body as { description: string }).description)).toEqual([
+      'Running',
+      expect.stringMatching(/^12 passed, 1 failed in /),
+    ]);
+    // Only the finished build is asked for its counts.
+    expect(asked).toEqual([`${(failed.detail as Json)['build-id']} ${EXECUTION_ARN}`]);
   });
 
   it('posts nothing for a build the pipeline did not start', async () => {

@@ -45,6 +45,7 @@ function portsPublishingTo(
     executionInputs: { describe: async () => undefined },
     runLink: (executionArn) => `http://127.0.0.1:4700/#/runs/${executionArn}`,
     statusRecorder: { record: async () => undefined },
+    testReports: { countsOf: async () => undefined },
   };
   return ports;
 }

@@ -162,6 +162,26 @@ describe('commit statuses of a run', () => {
     ]);
   });
 
+  it("counts a finished build's test reports together, by the build's ARN", async () => {
+    const ledger = new RunLedger(new MemoryHistory());
+    const event = aBuildEvent('stepline-local-test', 'FAILED');
+    const report = {
+      name: 'unit',
+      fileFormat: 'JUNITXML' as const,
+      files: ['a.xml'],
+      status: 'FAILED' as const,
+    };
+    await ledger.recordBuild(ARN, {
+      ...event,
+      reports: [
+        { ...report, tests: 10, failures: 1, errors: 1, skipped: 2 },
+        { ...report, name: 'e2e', tests: 5, failures: 0, errors: 0, skipped: 0, status: 'SUCCEEDED' },
+      ],
+    });
+    expect(ledger.testCounts(event.build.Arn, ARN)).toEqual({ passed: 11, failed: 2, skipped: 2 });
+    expect(ledger.testCounts('arn:aws:codebuild:local:000000000000:build/other:1', ARN)).toBeUndefined();
+  });
+
   it('skips a recorded status it cannot read', () => {
     expect(
       statusesFromHistory([

@@ -53,6 +53,35 @@ describe('the context of a stage', () => {
     expect(stageContext(project, environment)).toBe(context);
   });
 
+  it("describes a finished build by its test reports' counts when it has any", () => {
+    const report = {
+      project: 'stepline-dev-test',
+      buildId: 'b-1',
+      buildNumber: 1,
+      status: 'FAILED',
+      terminal: true,
+      commit: COMMIT,
+      environment: null,
+      logLink: null,
+      durationSeconds: 63,
+      failedPhase: { type: 'BUILD', status: 'FAILED', context: ['COMMAND_EXECUTION_ERROR: npm test'] },
+    };
+    expect(stageStatus(report, 'u', { passed: 12, failed: 1, skipped: 0 }).description).toBe(
+      '12 passed, 1 failed in 1 min 3 s',
+    );
+    expect(
+      stageStatus({ ...report, status: 'SUCCEEDED', failedPhase: null }, 'u', {
+        passed: 40,
+        failed: 0,
+        skipped: 2,
+      }).description,
+    ).toBe('40 passed, 2 skipped in 1 min 3 s');
+    // Tests that all passed say nothing of why the build failed: its phase does.
+    expect(stageStatus(report, 'u', { passed: 3, failed: 0, skipped: 0 }).description).toBe(
+      'Failed in BUILD in 1 min 3 s: COMMAND_EXECUTION_ERROR: npm test',
+    );
+  });
+
   it('describes a failed build by its phase and first message, within 140 characters', () => {
     const status = stageStatus(
       {
