@@ -33,7 +33,7 @@ import { type FunctionConfiguration, functionConfiguration } from './lambda/conf
 import { LOCAL_ACCOUNT } from './lambda/context.ts';
 import { LocalLambda, lambdaInvokeResult, type RouteMatch } from './lambda/host.ts';
 import { composeHandlers, type LocalPorts, registeredFunctions } from './lambda/registry.ts';
-import { type LocalSecrets, loadSecrets } from './lambda/secrets.ts';
+import { type LocalSecrets, loadSecrets, localStatusTokens } from './lambda/secrets.ts';
 import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
@@ -87,6 +87,8 @@ export class LocalRuntime {
   readonly #runs: RunLedger;
   readonly #buildExecution = new Map<string, string>();
   #configuration: FunctionConfiguration | undefined;
+  /** The forges whose statuses were skipped (no token), said once each. */
+  readonly #statusesSkipped = new Set<string>();
 
   private constructor(parts: {
     options: RuntimeOptions;
@@ -442,6 +444,30 @@ export class LocalRuntime {
       now: () => new Date(),
       region: this.wiring.region,
       pipelineStateMachineArn: this.engine.stateMachineArn('pipeline'),
+      statusTokens: localStatusTokens(
+        this.wiring.functions.find((fn) => fn.key === 'commitStatus')?.environment,
+        () => readParameters(this.options.stateDir),
+      ),
+      executionInputs: {
+        describe: async (executionArn) => {
+          const record = this.store.execution(executionArn);
+          return record && { input: record.input, status: record.status };
+        },
+      },
+      runLink: (executionArn) =>
+        `${this.options.baseUrl}/#/runs/${encodeURIComponent(executionArn.split(':').at(-1) ?? '')}`,
+      testReports: {
+        countsOf: async (buildArn, executionArn) => this.#runs.testCounts(buildArn, executionArn),
+      },
+      statusRecorder: {
+        record: (executionArn, status) => {
+          if (status.outcome === 'skipped' && !this.#statusesSkipped.has(status.provider)) {
+            this.#statusesSkipped.add(status.provider);
+            this.options.report?.({ kind: 'status-skipped', status });
+          }
+          return this.#runs.recordStatus(executionArn, status);
+        },
+      },
     };
     for (const [key, handler] of composeHandlers(this.wiring.functions, ports)) {
       this.#lambda.register(key, handler);

@@ -217,12 +217,16 @@ function buildCommit(detail: CodeBuildDetail): string | null {
 }
 
 function buildEnvironment(detail: CodeBuildDetail): string | null {
+  return plainBuildVariable(detail, ENVIRONMENT_VARIABLE);
+}
+
+/**
+ * A plain-text variable of the build (`STEPLINE_ENVIRONMENT`, `STEPLINE_EXECUTION_ID`), or null. For
+ * PARAMETER_STORE or SECRETS_MANAGER the value is a reference, which is never read.
+ */
+export function plainBuildVariable(detail: CodeBuildDetail, name: string): string | null {
   const variables = detail['additional-information']?.environment?.['environment-variables'] ?? [];
-  // Only a plain-text value is the environment's name; for PARAMETER_STORE or SECRETS_MANAGER the value is
-  // a reference, which is never shown.
-  const variable = variables.find(
-    (v) => v.name === ENVIRONMENT_VARIABLE && (v.type ?? 'PLAINTEXT') === 'PLAINTEXT',
-  );
+  const variable = variables.find((v) => v.name === name && (v.type ?? 'PLAINTEXT') === 'PLAINTEXT');
   return variable?.value || null;
 }
 

@@ -5,6 +5,7 @@ import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
 import type { PullRequest } from './pull-request.ts';
 import type { Push } from './push.ts';
 import { SUPERSEDED_ERROR, supersedingRun } from './release.ts';
+import type { CommitStatus, StatusTarget } from './status/model.ts';
 import { summariseTests, testCounts } from './test-reports.ts';
 import { formatDuration, oneLine, shortSha } from './text.ts';
 
@@ -422,6 +423,39 @@ function isSha(text: string): boolean {
 function buildName(buildId: string): string {
   const at = buildId.indexOf(':build/');
   return at >= 0 ? buildId.slice(at + ':build/'.length) : buildId;
+}
+
+const FORGE_NAMES: Record<StatusTarget['provider'], string> = {
+  github: 'GitHub',
+  gitlab: 'GitLab',
+  bitbucket: 'Bitbucket',
+};
+
+/**
+ * The notification of a commit status the forge did not take (after its retries): which forge, repository,
+ * commit and status, and why. The run is not affected; the commit status function sends one per run and
+ * forge.
+ */
+export function commitStatusNotification(
+  target: StatusTarget,
+  status: CommitStatus,
+  reason: string,
+): Notification {
+  const forge = FORGE_NAMES[target.provider];
+  return notification(
+    `${MARKS.failed} ${forge} did not take the commit status ${oneLine(status.context, 40)} of ${oneLine(target.repository, 30)}`,
+    [
+      `stepline could not post a commit status to ${forge}. The run is not affected; further statuses of this`,
+      `run that ${forge} refuses are logged, not notified again.`,
+      '',
+      `Repository: ${target.repository}`,
+      `Commit: ${target.commit}`,
+      `Status: ${status.context} ${status.state} (${status.description})`,
+      `Why: ${oneLine(reason, 300)}`,
+      '',
+      `Run: ${status.targetUrl}`,
+    ],
+  );
 }
 
 function notification(subject: string, lines: readonly string[]): Notification {

@@ -124,3 +124,24 @@ export interface RunStatusReader {
   /** The cause it was stopped with, when it was retired by a newer run; null otherwise. */
   supersededCause(executionArn: string): Promise<string | null>;
 }
+
+/** An execution as its ARN describes it now: its input, parsed, and its status (`RUNNING`, `SUCCEEDED`, …). */
+export interface ExecutionDescription {
+  input: unknown;
+  status: string;
+}
+
+/** What a finished build's test reports counted (the local build runner's JUnit summaries). */
+export interface TestReports {
+  /** Undefined when the build has no test report. */
+  countsOf(
+    buildArn: string,
+    executionArn: string,
+  ): Promise<{ passed: number; failed: number; skipped: number } | undefined>;
+}
+
+/** Describes an execution by its ARN (DescribeExecution on AWS, the local store locally). */
+export interface ExecutionInputs {
+  /** Undefined when there is no such execution; `input` undefined when it is not JSON. */
+  describe(executionArn: string): Promise<ExecutionDescription | undefined>;
+}

@@ -1,6 +1,8 @@
 import { ConfigurationError } from './errors.ts';
 import type { SecretReader } from './ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from './push.ts';
+import { STATUS_PROVIDERS, type StatusProvider } from './status/model.ts';
+import type { StatusTokens } from './status/publisher.ts';
 
 /** The secrets stepline reads by role, each from an environment variable when set, else from an SSM parameter. */
 export const SECRETS = {
@@ -193,4 +195,57 @@ export function secretFor(
   }
   const reader = parameterStore();
   return async () => checkApprovalKey(await reader.read(parameterName), `SSM parameter ${parameterName}`);
+}
+
+/** The providers with a status token parameter, comma-separated (`github,gitlab`); the stack's `statusProviders`. */
+export const STATUS_PROVIDERS_VARIABLE = 'STATUS_PROVIDERS';
+/** `/stepline/<stage>/status-token`: provider `p`'s token is the SecureString parameter `<prefix>/<p>`. */
+export const STATUS_TOKEN_PREFIX_VARIABLE = 'STATUS_TOKEN_PARAMETER_PREFIX';
+
+/** A provider's status token parameter: `<prefix>/<provider>`. */
+export function statusTokenParameter(prefix: string, provider: StatusProvider): string {
+  return `${prefix.replace(/\/+$/, '')}/${provider}`;
+}
+
+/**
+ * The forges' status tokens on AWS: a provider listed in `STATUS_PROVIDERS` reads the SSM SecureString
+ * `<STATUS_TOKEN_PARAMETER_PREFIX>/<provider>` (cached by the reader); any other has no token, and its
+ * statuses are skipped. Fails fast on an unknown provider or a listed one without the prefix.
+ *
+ * @example
+ * ```ts
+ * const tokens = statusTokensFor(process.env, () => new SsmSecretReader(new SSMClient({})));
+ * await tokens.tokenFor('gitlab'); // undefined unless STATUS_PROVIDERS lists gitlab
+ * ```
+ */
+export function statusTokensFor(
+  env: Record<string, string | undefined>,
+  parameterStore: () => SecretReader,
+): StatusTokens {
+  const listedValue = env[STATUS_PROVIDERS_VARIABLE] ?? '';
+  const listed: StatusProvider[] = [];
+  for (const entry of listedValue === '' ? [] : listedValue.split(',')) {
+    const provider = STATUS_PROVIDERS.find((p) => p === entry);
+    if (provider === undefined || listed.includes(provider)) {
+      throw new ConfigurationError(
+        `${STATUS_PROVIDERS_VARIABLE} lists ${JSON.stringify(entry)}: give each of ${STATUS_PROVIDERS.join(', ')} ` +
+          'at most once, comma-separated, without spaces',
+      );
+    }
+    listed.push(provider);
+  }
+  const prefix = env[STATUS_TOKEN_PREFIX_VARIABLE];
+  if (listed.length > 0 && !isSet(prefix)) {
+    throw new ConfigurationError(
+      `Missing configuration: ${STATUS_PROVIDERS_VARIABLE} lists ${listed.join(', ')}; set ${STATUS_TOKEN_PREFIX_VARIABLE}`,
+    );
+  }
+  let reader: SecretReader | undefined;
+  return {
+    tokenFor: async (provider) => {
+      if (!listed.includes(provider) || !isSet(prefix)) return undefined;
+      reader ??= parameterStore();
+      return reader.read(statusTokenParameter(prefix, provider));
+    },
+  };
 }

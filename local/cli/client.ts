@@ -144,6 +144,10 @@ export async function showRun(client: Client, run: string): Promise<void> {
   for (const [environment, url] of Object.entries(r.deployments)) client.print(`  ${environment}: ${url}`);
   for (const build of r.builds ?? [])
     client.print(`  ${build.status.padEnd(11)} ${build.stage}  log: ${build.logPath}`);
+  for (const status of r.statuses ?? []) {
+    const outcome = status.outcome === 'posted' ? '' : `  (${status.outcome}: ${status.reason ?? ''})`;
+    client.print(`  status ${status.state.padEnd(7)} ${status.context}  ${status.description}${outcome}`);
+  }
 }
 
 /** `stepline approve|reject <run>`: decides the approval the run waits for. */

@@ -47,6 +47,8 @@ export function terminalLine(event: RuntimeEvent, cwd: string): string | undefin
     }
     case 'notification':
       return `  ✉ [${event.notification.topic}] ${event.notification.subject}`;
+    case 'status-skipped':
+      return `  ◦ commit statuses to ${event.status.provider} skipped: ${event.status.reason ?? 'no token'} (README, "Commit statuses")`;
     case 'approval':
       return `  ⏸ ${event.approval.environment} waits for approval until ${event.approval.expiresAt}\n    approve: ${event.approval.approve}\n    reject:  ${event.approval.reject}`;
   }

@@ -31,6 +31,7 @@ import {
   notificationList,
   outputSection,
   selectedStateView,
+  statusList,
 } from './run-sections.ts';
 
 const definitions = new Map<string, Promise<Record<string, unknown>>>();
@@ -61,6 +62,7 @@ export class RunPage {
   readonly #selected = h('div', { class: 'selected-state', 'aria-live': 'polite' });
   readonly #builds = h('div', { class: 'builds' });
   readonly #notifications = h('div');
+  readonly #statuses = h('div');
   readonly #history = h('div');
   readonly #output = h('div');
   readonly refresh = coalesce(() => this.#load());
@@ -94,6 +96,12 @@ export class RunPage {
         { 'aria-labelledby': 'builds-title' },
         h('h2', { id: 'builds-title' }, 'Builds'),
         this.#builds,
+      ),
+      h(
+        'section',
+        { 'aria-labelledby': 'statuses-title' },
+        h('h2', { id: 'statuses-title' }, 'Commit statuses'),
+        this.#statuses,
       ),
       h(
         'section',
@@ -161,6 +169,7 @@ export class RunPage {
     this.#renderGraph(names);
     this.#renderSelected(names);
     this.#renderBuilds(run);
+    rerender(this.#statuses, statusList(run.statuses ?? []));
     rerender(this.#notifications, notificationList(run.notifications));
     rerender(this.#history, historyTable(run));
     rerender(this.#output, outputSection(run.output));

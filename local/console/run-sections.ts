@@ -5,7 +5,7 @@
  * notifications, the event history and the output. Each returns what the page puts in its slot.
  */
 
-import type { RunDetail } from '../runs/read-model.ts';
+import type { RunDetail, RunStatus } from '../runs/read-model.ts';
 import type { OutboxMessage } from '../state/store.ts';
 import { type Child, h, time } from './dom.ts';
 import { causeSummary, formatDuration, STATUS_LABELS, type StateRun } from './model.ts';
@@ -135,6 +135,36 @@ export function notificationList(notifications: OutboxMessage[]): Child {
           ),
         ),
       ),
+  );
+}
+
+/** The commit statuses reported to the run's forge, the latest per context, and whether the forge took each. */
+export function statusList(statuses: RunStatus[]): Child {
+  if (statuses.length === 0) {
+    return h('p', { class: 'empty' }, 'None reported (yet): a run of a forge repository reports them.');
+  }
+  return h(
+    'ul',
+    { class: 'statuses' },
+    statuses.map((s) =>
+      h(
+        'li',
+        { 'data-state': s.state },
+        h('span', { class: 'state' }, s.state),
+        ' ',
+        h('code', {}, s.context),
+        ' ',
+        s.description,
+        ' ',
+        h(
+          'span',
+          { class: 'outcome' },
+          s.outcome === 'posted'
+            ? `posted to ${s.provider}`
+            : `${s.outcome}${s.reason ? `: ${s.reason}` : ''}`,
+        ),
+      ),
+    ),
   );
 }
 

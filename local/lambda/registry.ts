@@ -4,6 +4,7 @@ import { createApprovalHandler } from '#shared/handlers/approval.ts';
 import { createApprovalRequestHandler } from '#shared/handlers/approval-request.ts';
 import { createBuildEventsHandler } from '#shared/handlers/build-events.ts';
 import { createCodeCommitHandler } from '#shared/handlers/codecommit.ts';
+import { createCommitStatusHandler, type StatusRecorder } from '#shared/handlers/commit-status.ts';
 import { createHoldsHandler } from '#shared/handlers/holds.ts';
 import { createNotifyHandler } from '#shared/handlers/notify.ts';
 import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts';
@@ -12,6 +13,7 @@ import type { IngestDeps } from '#shared/ingest.ts';
 import type { Logger } from '#shared/logger.ts';
 import type { PipelineSettings } from '#shared/pipeline.ts';
 import type {
+  ExecutionInputs,
   LineStore,
   MilestoneEmitter,
   Notifier,
@@ -19,10 +21,12 @@ import type {
   RunStatusReader,
   RunStopper,
   TaskDecider,
+  TestReports,
 } from '#shared/ports.ts';
 import type { Push } from '#shared/push.ts';
 import type { ReleaseLedger } from '#shared/release-ledger.ts';
 import type { WebhookSecrets } from '#shared/secrets.ts';
+import { StatusPublisher, type StatusTokens } from '#shared/status/publisher.ts';
 import type { LocalFunction } from '../wiring.ts';
 import type { FunctionConfiguration } from './configuration.ts';
 import type { LocalHandler } from './host.ts';
@@ -52,6 +56,16 @@ export interface LocalPorts {
   now: () => Date;
   region: string;
   pipelineStateMachineArn: string;
+  /** The forges' status tokens (`.stepline/parameters.json`). */
+  statusTokens: StatusTokens;
+  /** Runs' inputs by execution ARN (the local store). */
+  executionInputs: ExecutionInputs;
+  /** A run's page in the local console. */
+  runLink: (executionArn: string) => string;
+  /** Keeps reported commit statuses in their run's history. */
+  statusRecorder: StatusRecorder;
+  /** The test counts of a run's finished builds (their JUnit summaries). */
+  testReports: TestReports;
 }
 
 /** One function the local mode can run: the module Lambda runs, and its factory with typed deps. */
@@ -139,6 +153,19 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
     logger: ports.logger(key),
     now: ports.now,
   })),
+  commitStatus: registered('functions/commit-status.ts', createCommitStatusHandler, (ports, key) => {
+    const logger = ports.logger(key);
+    return {
+      publisher: new StatusPublisher({ tokens: ports.statusTokens, logger }),
+      executions: ports.executionInputs,
+      notifier: ports.notifier,
+      logger,
+      runLink: ports.runLink,
+      stateMachineArn: ports.pipelineStateMachineArn,
+      recorder: ports.statusRecorder,
+      testReports: ports.testReports,
+    };
+  }),
 };
 
 /**

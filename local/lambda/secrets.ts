@@ -3,7 +3,13 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigurationError } from '#shared/errors.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
-import { checkApprovalKey, webhookSecretVariable } from '#shared/secrets.ts';
+import {
+  checkApprovalKey,
+  STATUS_TOKEN_PREFIX_VARIABLE,
+  statusTokenParameter,
+  webhookSecretVariable,
+} from '#shared/secrets.ts';
+import type { StatusTokens } from '#shared/status/publisher.ts';
 import { HOOK_PROVIDER, webhookSecretPath, writeWebhookSecret } from '../git/remote.ts';
 
 /**
@@ -72,4 +78,27 @@ async function readOrCreateSecret(path: string): Promise<string> {
     await writeFile(path, `${secret}\n`, { mode: 0o600 });
     return secret;
   }
+}
+
+/** Where status tokens live when serverless.yml names no prefix (the stack's default stage). */
+const DEFAULT_STATUS_TOKEN_PREFIX = '/stepline/local/status-token';
+
+/**
+ * The forges' status tokens locally: `.stepline/parameters.json`, the local Parameter Store, under the
+ * names they have on AWS (`<STATUS_TOKEN_PARAMETER_PREFIX>/<provider>`: `/stepline/local/status-token/github` for the local stage).
+ * Read at each use, so a token added while stepline runs is used from the next status on.
+ */
+export function localStatusTokens(
+  environment: Record<string, unknown> | undefined,
+  parameters: () => Promise<Record<string, string>>,
+): StatusTokens {
+  const configured = environment?.[STATUS_TOKEN_PREFIX_VARIABLE];
+  const prefix =
+    typeof configured === 'string' && configured !== '' ? configured : DEFAULT_STATUS_TOKEN_PREFIX;
+  return {
+    tokenFor: async (provider) => {
+      const value = (await parameters())[statusTokenParameter(prefix, provider)];
+      return typeof value === 'string' && value !== '' ? value : undefined;
+    },
+  };
 }

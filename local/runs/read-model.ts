@@ -77,6 +77,36 @@ export const RunBuildSchema = z.object({
 });
 export type RunBuild = z.infer<typeof RunBuildSchema>;
 
+/** The history event that records a commit status reported to the forge. */
+export const STATUS_HISTORY_EVENT = 'CommitStatusReported';
+
+/** A commit status of a run as the CLI and the console show it (shared/handlers/commit-status.ts reports them). */
+export const RunStatusSchema = z.object({
+  /** `stepline`, `stepline/image`, `stepline/deploy-prod`. */
+  context: z.string(),
+  state: z.enum(['pending', 'success', 'failure', 'error']),
+  description: z.string(),
+  targetUrl: z.string(),
+  provider: z.string(),
+  repository: z.string(),
+  commit: z.string(),
+  /** Whether the forge took it: `posted`, `skipped` (no token), `failed` (after retries). */
+  outcome: z.enum(['posted', 'skipped', 'failed']),
+  reason: z.string().optional(),
+});
+export type RunStatus = z.infer<typeof RunStatusSchema>;
+
+/** The latest status of each context a run's history records, in the order the contexts first appeared. */
+export function statusesFromHistory(history: readonly { type: string; status?: unknown }[]): RunStatus[] {
+  const statuses = new Map<string, RunStatus>();
+  for (const event of history) {
+    if (event.type !== STATUS_HISTORY_EVENT) continue;
+    const parsed = RunStatusSchema.safeParse(event.status);
+    if (parsed.success) statuses.set(parsed.data.context, parsed.data);
+  }
+  return [...statuses.values()];
+}
+
 /**
  * An approval waiting for a decision, with the signed approve and reject links its approval request
  * (the email) carries: what the approval gate's notification holds as data.
@@ -166,6 +196,8 @@ export interface RunDetail extends RunSummary {
   builds: RunBuild[];
   /** The messages published for this run, oldest first as stored. */
   notifications: OutboxMessage[];
+  /** The commit statuses reported for this run, the latest per context. */
+  statuses: RunStatus[];
 }
 
 /** What is known about a run besides its execution record, for {@link summarizeRun}. */

@@ -1,3 +1,4 @@
+import type { TestCounts } from '#shared/status/model.ts';
 import type { BuildEvent } from '../codebuild/service.ts';
 import type { HistoryEvent } from '../state/store.ts';
 import {
@@ -6,6 +7,8 @@ import {
   deploymentsOf,
   type PendingApproval,
   type RunBuild,
+  type RunStatus,
+  STATUS_HISTORY_EVENT,
   stageLabel,
 } from './read-model.ts';
 
@@ -56,6 +59,26 @@ export class RunLedger {
   /** Where each environment's deployed service answers, for a run (from its deploy builds' SERVICE_URL). */
   deployments(executionArn: string): Record<string, string> {
     return deploymentsOf(this.builds(executionArn));
+  }
+
+  /** Records a commit status reported for a run, in its history (the read model takes the latest per context). */
+  async recordStatus(executionArn: string, status: RunStatus): Promise<void> {
+    const record = { type: STATUS_HISTORY_EVENT, timestamp: new Date().toISOString(), status };
+    await this.#store.appendHistory(executionArn, [record]);
+  }
+
+  /**
+   * What a finished build's test reports counted, all together (passed, failed or in error, skipped), by the
+   * build's ARN; undefined for a build without a test report.
+   */
+  testCounts(buildArn: string, executionArn: string): TestCounts | undefined {
+    const build = this.builds(executionArn).find((b) => buildArn.endsWith(`:build/${b.id}`));
+    if (!build || build.reports.length === 0) return undefined;
+    const sum = (pick: (r: RunBuild['reports'][number]) => number) =>
+      build.reports.reduce((total, report) => total + pick(report), 0);
+    const failed = sum((r) => r.failures + r.errors);
+    const skipped = sum((r) => r.skipped);
+    return { passed: sum((r) => r.tests) - failed - skipped, failed, skipped };
   }
 
   /** Records the approval a run's gate now waits for. */

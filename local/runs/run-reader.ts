@@ -6,6 +6,7 @@ import {
   type RunFacts,
   type RunHistoryEvent,
   type RunSummary,
+  statusesFromHistory,
   summarizeRun,
 } from './read-model.ts';
 
@@ -41,6 +42,7 @@ export function readRunDetail(sources: RunSources, record: ExecutionRecord): Run
     history,
     builds: [...facts.builds],
     notifications: sources.store.outbox().filter((m) => m.executionArn === record.executionArn),
+    statuses: statusesFromHistory(history),
   };
 }
 

@@ -3,7 +3,7 @@ import * as z from 'zod';
 /**
  * The one schema of a run's stored history (`executions/<name>/history.jsonl`, one event per line): what
  * the local engine writes (its own execution events around aws-local-stepfunctions' state, Map and
- * Parallel events), what the runtime adds (`BuildStateChanged`) and what recovery writes
+ * Parallel events), what the runtime adds (`BuildStateChanged`, `CommitStatusReported`) and what recovery writes
  * (`ExecutionInterrupted`). Read back by recovery, the console and the server.
  *
  * Pure (zod only, no `node:` modules): the console's browser bundle imports it too.
@@ -40,6 +40,16 @@ export const StoredBuildSchema = z.custom<{ id: string }>(
     (value as { id: string }).id !== '',
   { message: 'a build needs an id' },
 );
+
+/** The history event that records a commit status reported to the run's forge (local: shown by the console). */
+export const COMMIT_STATUS_REPORTED = 'CommitStatusReported';
+
+/** A reported commit status as the history keeps it: its context and state checked, the object kept whole. */
+export const StoredCommitStatusSchema = z.looseObject({
+  context: z.string().min(1),
+  state: z.string().min(1),
+  outcome: z.string().min(1),
+});
 
 /** A history event as written (the store gives it its `id`). */
 export const NewHistoryEventSchema = z.discriminatedUnion('type', [
@@ -88,6 +98,7 @@ export const NewHistoryEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ParallelBranchSucceeded'), ...branchFields }),
   z.object({ type: z.literal('ParallelBranchFailed'), ...branchFields, ...failure }),
   z.object({ type: z.literal(BUILD_STATE_CHANGED), ...at, build: StoredBuildSchema }),
+  z.object({ type: z.literal(COMMIT_STATUS_REPORTED), ...at, status: StoredCommitStatusSchema }),
 ]);
 
 /** A history event as written, before the store numbers it. */

@@ -14,6 +14,8 @@ import {
 } from '@aws-sdk/client-sfn';
 import { TaskNoLongerWaitingError } from '../errors.ts';
 import type {
+  ExecutionDescription,
+  ExecutionInputs,
   ExecutionStopper,
   PipelineInput,
   PipelineStarter,
@@ -171,5 +173,33 @@ export class SfnRunStatusReader implements RunStatusReader {
   async supersededCause(executionArn: string): Promise<string | null> {
     const output = await this.#client.send(new DescribeExecutionCommand({ executionArn }));
     return output.status === 'ABORTED' && output.error === SUPERSEDED_ERROR ? (output.cause ?? null) : null;
+  }
+}
+
+/** An execution's input through DescribeExecution (states:DescribeExecution on the pipeline's executions). */
+export class SfnExecutionInputs implements ExecutionInputs {
+  readonly #client: SFNClient;
+
+  constructor(client: SFNClient) {
+    this.#client = client;
+  }
+
+  async describe(executionArn: string): Promise<ExecutionDescription | undefined> {
+    try {
+      const output = await this.#client.send(new DescribeExecutionCommand({ executionArn }));
+      return { input: parseInput(output.input), status: output.status ?? 'RUNNING' };
+    } catch (error) {
+      if (error instanceof ExecutionDoesNotExist) return undefined;
+      throw error;
+    }
+  }
+}
+
+function parseInput(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }

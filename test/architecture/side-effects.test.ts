@@ -37,7 +37,7 @@ const HANDLER_MODULES = readdirSync(`${PROJECT_DIR}/shared/handlers`)
 describe('importing a handler factory module', () => {
   it('finds the handler modules', () => {
     expect(HANDLER_MODULES).toContain('shared/handlers/webhook.ts');
-    expect(HANDLER_MODULES).toHaveLength(8);
+    expect(HANDLER_MODULES).toHaveLength(9);
   });
 
   it.each(HANDLER_MODULES)('%s reads no environment variable and builds no SDK client', async (module) => {

@@ -35,6 +35,7 @@ export const PACKAGE_PARAMS: Readonly<Record<string, string>> = {
   notificationEmails: 'team@example.com',
   codecommitRepositories: 'shop,billing',
   webhookProviders: 'github,gitlab',
+  statusProviders: 'github,bitbucket',
   secretsKmsKeyArn: 'arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0',
   terraformStateBucket: 'acme-terraform-state',
   eksClusterName: 'apps-{environment}',

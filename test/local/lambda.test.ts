@@ -47,6 +47,11 @@ function portsPublishingTo(
     now: () => new Date(),
     region: 'us-east-1',
     pipelineStateMachineArn: 'arn:aws:states:us-east-1:000000000000:stateMachine:stepline-local-pipeline',
+    statusTokens: { tokenFor: async () => undefined },
+    executionInputs: { describe: async () => undefined },
+    runLink: (executionArn) => `http://127.0.0.1:4700/#/runs/${executionArn}`,
+    statusRecorder: { record: async () => undefined },
+    testReports: { countsOf: async () => undefined },
   };
   return ports;
 }

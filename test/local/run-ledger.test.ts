@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { terminalLine } from '#local/cli/terminal.ts';
 import type { CodeBuildBuild } from '#local/codebuild/service.ts';
-import { BUILD_HISTORY_EVENT } from '#local/runs/read-model.ts';
+import { BUILD_HISTORY_EVENT, type RunStatus, statusesFromHistory } from '#local/runs/read-model.ts';
 import { type BuildStateEvent, type LedgerStore, RunLedger } from '#local/runs/run-ledger.ts';
 import type { HistoryEvent } from '#local/state/store.ts';
 import { aPush } from '../helpers/push.ts';
@@ -119,5 +119,74 @@ describe('terminalLine', () => {
     expect(terminalLine({ kind: 'build', event: deploy, executionArn: ARN, logPath: '/x.log' }, '/')).toBe(
       '  ✔ dev: Deploy succeeded in 2.5s — answers at http://127.0.0.1:4801/',
     );
+  });
+});
+
+describe('commit statuses of a run', () => {
+  it("says once in the terminal that a forge's statuses are skipped, and why", () => {
+    const skipped = {
+      ...status('stepline', 'pending', 'skipped'),
+      reason: 'no GitLab status token is configured',
+    };
+    expect(terminalLine({ kind: 'status-skipped', status: skipped }, '/')).toBe(
+      '  ◦ commit statuses to gitlab skipped: no GitLab status token is configured (README, "Commit statuses")',
+    );
+  });
+
+  const status = (
+    context: string,
+    state: RunStatus['state'],
+    outcome: RunStatus['outcome'] = 'posted',
+  ): RunStatus => ({
+    context,
+    state,
+    description: state,
+    targetUrl: 'http://127.0.0.1:4700/#/runs/main-2222222',
+    provider: 'gitlab',
+    repository: 'acme/shop',
+    commit: '2'.repeat(40),
+    outcome,
+  });
+
+  it('keeps them in the history, the latest per context, in the order the contexts came', async () => {
+    const store = new MemoryHistory();
+    const ledger = new RunLedger(store);
+    await ledger.recordStatus(ARN, status('stepline', 'pending'));
+    await ledger.recordStatus(ARN, status('stepline/image', 'pending'));
+    await ledger.recordStatus(ARN, status('stepline/image', 'failure', 'failed'));
+    await ledger.recordStatus(ARN, status('stepline', 'failure'));
+
+    expect(statusesFromHistory(store.history(ARN))).toEqual([
+      status('stepline', 'failure'),
+      status('stepline/image', 'failure', 'failed'),
+    ]);
+  });
+
+  it("counts a finished build's test reports together, by the build's ARN", async () => {
+    const ledger = new RunLedger(new MemoryHistory());
+    const event = aBuildEvent('stepline-local-test', 'FAILED');
+    const report = {
+      name: 'unit',
+      fileFormat: 'JUNITXML' as const,
+      files: ['a.xml'],
+      status: 'FAILED' as const,
+    };
+    await ledger.recordBuild(ARN, {
+      ...event,
+      reports: [
+        { ...report, tests: 10, failures: 1, errors: 1, skipped: 2 },
+        { ...report, name: 'e2e', tests: 5, failures: 0, errors: 0, skipped: 0, status: 'SUCCEEDED' },
+      ],
+    });
+    expect(ledger.testCounts(event.build.Arn, ARN)).toEqual({ passed: 11, failed: 2, skipped: 2 });
+    expect(ledger.testCounts('arn:aws:codebuild:local:000000000000:build/other:1', ARN)).toBeUndefined();
+  });
+
+  it('skips a recorded status it cannot read', () => {
+    expect(
+      statusesFromHistory([
+        { type: 'CommitStatusReported', status: { context: 'stepline', state: 'green' } },
+      ]),
+    ).toEqual([]);
   });
 });

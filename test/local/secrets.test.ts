@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { loadSecrets } from '#local/lambda/secrets.ts';
+import { loadSecrets, localStatusTokens } from '#local/lambda/secrets.ts';
 import { ConfigurationError } from '#shared/errors.ts';
 
 let stateDir: string;
@@ -67,5 +67,26 @@ describe('loadSecrets', () => {
     const error = await loadSecrets(stateDir).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigurationError);
     expect((error as Error).message).toMatch(/^The approval key in STEPLINE_APPROVAL_KEY is not random/);
+  });
+});
+
+describe('localStatusTokens', () => {
+  it('reads each forge token from the parameters under the prefix serverless.yml names, at each use', async () => {
+    const parameters: Record<string, string> = { '/stepline/local/status-token/gitlab': 'glpat-1' };
+    const tokens = localStatusTokens(
+      { STATUS_TOKEN_PARAMETER_PREFIX: '/stepline/local/status-token' },
+      async () => parameters,
+    );
+    await expect(tokens.tokenFor('gitlab')).resolves.toBe('glpat-1');
+    await expect(tokens.tokenFor('github')).resolves.toBeUndefined();
+    parameters['/stepline/local/status-token/github'] = 'ghp-2';
+    await expect(tokens.tokenFor('github')).resolves.toBe('ghp-2');
+  });
+
+  it('takes an empty value as no token', async () => {
+    const tokens = localStatusTokens(undefined, async () => ({
+      '/stepline/local/status-token/bitbucket': '',
+    }));
+    await expect(tokens.tokenFor('bitbucket')).resolves.toBeUndefined();
   });
 });

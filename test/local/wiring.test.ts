@@ -20,6 +20,7 @@ describe('readWiring (serverless.yml through serverless print)', () => {
         'buildEvents',
         'codecommit',
         'holds',
+        'commitStatus',
         'notify',
         'pipelineEvents',
         'webhook',
@@ -38,6 +39,11 @@ describe('readWiring (serverless.yml through serverless print)', () => {
       source: ['aws.codebuild'],
       detail: { 'project-name': expect.arrayContaining(['stepline-local-image']) },
     });
+    // The commit statuses' rules: the pipeline's execution status changes and its builds' state changes.
+    expect(byKey.commitStatus?.eventBridge.map((pattern) => pattern.source)).toEqual([
+      ['aws.states'],
+      ['aws.codebuild'],
+    ]);
   });
 
   it('resolves the state machines with their deployed names', () => {

@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -110,4 +112,129 @@ describe('packaged bundles', () => {
       expect(code, zip).toContain('event-streams is left out');
     }
   });
+
+  it.each([
+    {
+      provider: 'gitlab',
+      client: 'Gitbeaker',
+      path: (commit: string) => `/api/v4/projects/platform%2Fshop/statuses/${commit}`,
+      auth: (headers: Record<string, unknown>) => headers['private-token'],
+    },
+    {
+      provider: 'github',
+      client: 'Octokit',
+      path: (commit: string) => `/api/v3/repos/platform/shop/statuses/${commit}`,
+      auth: (headers: Record<string, unknown>) => String(headers.authorization ?? '').replace(/^token /, ''),
+    },
+  ])(
+    'run the commit status handler, which reads its token from SSM and posts to $provider through the $client it loads',
+    async ({ provider, path, auth }) => {
+      const files = unzip(await readFile(join(stack.outputDir, 'commitStatus.zip')));
+      const bundle = files.get('functions/commit-status.js');
+      expect(bundle, [...files.keys()].join(', ')).toBeDefined();
+      const file = join(dir, 'functions', 'commit-status.js');
+      await mkdir(dirname(file), { recursive: true });
+      await writeFile(file, bundle ?? '');
+
+      // One local server stands in for SSM (its JSON protocol, AWS_ENDPOINT_URL_SSM) and for a self-managed GitLab.
+      const requests: { target: string; path: string; token: string; body: string }[] = [];
+      const server = createServer((request, response) => {
+        let body = '';
+        request.on('data', (chunk: Buffer) => {
+          body += chunk.toString();
+        });
+        request.on('end', () => {
+          const target = String(request.headers['x-amz-target'] ?? '');
+          requests.push({
+            target,
+            path: request.url ?? '',
+            token: target ? '' : String(auth(request.headers) ?? ''),
+            body,
+          });
+          response.writeHead(target ? 200 : 201, { 'content-type': 'application/json' });
+          response.end(
+            target === 'AmazonSSM.GetParameter'
+              ? JSON.stringify({
+                  Parameter: { Name: JSON.parse(body).Name, Type: 'SecureString', Value: 'glpat-from-ssm' },
+                })
+              : '{}',
+          );
+        });
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const commit = 'c'.repeat(40);
+      const push = {
+        provider,
+        repository: { fullName: 'platform/shop', cloneUrl: `${url}/platform/shop.git` },
+        ref: 'refs/heads/main',
+        refType: 'branch',
+        refName: 'main',
+        before: null,
+        after: commit,
+        created: true,
+        deleted: false,
+        forced: false,
+        commitsTruncated: false,
+      };
+      const stateMachineArn = 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline';
+      const event = {
+        version: '0',
+        id: 'e-1',
+        'detail-type': 'Step Functions Execution Status Change',
+        source: 'aws.states',
+        account: '123456789012',
+        time: '2026-01-01T10:01:00Z',
+        region: 'eu-west-1',
+        resources: [],
+        detail: {
+          executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:stepline-test-pipeline:run-1',
+          stateMachineArn,
+          name: 'run-1',
+          status: 'SUCCEEDED',
+          startDate: 1767261600000,
+          stopDate: 1767261660000,
+          input: JSON.stringify({ push, source: { version: commit } }),
+        },
+      };
+      const script = `require(${JSON.stringify(file)}).handler(${JSON.stringify(event)}, {
+      awsRequestId: 'r', functionName: 'commitStatus', getRemainingTimeInMillis: () => 60000,
+    }).then(() => process.stdout.write('\\ndone'));`;
+      try {
+        const { stdout, stderr } = await exec(process.execPath, ['-e', script], {
+          cwd: dir,
+          timeout: 30_000,
+          env: {
+            PATH: process.env.PATH ?? '',
+            AWS_REGION: 'eu-west-1',
+            AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+            AWS_SECRET_ACCESS_KEY: 'secret',
+            AWS_ENDPOINT_URL_SSM: url,
+            NOTIFICATIONS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-test-notifications',
+            STATE_MACHINE_ARN: stateMachineArn,
+            STATUS_PROVIDERS: provider,
+            STATUS_TOKEN_PARAMETER_PREFIX: '/stepline/test/status-token',
+          },
+        });
+        expect(stdout.trim().split('\n').at(-1)).toBe('done');
+        expect(`${stdout}${stderr}`).not.toContain('glpat-from-ssm');
+      } finally {
+        server.close();
+      }
+      expect(requests.map(({ target, path, token }) => [target, path, token])).toEqual([
+        ['AmazonSSM.GetParameter', '/', ''],
+        ['', path(commit), 'glpat-from-ssm'],
+      ]);
+      expect(JSON.parse(requests[0]?.body ?? '{}')).toEqual({
+        Name: `/stepline/test/status-token/${provider}`,
+        WithDecryption: true,
+      });
+      expect(JSON.parse(requests[1]?.body ?? '{}')).toMatchObject({
+        state: 'success',
+        description: 'Succeeded in 1 min',
+        ...(provider === 'gitlab' ? { name: 'stepline', ref: 'main' } : { context: 'stepline' }),
+      });
+    },
+    60_000,
+  );
 });

@@ -100,21 +100,35 @@ function concrete(value: CfnValue): CfnValue {
         record['Fn::Sub'] as string | [string, Record<string, CfnValue>],
       ) as [string, Record<string, CfnValue>?];
       return text.replace(/\$\{([^}]+)\}/g, (_, name: string) => {
-        const found = PSEUDO[name] ?? (variables as Record<string, CfnValue>)[name];
+        const found = PSEUDO[name] ?? walk((variables as Record<string, CfnValue>)[name]);
         if (typeof found !== 'string') throw new Error(`Cannot resolve \${${name}} in ${text}`);
         return found;
       });
+    }
+    if ('Fn::Select' in record) {
+      const [index, list] = record['Fn::Select'] as [number, CfnValue];
+      return (walk(list) as CfnValue[])[index];
+    }
+    if ('Fn::Split' in record) {
+      const [separator, text] = record['Fn::Split'] as [string, CfnValue];
+      return (walk(text) as string).split(separator);
     }
     if ('Ref' in record) {
       const name = record.Ref as string;
       if (PSEUDO[name]) return PSEUDO[name];
       if (resource(template, name).Type === 'AWS::IAM::ManagedPolicy') return managedPolicyArn(name);
+      if (resource(template, name).Type === 'AWS::SNS::Topic') {
+        return `arn:aws:sns:${REGION}:${ACCOUNT}:${resource(template, name).Properties?.TopicName}`;
+      }
       throw new Error(`Cannot resolve Ref ${name}`);
     }
     if ('Fn::GetAtt' in record) {
       const [id, attribute] = record['Fn::GetAtt'] as [string, string];
       if (id === 'ImageRepository' && attribute === 'Arn') {
         return `arn:aws:ecr:${REGION}:${ACCOUNT}:repository/${PREFIX}`;
+      }
+      if (resource(template, id).Type === 'AWS::SQS::Queue' && attribute === 'Arn') {
+        return `arn:aws:sqs:${REGION}:${ACCOUNT}:${resource(template, id).Properties?.QueueName}`;
       }
       throw new Error(`Cannot resolve Fn::GetAtt ${id}.${attribute}`);
     }
@@ -264,6 +278,8 @@ function steplineRequests(ownProject: string): Request[] {
     { action: 'ssm:GetParameter', resource: parameter('approval-key') },
     { action: 'ssm:GetParameters', resource: parameter('approval-key') },
     { action: 'ssm:GetParameter', resource: parameter('webhook-secret') },
+    // A forge token would let a build mark its own commit green.
+    { action: 'ssm:GetParameter', resource: parameter('status-token/github') },
     { action: 'ssm:PutParameter', resource: parameter('approval-key') },
     // GetParametersByPath is authorized against the path asked for, not the parameters returned: a recursive
     // read of any ancestor of the secrets returns them
@@ -595,6 +611,36 @@ describe('IAM, simulated', () => {
         ),
       ).toBe('ExplicitlyDenied');
     }
+  });
+
+  it("lets the commit status function read the listed forges' tokens and its runs' inputs, and nothing else", async () => {
+    const parameter = (name: string) => `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/stepline/test/${name}`;
+    const execution = (machine: string) =>
+      `arn:aws:states:${REGION}:${ACCOUNT}:execution:${PREFIX}-${machine}:github-a1b2c3`;
+    const decisions = async (requests: Request[]) =>
+      Promise.all(requests.map((request) => decide('CommitStatusRole', request, 'allows nothing')));
+
+    // statusProviders is github,bitbucket in the packaged stack.
+    expect(
+      await decisions([
+        { action: 'ssm:GetParameter', resource: parameter('status-token/github') },
+        { action: 'ssm:GetParameter', resource: parameter('status-token/bitbucket') },
+        { action: 'states:DescribeExecution', resource: execution('pipeline') },
+      ]),
+    ).toEqual(['Allowed', 'Allowed', 'Allowed']);
+    expect(
+      await decisions([
+        { action: 'ssm:GetParameter', resource: parameter('status-token/gitlab') },
+        { action: 'ssm:GetParameter', resource: parameter('approval-key') },
+        { action: 'ssm:GetParameter', resource: parameter('webhook-secret/github') },
+        { action: 'ssm:GetParametersByPath', resource: parameter('status-token') },
+        { action: 'states:DescribeExecution', resource: execution('teardown') },
+        {
+          action: 'states:StartExecution',
+          resource: `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:${PREFIX}-pipeline`,
+        },
+      ]),
+    ).toEqual(Array(6).fill('ImplicitlyDenied'));
   });
 
   it('lets the approval function, and no build, decide an approval', async () => {

@@ -42,6 +42,7 @@ const FUNCTION_KEYS = [
   'buildEvents',
   'pipelineEvents',
   'holds',
+  'commitStatus',
 ] as const;
 type FunctionKey = (typeof FUNCTION_KEYS)[number];
 /** The image project, and each environment's (dev and prod by default) Infrastructure, Deploy and Teardown. */
@@ -262,6 +263,34 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
     recordFailedEvent('PipelineEventsDeadLetterQueue'),
   ],
   holds: [lambdaLogs('holds'), ...releaseStatements, publishNotification],
+  commitStatus: [
+    lambdaLogs('commitStatus'),
+    // DescribeExecution takes the execution as its resource:
+    // https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html
+    {
+      Sid: 'ReadRunInput',
+      Effect: 'Allow',
+      Action: 'states:DescribeExecution',
+      Resource: sub(
+        `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:${PREFIX}-pipeline:*`,
+      ),
+    },
+    publishNotification,
+    {
+      // The listed providers' tokens only (statusProviders: github,bitbucket); the third entry is unused.
+      Sid: 'ReadStatusTokens',
+      Effect: 'Allow',
+      Action: 'ssm:GetParameter',
+      Resource: [0, 1, 2].map((index) => ({
+        'Fn::Sub': [
+          'arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/stepline/test/status-token/${Provider}',
+          { Provider: { 'Fn::Select': [index, { 'Fn::Split': [',', 'github,bitbucket,,'] }] } },
+        ],
+      })),
+    },
+    decryptSecrets,
+    recordFailedEvent('CommitStatusDeadLetterQueue'),
+  ],
 };
 
 /** The only actions allowed on `"Resource": "*"`, each because AWS gives it no resource-level permission. */
@@ -335,7 +364,7 @@ describe('serverless package', () => {
 });
 
 describe('functions', () => {
-  it('declares exactly the eight functions, named after the stage', () => {
+  it('declares exactly the nine functions, named after the stage', () => {
     const names = resourcesOfType(template, 'AWS::Lambda::Function').map(
       ([, item]) => props(item).FunctionName,
     );
@@ -382,6 +411,13 @@ describe('functions', () => {
       EVENT_BUS_NAME: bus,
       STATE_MACHINE_ARN: stateMachine,
       RELEASE_TABLE: { Ref: 'ReleaseTable' },
+    });
+    expect(environmentOf('commitStatus')).toEqual({
+      POWERTOOLS_SERVICE_NAME: 'stepline',
+      NOTIFICATIONS_TOPIC_ARN: notifications,
+      STATE_MACHINE_ARN: stateMachine,
+      STATUS_PROVIDERS: 'github,bitbucket',
+      STATUS_TOKEN_PARAMETER_PREFIX: '/stepline/test/status-token',
     });
     expect(environmentOf('holds')).toMatchObject({
       RELEASE_TABLE: { Ref: 'ReleaseTable' },
@@ -461,6 +497,47 @@ describe('EventBridge rules', () => {
       'detail-type': ['Step Functions Execution Status Change'],
       detail: { stateMachineArn: [{ Ref: 'PipelineStateMachine' }] },
     });
+  });
+
+  it("sends the pipeline's execution status changes and its builds' state changes to commitStatus", () => {
+    const patterns = rulesTargeting('commitStatus').map((rule) => rule.EventPattern);
+    expect(patterns).toEqual([
+      {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { stateMachineArn: [{ Ref: 'PipelineStateMachine' }] },
+      },
+      {
+        source: ['aws.codebuild'],
+        'detail-type': ['CodeBuild Build State Change'],
+        detail: { 'project-name': PROJECTS.map((project) => `${PREFIX}-${project}`) },
+      },
+    ]);
+  });
+
+  it("lets EventBridge put commitStatus's undelivered events in its queue, from its two rules only", () => {
+    const rules = resourcesOfType(template, 'AWS::Events::Rule')
+      .map(([, rule]) => props(rule))
+      .filter((rule) => rulesTargeting('commitStatus').includes(rule))
+      .map((rule) => rule.Name);
+    expect(rules).toEqual([`${PREFIX}-commitStatus-rule-1`, `${PREFIX}-commitStatus-rule-2`]);
+    const statement = (
+      props(resource(template, 'CommitStatusDeadLetterQueuePolicy')).PolicyDocument as {
+        Statement: PolicyStatement[];
+      }
+    ).Statement[0];
+    expect(statement?.Condition).toEqual({
+      ArnEquals: {
+        'aws:SourceArn': rules.map((name) =>
+          sub(`arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:rule/${name}`),
+        ),
+      },
+    });
+    for (const rule of rulesTargeting('commitStatus')) {
+      expect((rule.Targets as { DeadLetterConfig?: unknown }[])[0]?.DeadLetterConfig).toEqual({
+        Arn: getAtt('CommitStatusDeadLetterQueue', 'Arn'),
+      });
+    }
   });
 
   it.each(['webhook', 'approvalRequest', 'approval', 'notify', 'holds'] as const)(

@@ -1,6 +1,8 @@
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import {
+  DescribeExecutionCommand,
   ExecutionAlreadyExists,
+  ExecutionDoesNotExist,
   SendTaskSuccessCommand,
   SFNClient,
   StartExecutionCommand,
@@ -12,7 +14,7 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { EventBridgeMilestoneEmitter } from '#shared/aws/eventbridge.ts';
-import { SfnPipelineStarter, SfnTaskDecider } from '#shared/aws/sfn.ts';
+import { SfnExecutionInputs, SfnPipelineStarter, SfnTaskDecider } from '#shared/aws/sfn.ts';
 import { SnsNotifier, snsSubject } from '#shared/aws/sns.ts';
 import { SECRET_MIN_REFETCH_MS, SsmSecretReader } from '#shared/aws/ssm.ts';
 import { TaskNoLongerWaitingError } from '#shared/errors.ts';
@@ -167,5 +169,31 @@ describe('EventBridgeMilestoneEmitter', () => {
     await expect(
       new EventBridgeMilestoneEmitter(new EventBridgeClient({}), 'bus').emit({ detailType: 'x', detail: {} }),
     ).rejects.toThrow(/Throttling/);
+  });
+});
+
+describe('SfnExecutionInputs', () => {
+  const arn = 'arn:aws:states:us-east-1:123456789012:execution:stepline-dev-pipeline:run-1';
+
+  it('describes an execution: its input parsed, its status', async () => {
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: arn })
+      .resolves({ status: 'SUCCEEDED', input: '{"push":1}' } as never);
+    await expect(new SfnExecutionInputs(new SFNClient({})).describe(arn)).resolves.toEqual({
+      input: { push: 1 },
+      status: 'SUCCEEDED',
+    });
+  });
+
+  it('gives no input for one that is not JSON, and nothing for an execution that does not exist', async () => {
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: arn })
+      .resolves({ status: 'RUNNING', input: 'not json' } as never);
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: `${arn}-gone` })
+      .rejects(new ExecutionDoesNotExist({ message: 'Execution does not exist', $metadata: {} }));
+    const inputs = new SfnExecutionInputs(new SFNClient({}));
+    await expect(inputs.describe(arn)).resolves.toEqual({ input: undefined, status: 'RUNNING' });
+    await expect(inputs.describe(`${arn}-gone`)).resolves.toBeUndefined();
   });
 });
