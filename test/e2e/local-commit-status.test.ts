@@ -24,7 +24,7 @@ describe('commit statuses in the local mode, with a token configured', () => {
     const { stateDir, root } = scope;
 
     // A self-managed GitLab on this machine: the repository served over git's dumb HTTP, the status API
-    // answered and recorded. The app's tests fail, so the run ends at its Image stage.
+    // answered and recorded. The app's tests fail, so the run ends at its Test stage.
     const forge = await ForgeServer.start();
     onTestFinished(() => forge.close());
     const work = await copySampleApp(join(root, 'shop'));
@@ -101,8 +101,8 @@ describe('commit statuses in the local mode, with a token configured', () => {
     }
     const states = posted().map((r) => `${(r.body as StatusBody).name} ${(r.body as StatusBody).state}`);
     expect(states[0]).toBe('stepline running');
-    expect(states).toContain('stepline/image running');
-    expect(states.indexOf('stepline/image failed')).toBeGreaterThan(states.indexOf('stepline/image running'));
+    expect(states).toContain('stepline/test running');
+    expect(states.indexOf('stepline/test failed')).toBeGreaterThan(states.indexOf('stepline/test running'));
     expect(states.at(-1)).toBe('stepline failed');
 
     // The run's page and `stepline show` list them, the latest per context.
@@ -118,12 +118,12 @@ describe('commit statuses in the local mode, with a token configured', () => {
     );
     expect(detail.statuses.map((s) => [s.context, s.state, s.outcome])).toEqual([
       ['stepline', 'failure', 'posted'],
-      ['stepline/image', 'failure', 'posted'],
+      ['stepline/test', 'failure', 'posted'],
     ]);
     const show = scope.cli(['show', run ?? '', '--port', new URL(url).port, '--state-dir', stateDir]);
     expect((await show.waitForExit(20_000)).code, show.output).toBe(0);
     expect(show.output).toMatch(/status failure stepline {2}Failed/);
-    expect(show.output).toMatch(/status failure stepline\/image {2}Failed in BUILD/);
+    expect(show.output).toMatch(/status failure stepline\/test {2}\d+ passed, 1 failed/);
     expect(stepline.output).not.toContain(GITLAB_TOKEN);
     await stepline.stop();
   }, 150_000);
