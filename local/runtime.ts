@@ -17,7 +17,7 @@ import type {
   TaskDecider,
 } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
-import { endRun, type LineView, lineOf, runName, viewOf } from '#shared/release.ts';
+import { endRun, type LineView, lineOf, redriveRefusal, runName, viewOf } from '#shared/release.ts';
 import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { settingsForRepository } from '#shared/repository-settings.ts';
 import { forTerminal } from '#shared/text.ts';
@@ -280,28 +280,20 @@ export class LocalRuntime {
     return this.engine.redrive(name);
   }
 
-  /**
-   * A redrive resumes inside an environment without taking its hold again (as on AWS, the "Enter
-   * environment" it passed is not run again): it is refused while another run of its line holds an
-   * environment, or once a newer push of its line has deployed one, which the redrive would move back.
-   */
+  /** A redrive that would move an environment of its line back, or deploy beside its holder, is refused. */
   #refuseRedriveBehindItsLine(name: string): void {
     const record = this.store.execution(name) ?? this.store.executions().find((r) => r.name === name);
     const input = ExecutionInputSchema.safeParse(record?.input);
-    if (!record || !input.success || input.data.settings.executionMode === 'PARALLEL') return;
+    if (!record || !input.success) return;
     const line = this.lines.snapshot().find((l) => l.line === lineOf(input.data.push));
-    for (const [environment, held] of Object.entries(line?.environments ?? {})) {
-      if (held.holder && held.holder.executionArn !== record.executionArn)
-        throw new ExecutionNotRedrivableError(
-          record.name,
-          `${environment} is held by ${runName(held.holder.executionArn)}; redrive once it is released`,
-        );
-      if (held.current && held.current.sequence > input.data.sequence)
-        throw new ExecutionNotRedrivableError(
-          record.name,
-          `a newer push (${runName(held.current.executionArn)}) has deployed ${environment}, which a redrive would move back`,
-        );
-    }
+    const reason =
+      line &&
+      redriveRefusal(
+        line,
+        { executionArn: record.executionArn, sequence: input.data.sequence },
+        input.data.settings.executionMode,
+      );
+    if (reason) throw new ExecutionNotRedrivableError(record.name, reason);
   }
 
   /**

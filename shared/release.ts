@@ -322,3 +322,24 @@ export function viewOf(state: LineState): LineView {
     })),
   };
 }
+
+/**
+ * Why a run of this line may not be redriven, or null when it may. A redrive resumes inside an environment
+ * without taking its hold again (as on AWS, the "Enter environment" it passed is not run again), so it is
+ * refused while another run holds an environment of the line, or once a newer push has been deployed to
+ * one: the redrive would move that environment back, which only a rollback may do.
+ */
+export function redriveRefusal(
+  state: LineState,
+  run: { executionArn: string; sequence: number },
+  mode: ExecutionMode,
+): string | null {
+  if (mode === 'PARALLEL') return null;
+  for (const [environment, { holder, current }] of Object.entries(state.environments)) {
+    if (holder && holder.executionArn !== run.executionArn)
+      return `${environment} is held by ${runName(holder.executionArn)}; redrive once it is released`;
+    if (current && current.sequence > run.sequence)
+      return `a newer push (${runName(current.executionArn)}) has been deployed to ${environment}, which a redrive would move back`;
+  }
+  return null;
+}

@@ -10,6 +10,7 @@ import {
   leaveEnvironment,
   lineOf,
   type ReleaseAction,
+  redriveRefusal,
   supersededCause,
   supersedingRun,
   viewOf,
@@ -293,6 +294,29 @@ describe('PARALLEL', () => {
     expect(kinds(line.enter(2, 'dev'))).toEqual(['resume run-2']);
     expect(kinds(line.enter(1, 'dev'))).toEqual(['resume run-1']);
     expect(line.holder('dev')).toBeNull();
+  });
+});
+
+describe('a redrive', () => {
+  it('is refused while another run holds an environment of the line, and once a newer push deployed one', () => {
+    const line = new Line('QUEUED');
+    line.join(1);
+    line.enter(1, 'dev');
+    line.leave(1, 'dev');
+    line.end(1);
+    // Run 1 failed at prod (never entered): nothing newer anywhere, so it may be redriven.
+    expect(redriveRefusal(line.state, run(1), 'QUEUED')).toBeNull();
+    line.join(2);
+    line.enter(2, 'dev');
+    expect(redriveRefusal(line.state, run(1), 'QUEUED')).toBe(
+      'dev is held by run-2; redrive once it is released',
+    );
+    line.leave(2, 'dev');
+    expect(redriveRefusal(line.state, run(1), 'QUEUED')).toBe(
+      'a newer push (run-2) has been deployed to dev, which a redrive would move back',
+    );
+    expect(redriveRefusal(line.state, run(2), 'QUEUED')).toBeNull();
+    expect(redriveRefusal(line.state, run(1), 'PARALLEL')).toBeNull();
   });
 });
 
