@@ -100,5 +100,6 @@ export function createHoldsHandler(deps: HoldsDeps) {
     return { line, actions: summary };
   }
 
-  return middy(run).use(injectLambdaContext(logger, { resetKeys: true }));
+  // Never the event: an "enter" carries its task token (POWERTOOLS_LOGGER_LOG_EVENT must not log it).
+  return middy(run).use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }));
 }

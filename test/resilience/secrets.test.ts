@@ -140,12 +140,19 @@ describe('secrets, task tokens and signatures', () => {
       'control-token',
     ];
     const files = (await filesUnder(local.stateDir)).filter((file) => !meant.includes(file));
-    const written = await Promise.all(
-      files.map(async (file) => ({
-        place: file,
-        text: await readFile(join(local.stateDir, file), 'latin1'),
-      })),
-    );
+    // An atomic write's temporary file may be renamed between the listing and the read: its content is
+    // then read under its final name.
+    const written = (
+      await Promise.all(
+        files.map(async (file) => ({
+          place: file,
+          text: await readFile(join(local.stateDir, file), 'latin1').catch((error: NodeJS.ErrnoException) => {
+            if (error.code === 'ENOENT') return undefined;
+            throw error;
+          }),
+        })),
+      )
+    ).flatMap(({ place, text }) => (text === undefined ? [] : [{ place, text }]));
     const secrets = [
       { name: 'webhook secret', value: WEBHOOK_SECRET },
       { name: 'GitLab token', value: GITLAB_TOKEN },
