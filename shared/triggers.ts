@@ -135,15 +135,25 @@ export function matchTriggers(triggers: Triggers, push: Push): TriggerDecision {
           reason: `no trigger filters are configured and ${push.refType} ${push.refName} is not the default branch (${defaults.join(' or ')})`,
         };
   }
-  let last: TriggerDecision = { matches: false, reason: 'no push filter matches' };
-  for (const filter of triggers.push) {
-    const decision = filterMatches(filter, push);
+  return firstMatching(triggers.push, (filter) => filterMatches(filter, push), 'push filter');
+}
+
+/**
+ * The first filter that matches, as CodePipeline V2 reads a list of filters (any one starts the run); else
+ * the reason the last one gave (alone, when there is only one filter).
+ */
+function firstMatching<F>(
+  filters: F[],
+  match: (filter: F) => TriggerDecision,
+  kind: string,
+): TriggerDecision {
+  let last: TriggerDecision = { matches: false, reason: `no ${kind} matches` };
+  for (const filter of filters) {
+    const decision = match(filter);
     if (decision.matches) return decision;
     last = decision;
   }
-  return triggers.push.length === 1
-    ? last
-    : { matches: false, reason: `no push filter matches (${last.reason})` };
+  return filters.length === 1 ? last : { matches: false, reason: `no ${kind} matches (${last.reason})` };
 }
 
 function repositoryAllowed(triggers: Triggers, fullName: string): TriggerDecision | undefined {
@@ -209,13 +219,9 @@ export function matchPullRequestTriggers(triggers: Triggers, pr: PullRequest): T
     }
     return pullRequestFilterMatches(PullRequestFilterSchema.parse({}), pr);
   }
-  let last: TriggerDecision = { matches: false, reason: 'no pull request filter matches' };
-  for (const filter of triggers.pullRequest) {
-    const decision = pullRequestFilterMatches(filter, pr);
-    if (decision.matches) return decision;
-    last = decision;
-  }
-  return triggers.pullRequest.length === 1
-    ? last
-    : { matches: false, reason: `no pull request filter matches (${last.reason})` };
+  return firstMatching(
+    triggers.pullRequest,
+    (filter) => pullRequestFilterMatches(filter, pr),
+    'pull request filter',
+  );
 }
