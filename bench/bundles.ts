@@ -38,7 +38,10 @@ const PLUGIN_OPTIONS = [
 const DUMMY_ENVIRONMENT: Record<string, string> = {
   AWS_REGION: 'eu-west-1',
   STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-bench-pipeline',
+  RELEASE_TABLE: 'stepline-bench-release',
   WEBHOOK_PROVIDERS: 'github',
+  STATUS_PROVIDERS: 'github',
+  STATUS_TOKEN_PARAMETER_PREFIX: '/stepline/bench/status-token',
   WEBHOOK_SECRET_PARAMETER_PREFIX: '/stepline/bench/webhook-secret',
   STEPLINE_TRIGGERS: '{}',
   STEPLINE_SETTINGS: '{}',
