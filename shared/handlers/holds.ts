@@ -100,5 +100,6 @@ export function createHoldsHandler(deps: HoldsDeps) {
     return { line, actions: summary };
   }
 
-  return middy(run).use(injectLambdaContext(logger, { resetKeys: true }));
+  // An `enter` event holds the run's task token: never log it, whatever POWERTOOLS_LOGGER_LOG_EVENT says.
+  return middy(run).use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }));
 }
