@@ -37,6 +37,7 @@ import { type LocalSecrets, loadSecrets, localStatusTokens } from './lambda/secr
 import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
+import { testOutcomeInHistory } from './runs/test-outcome.ts';
 import { PRIVATE_DIR_MODE } from './state/permissions.ts';
 import { ExecutionNotRedrivableError } from './state/records.ts';
 import { LocalLineStore } from './state/release-lines.ts';
@@ -459,6 +460,7 @@ export class LocalRuntime {
       testReports: {
         countsOf: async (buildArn, executionArn) => this.#runs.testCounts(buildArn, executionArn),
       },
+      testOutcomes: { of: async (executionArn) => testOutcomeInHistory(this.store.history(executionArn)) },
       statusRecorder: {
         record: (executionArn, status) => {
           if (status.outcome === 'skipped' && !this.#statusesSkipped.has(status.provider)) {

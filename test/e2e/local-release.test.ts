@@ -230,6 +230,15 @@ describe.concurrent('release control on the local mode', () => {
       const featureLine = lines.find((l) => l.line === 'github:local/hello-service:refs/heads/feature');
       expect(featureLine?.environments.find((e) => e.name === 'dev')?.current?.commit).toBe(feature.commit);
 
+      // Each approval request says what passed before it, the Test stage first with its JUnit counts.
+      const requests = (await outbox(stepline)).filter((m) => m.subject.startsWith('Approve prod'));
+      expect(requests).toHaveLength(2);
+      for (const request of requests) {
+        expect(request.body).toMatch(
+          /^Passed: +Test \(\d+ passed\), Image, dev: Infrastructure, dev: Deploy$/m,
+        );
+      }
+
       expect((await decide(stepline, featureGate.approve, 'POST')).status).toBe(200);
       await ended(stepline, feature.run, 'SUCCEEDED');
       expect(await runOf(stepline, main)).toMatchObject({ status: 'RUNNING' });
