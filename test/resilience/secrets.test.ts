@@ -118,6 +118,18 @@ describe('secrets, task tokens and signatures', () => {
       'the success notification',
     );
 
+    // The run's end reaches its line through the "Execution Status Change" event, after the run: the
+    // line's last write (it leaves the line) lands before the search, so the search sees the line settled.
+    await vi.waitFor(
+      () => {
+        const left = local.runtime.lines
+          .snapshot()
+          .every((l) => l.runs.every((r) => r.executionArn !== executionArn));
+        if (!left) throw new Error(`${name} is still in its line`);
+      },
+      { timeout: 10_000, interval: 20 },
+    );
+
     const api = async (path: string) => ({
       place: `GET ${path}`,
       text: (await send(`${local.url}${path}`)).text,
