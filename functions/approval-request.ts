@@ -1,5 +1,7 @@
+import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { SfnTestOutcomes } from '#shared/aws/sfn.ts';
 import { SnsNotifier, SnsSubscriberCounter } from '#shared/aws/sns.ts';
 import { SsmSecretReader } from '#shared/aws/ssm.ts';
 import { requireEnv } from '#shared/config.ts';
@@ -14,6 +16,7 @@ function awsDeps(): ApprovalRequestDeps {
     // This function publishes approval requests only; a notification would fail on the empty ARN.
     notifier: new SnsNotifier(sns, { approvals: topicArn, notifications: '' }),
     subscribers: new SnsSubscriberCounter(sns, topicArn),
+    testOutcomes: new SfnTestOutcomes(new SFNClient({})),
     approvalKey: secretFor('approvalKey', process.env, () => new SsmSecretReader(new SSMClient({}))),
     baseUrl: requireEnv('APPROVAL_BASE_URL'),
     logger: createLogger('approvalRequest'),

@@ -27,6 +27,7 @@ import { chooseSandbox, type Sandbox, type SandboxMode, sandboxMode } from './co
 import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
 import { LocalEventBus } from './eventbridge/bus.ts';
 import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
+import { SAMPLE_APP_REMOTE } from './git/remote.ts';
 import { pushedRepositorySettings } from './git/repositories.ts';
 import { createControlToken } from './http/control-token.ts';
 import { type FunctionConfiguration, functionConfiguration } from './lambda/configuration.ts';
@@ -37,6 +38,7 @@ import { type LocalSecrets, loadSecrets, localStatusTokens } from './lambda/secr
 import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
+import { testOutcomeInHistory } from './runs/test-outcome.ts';
 import { PRIVATE_DIR_MODE } from './state/permissions.ts';
 import { ExecutionNotRedrivableError } from './state/records.ts';
 import { LocalLineStore } from './state/release-lines.ts';
@@ -297,19 +299,45 @@ export class LocalRuntime {
   }
 
   /**
-   * Starts the teardown state machine by hand for one environment, from the source of the latest pipeline
-   * run (as a team does to stop paying for a QA or demo environment).
+   * Starts the teardown state machine by hand for one environment of one repository, from the source of
+   * that repository's latest pipeline run (as a team does to stop paying for a QA or demo environment).
+   * Without a repository: the only one with runs, else the sample app; with runs of several and none of
+   * the sample app, it asks which.
    */
-  async teardown(environment: string): Promise<ExecutionRecord> {
+  async teardown(environment: string, repository?: string): Promise<ExecutionRecord> {
     const name = EnvironmentSchema.shape.name.safeParse(environment);
     if (!name.success)
       throw new InvalidInputError(`Environment "${environment}": ${name.error.issues[0]?.message}`);
-    const latest = this.store
+    const runs = this.store
       .executions()
-      .find((r) => r.stateMachine === 'pipeline' && (r.input as Partial<ExecutionInput>).source);
-    if (!latest) throw new InvalidInputError('No pipeline run yet: there is nothing to tear down');
+      .filter((r) => r.stateMachine === 'pipeline' && (r.input as Partial<ExecutionInput>).source);
+    const repositoryOf = (r: ExecutionRecord) =>
+      (r.input as Partial<ExecutionInput>).push?.repository?.fullName;
+    const repositories = [...new Set(runs.flatMap((r) => repositoryOf(r) ?? []))].sort();
+    if (repositories.length === 0)
+      throw new InvalidInputError('No pipeline run yet: there is nothing to tear down');
+    const chosen =
+      repository ??
+      (repositories.length === 1
+        ? repositories[0]
+        : repositories.find((r) => r === SAMPLE_APP_REMOTE.fullName));
+    if (chosen === undefined) {
+      throw new InvalidInputError(
+        `Runs of several repositories (${repositories.join(', ')}): name the one whose ${environment} to tear down (--repo)`,
+      );
+    }
+    const latest = runs.find((r) => repositoryOf(r) === chosen);
+    if (!latest) {
+      throw new InvalidInputError(
+        `No pipeline run of ${chosen} yet: there is nothing of it to tear down (runs of ${repositories.join(', ')})`,
+      );
+    }
     const { source } = latest.input as ExecutionInput;
-    return this.engine.start('teardown', `teardown-${environment}-${Date.now()}`, { environment, source });
+    return this.engine.start('teardown', `teardown-${environment}-${Date.now()}`, {
+      environment,
+      repository: chosen,
+      source,
+    });
   }
 
   /** Stops every run in flight and every service a local deploy started. */
@@ -451,6 +479,7 @@ export class LocalRuntime {
       testReports: {
         countsOf: async (buildArn, executionArn) => this.#runs.testCounts(buildArn, executionArn),
       },
+      testOutcomes: { of: async (executionArn) => testOutcomeInHistory(this.store.history(executionArn)) },
       statusRecorder: {
         record: (executionArn, status) => {
           if (status.outcome === 'skipped' && !this.#statusesSkipped.has(status.provider)) {

@@ -1,3 +1,4 @@
+import type { TestOutcome } from './pipeline.ts';
 import type { Push } from './push.ts';
 import type { LineState } from './release.ts';
 
@@ -138,6 +139,12 @@ export interface TestReports {
     buildArn: string,
     executionArn: string,
   ): Promise<{ passed: number; failed: number; skipped: number } | undefined>;
+}
+
+/** A run's Test stage outcome, read from its history (GetExecutionHistory on AWS, the local history locally). */
+export interface TestOutcomes {
+  /** Undefined when the run's history holds no Test outcome (the stage has not ended, or no such run). */
+  of(executionArn: string): Promise<TestOutcome | undefined>;
 }
 
 /** Describes an execution by its ARN (DescribeExecution on AWS, the local store locally). */

@@ -1,4 +1,4 @@
-import type { TestOutcome } from './pipeline.ts';
+import { type TestOutcome, TestOutcomeSchema } from './pipeline.ts';
 
 /** One failed test case, as people read it. */
 export interface FailedTest {
@@ -73,4 +73,36 @@ export function testCounts(summary: TestSummary): string {
     ...(summary.failed > 0 ? [`${summary.failed} failed`] : []),
     ...(summary.skipped > 0 ? [`${summary.skipped} skipped`] : []),
   ].join(', ');
+}
+
+/**
+ * The state every push or pull-request run enters right after its Test stage (run or skipped): its input
+ * holds the Test outcome at `test`, so a run's history says there how its tests fared.
+ */
+export const AFTER_TEST_STATE = 'Pull request run?';
+
+/** The Test outcome a state's input holds at `test`; undefined when there is none or it is not one. */
+export function testOutcomeIn(stateData: unknown): TestOutcome | undefined {
+  if (stateData === null || typeof stateData !== 'object' || !('test' in stateData)) return undefined;
+  const parsed = TestOutcomeSchema.safeParse(stateData.test);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/**
+ * What passed before an approval, with the Test stage at its head when it ran (a run reaches an approval
+ * only once its tests passed), its counts when its reports say them.
+ *
+ * @example
+ * ```ts
+ * passedWithTest(['Image', 'dev: Infrastructure', 'dev: Deploy'], outcome);
+ * // ['Test (12 passed, 1 skipped)', 'Image', 'dev: Infrastructure', 'dev: Deploy']
+ * ```
+ */
+export function passedWithTest(passed: string[], test: TestOutcome | undefined): string[] {
+  if (test === undefined || passed.some((stage) => stage === 'Test' || stage.startsWith('Test ('))) {
+    return passed;
+  }
+  const summary = summariseTests(test);
+  if (!summary.ran) return passed;
+  return [summary.reports > 0 ? `Test (${testCounts(summary)})` : 'Test', ...passed];
 }

@@ -1,4 +1,6 @@
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { inspectRepository } from '#local/git/repositories.ts';
 import { CONTROL_TOKEN_FILE, readControlToken } from '#local/http/control-token.ts';
 import type { RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import { SteplineError } from '#shared/errors.ts';
@@ -184,12 +186,28 @@ export async function restartRun(client: Client, run: string): Promise<void> {
   client.print(`started ${restarted.name}`);
 }
 
-/** `stepline teardown <env>`: starts the teardown state machine for one environment. */
-export async function teardown(client: Client, environment: string): Promise<void> {
-  const started = await api<{ name: string }>(client, `/api/teardown/${encodeURIComponent(environment)}`, {
-    method: 'POST',
-  });
-  client.print(`started ${started.name}`);
+/**
+ * `stepline teardown <env> [--repo <path or owner/name>]`: starts the teardown state machine for one
+ * environment of one repository (a folder names the repository its runs carry, as `start --repo` names it).
+ * Without `--repo`, the running stepline picks the only repository with runs, else the sample app.
+ */
+export async function teardown(client: Client, environment: string, repo?: string): Promise<void> {
+  const repository = repo === undefined ? undefined : await repositoryNamed(repo);
+  const query = repository === undefined ? '' : `?${new URLSearchParams({ repository })}`;
+  const started = await api<{ name: string }>(
+    client,
+    `/api/teardown/${encodeURIComponent(environment)}${query}`,
+    { method: 'POST' },
+  );
+  client.print(`started ${started.name}${repository === undefined ? '' : ` (${repository})`}`);
+}
+
+/** The full name runs carry for `--repo`: a folder's (its origin's `owner/name`, else `local/<folder>`), or `owner/name` as given. */
+async function repositoryNamed(repo: string): Promise<string> {
+  const folder = await stat(repo).catch(() => undefined);
+  if (folder?.isDirectory()) return (await inspectRepository(repo)).fullName;
+  if (/^[\w.-]+(\/[\w.-]+)+$/.test(repo)) return repo;
+  throw new SteplineError(`--repo ${repo}: neither a folder nor a repository's owner/name`);
 }
 
 /** `stepline logs <run> [--follow]`: each build's log, and with `follow` what they add until the run ends. */

@@ -1,7 +1,7 @@
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { git } from '#local/git/command.ts';
-import { createLocalRemote, pushSampleApp } from '#local/git/remote.ts';
+import { createLocalRemote, pushSampleApp, SAMPLE_APP_REMOTE } from '#local/git/remote.ts';
 import {
   checkBuildspecs,
   checkCommittedBuildspecs,
@@ -175,7 +175,7 @@ async function pushRepository(repository: LocalRepository, remotePath: string) {
 async function remoteFor(options: LocalOptions, serverUrl: string) {
   const remote = await createLocalRemote({
     stateDir: options.stateDir,
-    name: 'hello-service',
+    name: SAMPLE_APP_REMOTE.name,
     webhookUrl: `${serverUrl}/webhooks/github`,
   });
   const fresh = await access(join(remote.remotePath, 'refs', 'heads', 'main')).then(

@@ -201,8 +201,15 @@ function program(): Command {
   clientCommand(
     stepline,
     'teardown <env>',
-    "tear one environment down (the teardown state machine, from the latest run's commit)",
-  ).action((environment: string, options) => remote().then((c) => c.teardown(client(options), environment)));
+    "tear one environment of a repository down (the teardown state machine, from its latest run's commit)",
+  )
+    .option(
+      '--repo <path or owner/name>',
+      'the repository whose environment to tear down (default: the only one with runs, else the sample app)',
+    )
+    .action((environment: string, options) =>
+      remote().then((c) => c.teardown(client(options), environment, options.repo)),
+    );
   return stepline;
 }
 

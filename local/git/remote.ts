@@ -26,6 +26,9 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** The sample app's local remote (`.stepline/git/hello-service.git`) and the name its runs carry. */
+export const SAMPLE_APP_REMOTE = { name: 'hello-service', fullName: 'local/hello-service' } as const;
+
 /** The provider the push hook posts as: its deliveries are GitHub push webhooks. */
 export const HOOK_PROVIDER: WebhookProvider = 'github';
 

@@ -57,7 +57,7 @@ export async function serveApi(
   }
   if (req.method === 'POST' && resource === 'teardown' && id !== undefined) {
     try {
-      const record = await runtime.teardown(id);
+      const record = await runtime.teardown(id, url.searchParams.get('repository') || undefined);
       return sendJson(res, 202, { name: record.name, executionArn: record.executionArn });
     } catch (error) {
       if (isClientError(error)) return sendJson(res, error.status, { message: error.message });

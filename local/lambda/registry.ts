@@ -21,6 +21,7 @@ import type {
   RunStatusReader,
   RunStopper,
   TaskDecider,
+  TestOutcomes,
   TestReports,
 } from '#shared/ports.ts';
 import type { Push } from '#shared/push.ts';
@@ -66,6 +67,8 @@ export interface LocalPorts {
   statusRecorder: StatusRecorder;
   /** The test counts of a run's finished builds (their JUnit summaries). */
   testReports: TestReports;
+  /** A run's Test outcome, from its history. */
+  testOutcomes: TestOutcomes;
 }
 
 /** One function the local mode can run: the module Lambda runs, and its factory with typed deps. */
@@ -120,6 +123,7 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
       baseUrl: ports.approvalBaseUrl,
       logger: ports.logger(key),
       now: ports.now,
+      testOutcomes: ports.testOutcomes,
     }),
   ),
   approval: registered('functions/approval.ts', createApprovalHandler, (ports, key) => ({

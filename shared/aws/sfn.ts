@@ -3,6 +3,7 @@ import {
   ExecutionAlreadyExists,
   ExecutionDoesNotExist,
   InvalidToken,
+  paginateGetExecutionHistory,
   paginateListExecutions,
   SendTaskFailureCommand,
   SendTaskSuccessCommand,
@@ -13,6 +14,7 @@ import {
   TaskTimedOut,
 } from '@aws-sdk/client-sfn';
 import { TaskNoLongerWaitingError } from '../errors.ts';
+import type { TestOutcome } from '../pipeline.ts';
 import type {
   ExecutionDescription,
   ExecutionInputs,
@@ -23,8 +25,10 @@ import type {
   RunStopper,
   StartPipelineResult,
   TaskDecider,
+  TestOutcomes,
 } from '../ports.ts';
 import { SUPERSEDED_ERROR } from '../release.ts';
+import { AFTER_TEST_STATE, testOutcomeIn } from '../test-reports.ts';
 
 /** Starts executions of one state machine. `ExecutionAlreadyExists` means the run was already started. */
 export class SfnPipelineStarter implements PipelineStarter {
@@ -192,6 +196,37 @@ export class SfnExecutionInputs implements ExecutionInputs {
       if (error instanceof ExecutionDoesNotExist) return undefined;
       throw error;
     }
+  }
+}
+
+/**
+ * A run's Test outcome from its history (GetExecutionHistory, oldest first, with execution data): the input
+ * of the state entered right after the Test stage holds it at `test`. That state comes early in the run,
+ * so the first page (100 events) usually holds it; paging stops there.
+ * https://docs.aws.amazon.com/step-functions/latest/apireference/API_GetExecutionHistory.html
+ * (`includeExecutionData` defaults to true) and
+ * https://docs.aws.amazon.com/step-functions/latest/apireference/API_StateEnteredEventDetails.html
+ * (`name`, `input`). The role needs states:GetExecutionHistory on the pipeline's executions.
+ */
+export class SfnTestOutcomes implements TestOutcomes {
+  readonly #client: SFNClient;
+
+  constructor(client: SFNClient) {
+    this.#client = client;
+  }
+
+  async of(executionArn: string): Promise<TestOutcome | undefined> {
+    const pages = paginateGetExecutionHistory(
+      { client: this.#client },
+      { executionArn, includeExecutionData: true, reverseOrder: false },
+    );
+    for await (const page of pages) {
+      for (const event of page.events ?? []) {
+        const entered = event.stateEnteredEventDetails;
+        if (entered?.name === AFTER_TEST_STATE) return testOutcomeIn(parseInput(entered.input));
+      }
+    }
+    return undefined;
   }
 }
 

@@ -2,7 +2,9 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { approvalRequestNotification, mintApprovalLinks, parseApprovalRequest } from '#shared/approval.ts';
 import type { Logger } from '#shared/logger.ts';
-import type { Notifier, SubscriberCounter } from '#shared/ports.ts';
+import type { ApprovalRequest } from '#shared/pipeline.ts';
+import type { Notifier, SubscriberCounter, TestOutcomes } from '#shared/ports.ts';
+import { passedWithTest } from '#shared/test-reports.ts';
 
 /** What the approval gate's Lambda needs. */
 export interface ApprovalRequestDeps {
@@ -18,6 +20,11 @@ export interface ApprovalRequestDeps {
    * (the local mode's outbox).
    */
   subscribers?: SubscriberCounter;
+  /**
+   * Reads the run's Test outcome, so the request says the tests passed (and how many) before the stages
+   * the state machine lists; without it, or when it fails, the request lists those stages alone.
+   */
+  testOutcomes?: TestOutcomes;
 }
 
 /** How long a count of the topic's subscribers is trusted before it is asked again. */
@@ -62,8 +69,23 @@ export function createApprovalRequestHandler(deps: ApprovalRequestDeps) {
     }
   };
 
+  const withTest = async (request: ApprovalRequest): Promise<ApprovalRequest> => {
+    if (deps.testOutcomes === undefined) return request;
+    try {
+      return {
+        ...request,
+        passed: passedWithTest(request.passed, await deps.testOutcomes.of(request.executionArn)),
+      };
+    } catch (error) {
+      deps.logger.warn('Could not read the Test stage of the run; the request lists the other stages', {
+        error: (error as Error).name,
+      });
+      return request;
+    }
+  };
+
   const run = async (event: unknown): Promise<void> => {
-    const request = parseApprovalRequest(event);
+    const request = await withTest(parseApprovalRequest(event));
     const links = mintApprovalLinks(request, await deps.approvalKey(), deps.baseUrl);
     await deps.notifier.publish(approvalRequestNotification(request, links, deps.now()));
     deps.logger.info('Approval requested', {

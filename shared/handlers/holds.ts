@@ -100,6 +100,6 @@ export function createHoldsHandler(deps: HoldsDeps) {
     return { line, actions: summary };
   }
 
-  // Never the event: an "enter" carries its task token (POWERTOOLS_LOGGER_LOG_EVENT must not log it).
+  // An `enter` event holds the run's task token: never log it, whatever POWERTOOLS_LOGGER_LOG_EVENT says.
   return middy(run).use(injectLambdaContext(logger, { resetKeys: true, logEvent: false }));
 }

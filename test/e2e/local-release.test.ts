@@ -49,6 +49,7 @@ async function push(
   stepline: Stepline,
   change: string,
   alter: (source: string) => Promise<void> = async () => undefined,
+  branch = 'main',
 ): Promise<{ commit: string; run: string }> {
   const source = join(stepline.scope.root, `app-${change}`);
   await copySampleApp(source);
@@ -58,6 +59,7 @@ async function push(
     remotePath: stepline.remote,
     workDir: join(stepline.scope.root, 'clone'),
     sourceDir: source,
+    branch,
     message: change,
   });
   const run = await pollUntil(`the run of ${change}`, async () =>
@@ -204,6 +206,48 @@ describe.concurrent('release control on the local mode', () => {
     await ended(stepline, d.run, 'SUCCEEDED');
     expect(await prodVersion(stepline)).toContain(d.commit.slice(0, 7));
   }, 180_000);
+
+  for (const mode of ['SUPERSEDED', 'QUEUED'] as const) {
+    it(`${mode}: runs of different branches never block each other — feature deploys dev and prod while main waits at prod's gate`, async ({
+      onTestFinished,
+    }) => {
+      const scope = await LocalTestScope.create(
+        `stepline-e2e-branches-${mode.toLowerCase()}-`,
+        onTestFinished,
+      );
+      const stepline = await start(scope, [
+        'triggers={"push":[{"branches":{"includes":["**"]}}]}',
+        `settings={"executionMode":"${mode}"}`,
+      ]);
+      const main = (await stepline.process.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
+      const mainGate = await prodGate(stepline, main);
+
+      // A newer push, on another branch: were lines per repository, it would retire main's run at its gate
+      // (SUPERSEDED) or have main's later approval refused as older (QUEUED).
+      const feature = await push(stepline, 'feature-change', undefined, 'feature');
+      const featureGate = await prodGate(stepline, feature.run);
+      const lines = await getJson<LineView[]>(`${stepline.url}/api/environments`, scope.stateDir);
+      const featureLine = lines.find((l) => l.line === 'github:local/hello-service:refs/heads/feature');
+      expect(featureLine?.environments.find((e) => e.name === 'dev')?.current?.commit).toBe(feature.commit);
+
+      // Each approval request says what passed before it, the Test stage first with its JUnit counts.
+      const requests = (await outbox(stepline)).filter((m) => m.subject.startsWith('Approve prod'));
+      expect(requests).toHaveLength(2);
+      for (const request of requests) {
+        expect(request.body).toMatch(
+          /^Passed: +Test \(\d+ passed\), Image, dev: Infrastructure, dev: Deploy$/m,
+        );
+      }
+
+      expect((await decide(stepline, featureGate.approve, 'POST')).status).toBe(200);
+      await ended(stepline, feature.run, 'SUCCEEDED');
+      expect(await runOf(stepline, main)).toMatchObject({ status: 'RUNNING' });
+      expect((await decide(stepline, mainGate.approve, 'POST')).status).toBe(200);
+      const done = await ended(stepline, main, 'SUCCEEDED');
+      expect(done.supersededBy).toBeUndefined();
+      expect((await outbox(stepline)).filter((m) => /superseded by|^Refused:/.test(m.subject))).toEqual([]);
+    }, 120_000);
+  }
 
   it('SIGKILL while one run holds dev and another waits at the prod gate: after restart no hold is orphaned and the line goes on', async ({
     onTestFinished,

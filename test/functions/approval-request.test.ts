@@ -9,7 +9,7 @@ import {
   SUBSCRIBER_CHECK_INTERVAL_MS,
 } from '#shared/handlers/approval-request.ts';
 import { createLogger } from '#shared/logger.ts';
-import type { ApprovalRequest } from '#shared/pipeline.ts';
+import type { ApprovalRequest, TestOutcome } from '#shared/pipeline.ts';
 import { lambdaContext } from '../helpers/lambda.ts';
 
 const KEY = 'approval-key-for-tests-0123456789';
@@ -253,5 +253,48 @@ describe('approvalRequest handler: nobody confirmed the approvals subscription',
     clock += SUBSCRIBER_CHECK_INTERVAL_MS;
     await warm(gatePayload(), lambdaContext());
     expect(sns).toHaveReceivedCommandTimes(ListSubscriptionsByTopicCommand, 2);
+  });
+});
+
+describe('approvalRequest handler with the run’s Test outcome', () => {
+  const withTests = (of: () => Promise<TestOutcome | undefined>) =>
+    createApprovalRequestHandler({
+      notifier: new SnsNotifier(new SNSClient({}), { approvals: TOPIC_ARN, notifications: '' }),
+      approvalKey: async () => KEY,
+      baseUrl: BASE_URL,
+      logger: createLogger('approvalRequest'),
+      now: () => new Date(),
+      testOutcomes: { of },
+    }) as unknown as Handler;
+  const reports = (counts: Record<string, number>) => ({
+    reports: [
+      { Arn: 'arn:report', Read: { Reports: [{ TestSummary: { StatusCounts: counts } }] }, Failed: {} },
+    ],
+  });
+
+  it('lists the Test stage first among what passed, with its counts', async () => {
+    await withTests(async () => reports({ SUCCEEDED: 12, SKIPPED: 1 }))(gatePayload(), lambdaContext());
+
+    expect(publishedMessage().Message).toMatch(
+      /^Passed: +Test \(12 passed, 1 skipped\), Infrastructure, Image, dev: Deploy$/m,
+    );
+  });
+
+  it('lists Test without counts when it named no reports, and nothing more when it was skipped', async () => {
+    await withTests(async () => ({ reports: [] }))(gatePayload(), lambdaContext());
+    expect(publishedMessage().Message).toMatch(/^Passed: +Test, Infrastructure, Image, dev: Deploy$/m);
+
+    sns.resetHistory();
+    await withTests(async () => ({ skipped: true }))(gatePayload(), lambdaContext());
+    expect(publishedMessage().Message).toMatch(/^Passed: +Infrastructure, Image, dev: Deploy$/m);
+  });
+
+  it('still asks for approval when the Test outcome cannot be read, listing the other stages', async () => {
+    await withTests(async () => {
+      throw Object.assign(new Error('denied'), { name: 'AccessDeniedException' });
+    })(gatePayload(), lambdaContext());
+
+    expect(publishedMessage().Message).toMatch(/^Passed: +Infrastructure, Image, dev: Deploy$/m);
+    expect(logged.join('')).toContain('AccessDeniedException');
   });
 });

@@ -54,6 +54,17 @@ describe('the holds function', () => {
     expect(logged.join('')).not.toContain(TOKEN);
   });
 
+  it('logs no task token even when event logging is asked for at DEBUG', async () => {
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'DEBUG');
+    vi.stubEnv('POWERTOOLS_LOGGER_LOG_EVENT', 'true');
+    const { invoke } = holds();
+
+    await invoke({ action: 'enter', ...run(1), environment: 'dev', taskToken: TOKEN });
+
+    expect(logged.join('')).toContain('Release task done');
+    expect(logged.join('')).not.toContain(TOKEN);
+  });
+
   it('refuses an older commit with Environment.Behind and a notification naming both commits', async () => {
     const { invoke, record } = holds();
     for (const n of [2, 1]) await invoke({ action: 'join', ...run(n), environments: PLAN });

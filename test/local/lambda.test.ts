@@ -52,6 +52,7 @@ function portsPublishingTo(
     runLink: (executionArn) => `http://127.0.0.1:4700/#/runs/${executionArn}`,
     statusRecorder: { record: async () => undefined },
     testReports: { countsOf: async () => undefined },
+    testOutcomes: { of: async () => undefined },
   };
   return ports;
 }

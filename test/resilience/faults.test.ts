@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuild } from '#local/codebuild/build-runner.ts';
 import type { OutboxMessage } from '#local/state/store.ts';
+import { type LineView, runName } from '#shared/release.ts';
 import { isRunning } from '../helpers/sample-app.ts';
 import { record } from './figures.ts';
 import {
@@ -109,6 +110,25 @@ function untilEnded(url: string, names: string[], what: string): Promise<RunSumm
     what,
     90_000,
   );
+}
+
+/**
+ * Holds and waits the local server's lines still keep for runs that are no longer running: after a
+ * SIGKILL and a restart, an interrupted run must have let go of every environment it held or waited for.
+ */
+async function orphanedHolds(url: string): Promise<number> {
+  const [lines, all] = await Promise.all([getJson<LineView[]>(`${url}/api/environments`), runs(url)]);
+  const running = new Set(all.filter((r) => r.status === 'RUNNING').map((r) => r.name));
+  const orphaned = (executionArn: string) => (running.has(runName(executionArn)) ? 0 : 1);
+  return lines
+    .flatMap((line) => line.environments)
+    .reduce(
+      (sum, e) =>
+        sum +
+        (e.holder ? orphaned(e.holder.executionArn) : 0) +
+        e.waiting.reduce((waits, w) => waits + orphaned(w.executionArn), 0),
+      0,
+    );
 }
 
 async function deliveryLines(
@@ -217,9 +237,11 @@ describe('the runtime killed with SIGKILL', () => {
     phases.push(`ended ${Date.now() - t0}`);
     const runsByRef = new Map<string, number>();
     for (const r of ended) runsByRef.set(`${r.ref}`, (runsByRef.get(`${r.ref}`) ?? 0) + 1);
+    const orphaned = await orphanedHolds(second.url);
 
     record(task, {
       cases: { 'fault: SIGKILL mid-build / mid-delivery': 1 },
+      orphanedHolds: orphaned,
       lost,
       duplicated: duplicated + [...runsByRef.values()].filter((c) => c > 1).length,
       faultsInjected: 1,
@@ -229,6 +251,7 @@ describe('the runtime killed with SIGKILL', () => {
     expect(new Set(restartedNames).size).toBe(interrupted.length);
     expect(ended.map((r) => r.status)).toEqual(Array(interrupted.length).fill('SUCCEEDED'));
     expect(ended.map((r) => r.restartOf).sort()).toEqual(interrupted.map((r) => r.name).sort());
+    expect(orphaned).toBe(0);
     console.info(
       `SIGKILL mid-build: ${accepted.length} deliveries accepted before the kill, ${unanswered} unanswered, ${lost} lost; ${interrupted.length} interrupted runs restarted and succeeded (ms: ${phases.join(', ')})`,
     );
@@ -269,9 +292,11 @@ describe('the runtime killed with SIGKILL', () => {
     );
     const decided = await send(newApproval.approve, { method: 'POST', headers: form, body: 'name=ada' });
     const [ended] = await untilEnded(second.url, [restartedName], 'the restarted run to end');
+    const orphaned = await orphanedHolds(second.url);
 
     record(task, {
       cases: { 'fault: SIGKILL mid-approval': 1 },
+      orphanedHolds: orphaned,
       lost: interrupted ? 0 : 1,
       duplicated: oldLinkNewServer.status === 200 ? 1 : 0,
       serverErrors: [oldLinkNewServer.status, decided.status].filter((s) => s >= 500).length,
@@ -284,6 +309,62 @@ describe('the runtime killed with SIGKILL', () => {
     expect(restart.status).toBe(202);
     expect(decided.status).toBe(200);
     expect(ended).toMatchObject({ status: 'SUCCEEDED', restartOf: name });
+    expect(orphaned).toBe(0);
+    await kill(second);
+  });
+});
+
+describe('the runtime killed with SIGKILL while a run holds an environment', () => {
+  it('leaves no orphaned hold after the restart, and the next run of the line deploys the environment', async ({
+    task,
+  }) => {
+    const stateDir = join(dir, 'state-hold');
+    const params = [ANY_REF_TRIGGERS, settingsParam([{ name: 'dev' }])];
+    const ref = 'refs/heads/hold/1';
+    const held = await repo.commit({ mode: 'hold-gate\n' }, 'Holds dev until the gate opens');
+    const first = await cli(stateDir, params);
+    const secret = (await readFile(join(stateDir, 'webhook-secret-github'), 'utf8')).trim();
+    const answer = await pushTo(first.url, secret, { repo, after: held, ref });
+    const [name = ''] = (answer.json as { started: string[] }).started;
+    await untilApi(
+      first.url,
+      async () =>
+        (await getJson<LineView[]>(`${first.url}/api/environments`))
+          .flatMap((line) => line.environments)
+          .find((e) => e.name === 'dev' && e.holder && runName(e.holder.executionArn) === name),
+      'the run to hold dev',
+    );
+    await kill(first);
+
+    const second = await cli(stateDir, params);
+    const [interrupted] = (await runs(second.url)).filter((r) => r.name === name);
+    const orphanedAtRestart = await orphanedHolds(second.url);
+    // Recorded at once, so the summary counts an orphaned hold even when the line then stays blocked.
+    record(task, {
+      cases: { 'fault: SIGKILL holding an environment': 1 },
+      lost: interrupted ? 0 : 1,
+      orphanedHolds: orphanedAtRestart,
+      faultsInjected: 1,
+    });
+    expect(interrupted?.status).toBe('INTERRUPTED');
+    expect(orphanedAtRestart).toBe(0);
+
+    const next = await repo.commit({ mode: 'echo\n' }, 'The next push of the line');
+    const pushed = await pushTo(second.url, secret, { repo, before: held, after: next, ref });
+    const [nextName = ''] = (pushed.json as { started: string[] }).started;
+    const [ended] = await untilEnded(second.url, [nextName], 'the next run of the line to end');
+    const dev = (await getJson<LineView[]>(`${second.url}/api/environments`))
+      .flatMap((line) => line.environments)
+      .find((e) => e.name === 'dev');
+    const orphanedAtEnd = await orphanedHolds(second.url);
+
+    record(task, {
+      orphanedHolds: orphanedAtEnd,
+      faultsSurvived: ended?.status === 'SUCCEEDED' && dev?.current?.commit === next ? 1 : 0,
+    });
+    expect(orphanedAtEnd).toBe(0);
+    expect(ended?.status).toBe('SUCCEEDED');
+    expect(dev).toMatchObject({ holder: null, waiting: [], current: { commit: next } });
     await kill(second);
   });
 });

@@ -118,6 +118,18 @@ describe('secrets, task tokens and signatures', () => {
       'the success notification',
     );
 
+    // The run's end reaches its line through the "Execution Status Change" event, after the run: the
+    // line's last write (it leaves the line) lands before the search, so the search sees the line settled.
+    await vi.waitFor(
+      () => {
+        const left = local.runtime.lines
+          .snapshot()
+          .every((l) => l.runs.every((r) => r.executionArn !== executionArn));
+        if (!left) throw new Error(`${name} is still in its line`);
+      },
+      { timeout: 10_000, interval: 20 },
+    );
+
     const api = async (path: string) => ({
       place: `GET ${path}`,
       text: (await send(`${local.url}${path}`)).text,
@@ -132,6 +144,12 @@ describe('secrets, task tokens and signatures', () => {
     ]);
     // The secrets' own files (mode 0600, read by the local git hook), the user's parameters and the
     // control token's file (read by the CLI) are the places the values are meant to be.
+    // `lines/` is searched like the rest. While a run waits to enter an environment, its line's file holds
+    // that wait's task token: the ledger must keep it to resume the run when the run ahead leaves (on AWS
+    // the release table holds it for the same reason). It is the token of the hold's wait, not of an
+    // approval gate: it lets the run into an environment its own gate already passed, nothing more. So it
+    // stays there, in a 0600 file of a 0700 folder like the secrets above, and leaves the file as soon as
+    // the run is resumed, refused or ends — which this search, after the run, holds stepline to.
     const meant = [
       'webhook-secret-github',
       'webhook-secret-gitlab',
@@ -184,6 +202,13 @@ describe('secrets, task tokens and signatures', () => {
     expect(found).toEqual([]);
     const imageLog = answers.find((a) => a.place.includes('stepline-local-image'))?.text ?? '';
     expect(imageLog).toContain('the password is ***');
+    // A line's file (its temporary one, while a last write lands, is renamed over it).
+    const lineFiles = files.filter((file) => file.startsWith('lines/') && file.endsWith('.json'));
+    expect(lineFiles.length).toBeGreaterThan(0);
+    expect((await stat(join(local.stateDir, 'lines'))).mode & 0o777).toBe(0o700);
+    for (const file of lineFiles) {
+      expect((await stat(join(local.stateDir, file))).mode & 0o777, file).toBe(0o600);
+    }
     // GitHub's is written for the git hook even when it comes from the environment; Bitbucket's is generated.
     for (const provider of ['github', 'bitbucket']) {
       expect((await stat(join(local.stateDir, `webhook-secret-${provider}`))).mode & 0o777).toBe(0o600);

@@ -15,6 +15,7 @@ import {
 const teardown = loadProjectStateMachine('teardown');
 const INPUT = {
   environment: 'qa',
+  repository: 'acme/shop',
   source: { type: 'GITHUB', location: 'https://github.com/acme/shop.git', version: 'a1b2c3d4' },
 };
 
@@ -39,6 +40,7 @@ describe('statemachines/teardown.asl.json', () => {
     });
     expect(buildEnvironment(build?.input ?? {})).toEqual({
       STEPLINE_ENVIRONMENT: 'qa',
+      STEPLINE_REPOSITORY: 'acme/shop',
       STEPLINE_COMMIT: 'a1b2c3d4',
       STEPLINE_EXECUTION_ID: TEST_EXECUTION_ARN,
     });

@@ -217,6 +217,14 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
       Action: 'sns:ListSubscriptionsByTopic',
       Resource: { Ref: 'ApprovalsTopic' },
     },
+    // GetExecutionHistory is an execution-level action, so it takes the pipeline's executions as resource:
+    // https://docs.aws.amazon.com/step-functions/latest/dg/concept-create-iam-advanced.html
+    {
+      Sid: 'ReadRunHistory',
+      Effect: 'Allow',
+      Action: 'states:GetExecutionHistory',
+      Resource: pipelineExecutions,
+    },
     {
       Sid: 'ReadApprovalKey',
       Effect: 'Allow',

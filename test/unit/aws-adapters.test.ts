@@ -3,6 +3,7 @@ import {
   DescribeExecutionCommand,
   ExecutionAlreadyExists,
   ExecutionDoesNotExist,
+  GetExecutionHistoryCommand,
   SendTaskSuccessCommand,
   SFNClient,
   StartExecutionCommand,
@@ -14,7 +15,7 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { EventBridgeMilestoneEmitter } from '#shared/aws/eventbridge.ts';
-import { SfnExecutionInputs, SfnPipelineStarter, SfnTaskDecider } from '#shared/aws/sfn.ts';
+import { SfnExecutionInputs, SfnPipelineStarter, SfnTaskDecider, SfnTestOutcomes } from '#shared/aws/sfn.ts';
 import { SnsNotifier, snsSubject } from '#shared/aws/sns.ts';
 import { SECRET_MIN_REFETCH_MS, SsmSecretReader } from '#shared/aws/ssm.ts';
 import { TaskNoLongerWaitingError } from '#shared/errors.ts';
@@ -195,5 +196,51 @@ describe('SfnExecutionInputs', () => {
     const inputs = new SfnExecutionInputs(new SFNClient({}));
     await expect(inputs.describe(arn)).resolves.toEqual({ input: undefined, status: 'RUNNING' });
     await expect(inputs.describe(`${arn}-gone`)).resolves.toBeUndefined();
+  });
+});
+
+describe('SfnTestOutcomes', () => {
+  const arn = 'arn:aws:states:us-east-1:123456789012:execution:stepline-dev-pipeline:run-1';
+  const entered = (id: number, name: string, input: unknown) => ({
+    id,
+    type: 'ChoiceStateEntered',
+    timestamp: new Date('2026-12-03T07:00:00Z'),
+    stateEnteredEventDetails: { name, input: JSON.stringify(input) },
+  });
+  const outcome = {
+    reports: [
+      {
+        Arn: 'arn:aws:codebuild:us-east-1:123456789012:report/stepline-dev-test-junit:1',
+        Read: { Reports: [{ TestSummary: { StatusCounts: { SUCCEEDED: 12, SKIPPED: 1 } } }] },
+        Failed: {},
+      },
+    ],
+  };
+
+  it('reads the Test outcome from the input of the state entered after the Test stage, paging no further', async () => {
+    sfn
+      .on(GetExecutionHistoryCommand, { executionArn: arn, nextToken: undefined })
+      .resolves({
+        events: [entered(2, 'Test enabled?', { test: { skipped: true } })],
+        nextToken: 'page-2',
+      } as never)
+      .on(GetExecutionHistoryCommand, { executionArn: arn, nextToken: 'page-2' })
+      .resolves({
+        events: [entered(9, 'Pull request run?', { settings: {}, test: outcome })],
+        nextToken: 'page-3',
+      } as never);
+
+    await expect(new SfnTestOutcomes(new SFNClient({})).of(arn)).resolves.toEqual(outcome);
+    expect(sfn).toHaveReceivedCommandTimes(GetExecutionHistoryCommand, 2);
+    expect(sfn).toHaveReceivedCommandWith(GetExecutionHistoryCommand, {
+      executionArn: arn,
+      includeExecutionData: true,
+      reverseOrder: false,
+    });
+  });
+
+  it('gives nothing when the history has not got there yet', async () => {
+    sfn.on(GetExecutionHistoryCommand).resolves({ events: [entered(2, 'Test enabled?', {})] } as never);
+    await expect(new SfnTestOutcomes(new SFNClient({})).of(arn)).resolves.toBeUndefined();
   });
 });
