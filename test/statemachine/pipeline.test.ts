@@ -157,6 +157,15 @@ describe('a passing run with the default environments', () => {
         imageUri: TEST_IMAGE_URI,
         deployed: ['dev', 'prod'],
         approvals: [APPROVED],
+        attempts: {
+          test: 1,
+          image: 1,
+          environments: [
+            { infrastructure: 1, deploy: 1 },
+            { infrastructure: 1, deploy: 1 },
+          ],
+        },
+        retries: { test: 0, image: 0, infrastructure: 0, deploy: 0 },
         test: {
           reports: [
             {
@@ -547,7 +556,7 @@ describe('a notification that cannot be sent', () => {
 });
 
 describe('state transitions of a passing run', () => {
-  it('count 34 for dev and prod (with approval), 46 for four environments: the Test stage and its report, a line joined, each environment entered and left', async () => {
+  it('count 35 for dev and prod (with approval), 47 for four environments: the attempt counters, the Test stage and its report, a line joined, each environment entered and left', async () => {
     const two = await countPassingRunTransitions([
       { name: 'dev', approval: false },
       { name: 'prod', approval: true },
@@ -559,7 +568,7 @@ describe('state transitions of a passing run', () => {
       { name: 'prod', approval: true },
     ]);
 
-    expect(two).toBe(34);
-    expect(four).toBe(46);
+    expect(two).toBe(35);
+    expect(four).toBe(47);
   });
 });
