@@ -286,6 +286,12 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     /** The error and cause Step Functions caught (`States.TaskFailed`, the build JSON, …). */
     error: z.string(),
     cause: z.string().optional(),
+    /**
+     * The run's redrive count when the stage failed (`failedIn`) and now (`current`). Present, the notify
+     * task also ends the run with `Pipeline.StageFailed` after notifying; in a redrive (`current` above
+     * `failedIn`) it notifies nothing and the state machine runs the stage again.
+     */
+    redrive: z.object({ failedIn: z.number().int().min(0), current: z.number().int().min(0) }).optional(),
     /** The attempt the stage failed on, of how many its retries allowed (`{ number: 3, of: 3 }`). */
     attempt: z.object({ number: z.number().int().min(1), of: z.number().int().min(1) }).optional(),
   }),

@@ -18,6 +18,7 @@ import {
   passingHandlers,
   RESOURCE,
   runStateMachine,
+  statesEntered,
   stepFunctionsError,
   type TaskCall,
   type TaskInput,
@@ -543,7 +544,7 @@ describe('a notification that cannot be sent', () => {
     expect(callsTo(run, 'Deploy')).toHaveLength(2);
   });
 
-  it('does not hide a failed stage', async () => {
+  it('does not hide a failed stage: the run fails at its notification, which a redrive reruns', async () => {
     const run = await runStateMachine(pipeline, anExecutionInput(), {
       handlers: {
         ...failingBuild('Deploy', 'dev'),
@@ -551,7 +552,16 @@ describe('a notification that cannot be sent', () => {
       },
     });
 
-    expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
+    expect(run).toMatchObject({ status: 'FAILED', error: 'Lambda.Unknown' });
+    const entered = statesEntered(run);
+    expect(entered.slice(entered.indexOf('Deploy'), entered.indexOf('Deploy') + 4)).toEqual([
+      'Deploy',
+      'Retry Deploy?',
+      'Record the Deploy failure',
+      'Notify Deploy failure',
+    ]);
+    expect(entered).not.toContain('Stage failed');
+    expect(callsTo(run, 'Approval')).toEqual([]);
   });
 });
 

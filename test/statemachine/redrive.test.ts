@@ -12,6 +12,7 @@ import {
   buildFailed,
   buildSucceeded,
   loadProjectStateMachine,
+  notifyAsDeployed,
   RESOURCE,
   TEST_IMAGE_URI,
 } from '../helpers/asl-harness.ts';
@@ -74,7 +75,7 @@ function engineWith(failing: { stage: Stage; broken: () => boolean; hangs?: bool
       calls.push(
         context.stateName === 'Leave environment' ? label(input, context.stateName) : context.stateName,
       );
-      return { StatusCode: 200, Payload: null };
+      return notifyAsDeployed(input);
     },
     [RESOURCE.lambdaInvokeWaitForTaskToken]: async (input, context) => {
       calls.push(label(input, context.stateName));
