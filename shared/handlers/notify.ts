@@ -6,6 +6,12 @@ import { pipelineNotification } from '#shared/notifications.ts';
 import { type NotifyRequest, NotifyRequestSchema } from '#shared/pipeline.ts';
 import type { Notifier } from '#shared/ports.ts';
 
+/**
+ * The message of the one ERROR log line the notify function writes per failed stage, which the stack's
+ * PipelineStageFailed alarm counts (serverless.yml, PipelineBuildFailuresMetricFilter).
+ */
+export const STAGE_FAILED_LOG_MESSAGE = 'Stage failed';
+
 /** The notification task of the state machine: publishes the run's outcome to the notifications topic. */
 export interface NotifyDeps {
   notifier: Notifier;
@@ -67,7 +73,7 @@ export function createNotifyHandler(deps: NotifyDeps) {
       logger.error('Failure notification not published', { error });
     }
     // The one line per failed stage the PipelineStageFailed alarm counts (serverless.yml).
-    logger.error('Stage failed', { stage: request.stage, error: request.error });
+    logger.error(STAGE_FAILED_LOG_MESSAGE, { stage: request.stage, error: request.error });
     throw stageFailure(request);
   }
 
