@@ -51,6 +51,7 @@ describe('a run whose prod deploy fails, redriven after the fix', () => {
     const failed = await stepline.waitForLine(new RegExp(`^✖ ${name} FAILED`));
     const before = await getJson<RunDetail>(`${url}/api/runs/${name}`, stateDir);
     expect(before.builds.map((b) => [b.stage, b.status])).toEqual([
+      ['Test', 'SUCCEEDED'],
       ['Image', 'SUCCEEDED'],
       ['dev: Infrastructure', 'SUCCEEDED'],
       ['dev: Deploy', 'SUCCEEDED'],
@@ -88,8 +89,9 @@ describe('a run whose prod deploy fails, redriven after the fix', () => {
     const after = await getJson<RunDetail>(`${url}/api/runs/${name}`, stateDir);
     expect(after).toMatchObject({ name, status: 'SUCCEEDED', redriveCount: 1 });
     expect(after.executionArn).toBe(before.executionArn);
-    // The build list proves it: one more build, prod's Deploy; Image and dev were not built again.
+    // The build list proves it: one more build, prod's Deploy; Test, Image and dev were not built again.
     expect(after.builds.map((b) => [b.stage, b.status])).toEqual([
+      ['Test', 'SUCCEEDED'],
       ['Image', 'SUCCEEDED'],
       ['dev: Infrastructure', 'SUCCEEDED'],
       ['dev: Deploy', 'SUCCEEDED'],
@@ -97,7 +99,7 @@ describe('a run whose prod deploy fails, redriven after the fix', () => {
       ['prod: Deploy', 'FAILED'],
       ['prod: Deploy', 'SUCCEEDED'],
     ]);
-    expect(after.builds.slice(0, 5).map((b) => b.id)).toEqual(before.builds.map((b) => b.id));
+    expect(after.builds.slice(0, 6).map((b) => b.id)).toEqual(before.builds.map((b) => b.id));
     // prod's approval was decided once and not asked again.
     expect(await approvalRequests(stateDir)).toBe(1);
     // The history the console shows: one start, the failure, the redrive, the end.

@@ -82,6 +82,11 @@ describe('an automatic retry of a failed build', () => {
 
     expect(run.status).toBe('SUCCEEDED');
     expect(callsTo(run, 'Image')).toHaveLength(2);
+    // Each build knows its attempt (the console's build list shows it).
+    expect(callsTo(run, 'Image').map((call) => buildEnvironment(call.input))).toMatchObject([
+      { STEPLINE_ATTEMPT: '1', STEPLINE_ATTEMPTS: '3' },
+      { STEPLINE_ATTEMPT: '2', STEPLINE_ATTEMPTS: '3' },
+    ]);
     const [succeeded] = notifications(run);
     expect(succeeded).toMatchObject({ kind: 'succeeded', attempts: { test: 1, image: 2 } });
     expect(pipelineNotification(succeeded as NotifyRequest, 'eu-west-1').body).toContain(
@@ -95,7 +100,11 @@ describe('an automatic retry of a failed build', () => {
     });
 
     expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
-    expect(callsTo(run, 'Deploy')).toHaveLength(3);
+    expect(callsTo(run, 'Deploy').map((call) => buildEnvironment(call.input).STEPLINE_ATTEMPT)).toEqual([
+      '1',
+      '2',
+      '3',
+    ]);
     expect(callsTo(run, 'Infrastructure')).toHaveLength(1);
     expect(callsTo(run, 'Approval')).toEqual([]);
     const [failed] = notifications(run);
