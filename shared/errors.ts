@@ -45,6 +45,18 @@ export class PayloadTooLargeError extends SteplineError {
 /** A required configuration value is missing or malformed. Raised at start-up, never per request. */
 export class ConfigurationError extends SteplineError {}
 
+/**
+ * A stage of the pipeline failed: thrown by the notify function once it has sent the failure notification,
+ * so that the run fails at that Task, which a redrive reruns (see statemachines/pipeline.asl.json). Its
+ * name is the error Step Functions records for the run: `Pipeline.StageFailed`.
+ */
+export class StageFailedError extends SteplineError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'Pipeline.StageFailed';
+  }
+}
+
 /** True for errors whose status is a client error (4xx): safe to show their message to the caller. */
 export function isClientError(error: unknown): error is SteplineError {
   return error instanceof SteplineError && error.status >= 400 && error.status < 500;

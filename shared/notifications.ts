@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import type { BuildReport, ExecutionReport } from './events.ts';
-import type { ApprovalDecision, NotifyRequest, TestOutcome } from './pipeline.ts';
+import type { ApprovalDecision, NotifyRequest, Retries, RunAttempts, TestOutcome } from './pipeline.ts';
 import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
 import type { PullRequest } from './pull-request.ts';
 import type { Push } from './push.ts';
@@ -64,6 +64,7 @@ export function pipelineNotification(request: NotifyRequest, region: string): No
         '',
         ...testLines(request.test),
         ...(request.imageUri ? [`Image: ${request.imageUri}`, ''] : []),
+        ...retriedLines(request.attempts, request.retries, []),
         link,
       ]);
     }
@@ -78,6 +79,7 @@ export function pipelineNotification(request: NotifyRequest, region: string): No
         ...(request.test ? testLines(request.test) : []),
         ...deployedLines(request.deployed, request.imageUri),
         ...approvalLines(request.approvals),
+        ...retriedLines(request.attempts, request.retries, request.deployed),
         link,
       ]);
     }
@@ -89,6 +91,9 @@ export function pipelineNotification(request: NotifyRequest, region: string): No
         ...(pullRequest ? pullRequestLines(pullRequest) : pushLines(push)),
         `Stage: ${request.stage}`,
         'Status: failed',
+        ...(request.attempt && request.attempt.of > 1
+          ? [`Attempts: failed on attempt ${request.attempt.number} of ${request.attempt.of}`]
+          : []),
         '',
         ...(request.test ? testLines(request.test) : []),
         `Error: ${oneLine(request.error, 200)}`,
@@ -122,6 +127,30 @@ export function pipelineNotification(request: NotifyRequest, region: string): No
         link,
       ]);
   }
+}
+
+/**
+ * The stages that succeeded only after a retry (`settings.retries`), one line each:
+ * `Image succeeded on attempt 2 of 3.` Nothing when no stage was retried.
+ */
+export function retriedLines(
+  attempts: RunAttempts | undefined,
+  retries: Retries | undefined,
+  deployed: readonly string[],
+): string[] {
+  if (!attempts || !retries) return [];
+  const retried: string[] = [];
+  const line = (stage: string, attempt: number, allowed: number) => {
+    if (attempt > 1) retried.push(`${stage} succeeded on attempt ${attempt} of ${allowed + 1}.`);
+  };
+  line('Test', attempts.test, retries.test);
+  line('Image', attempts.image, retries.image);
+  (attempts.environments ?? []).forEach((environment, index) => {
+    const name = deployed[index] ?? `environment ${index + 1}`;
+    line(`${name}: Infrastructure`, environment.infrastructure, retries.infrastructure);
+    line(`${name}: Deploy`, environment.deploy, retries.deploy);
+  });
+  return retried.length > 0 ? ['Retried:', ...retried.map((entry) => `  ${entry}`), ''] : [];
 }
 
 const BUILD_OUTCOMES: Record<string, { mark: string; words: string }> = {

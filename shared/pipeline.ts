@@ -45,6 +45,20 @@ export const BuildspecPathsSchema = z.object({
   deploy: z.string().min(1).default('buildspecs/deploy.yml'),
 });
 
+/** The most retries a stage may have: a build that fails 4 times in a row needs a person, not a fifth try. */
+export const MAX_RETRIES = 3;
+
+const retryCount = z.number().int().min(0).max(MAX_RETRIES).default(0);
+
+/** Retries of a failed build, per stage (`settings.retries`). */
+export const RetriesSchema = z.strictObject({
+  test: retryCount,
+  image: retryCount,
+  infrastructure: retryCount,
+  deploy: retryCount,
+});
+export type Retries = z.infer<typeof RetriesSchema>;
+
 /** The pipeline's settings (configuration, the same for every run of a deployment). */
 export const PipelineSettingsSchema = z.object({
   environments: z
@@ -81,6 +95,12 @@ export const PipelineSettingsSchema = z.object({
    * environments). CodePipeline V2's names.
    */
   executionMode: ExecutionModeSchema.default('SUPERSEDED'),
+  /**
+   * How many times a failed build of each stage runs again before the run fails (CodePipeline V2's retry
+   * on failure): 0, the default, retries nothing; `deploy: 2` gives each environment's Deploy 3 attempts.
+   * Only a failed build is retried (States.TaskFailed), not a timeout nor an error of the pipeline itself.
+   */
+  retries: RetriesSchema.default({ test: 0, image: 0, infrastructure: 0, deploy: 0 }),
 });
 export type PipelineSettings = z.infer<typeof PipelineSettingsSchema>;
 
@@ -208,6 +228,19 @@ export const TestOutcomeSchema = z.union([
 ]);
 export type TestOutcome = z.infer<typeof TestOutcomeSchema>;
 
+/**
+ * The attempt each build of a run ended on (1 unless retried): the run's Test and Image, and each deployed
+ * environment's Infrastructure and Deploy, in the order of `deployed`.
+ */
+export const RunAttemptsSchema = z.object({
+  test: z.number().int().min(1),
+  image: z.number().int().min(1),
+  environments: z
+    .array(z.object({ infrastructure: z.number().int().min(1), deploy: z.number().int().min(1) }))
+    .optional(),
+});
+export type RunAttempts = z.infer<typeof RunAttemptsSchema>;
+
 /** What the notification task (`lambda:invoke` of the notify function) receives from the state machine. */
 export const NotifyRequestSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -226,6 +259,8 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
       .default([])
       .transform((entries) => entries.filter((entry): entry is ApprovalDecision => entry !== null)),
     test: TestOutcomeSchema.optional(),
+    attempts: RunAttemptsSchema.optional(),
+    retries: RetriesSchema.optional(),
   }),
   z.object({
     /** A pull-request run whose stages (Test, and Image when asked) all passed. Nothing is deployed. */
@@ -235,6 +270,8 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     pullRequest: PullRequestSchema,
     test: TestOutcomeSchema,
     imageUri: z.string().optional(),
+    attempts: RunAttemptsSchema.optional(),
+    retries: RetriesSchema.optional(),
   }),
   z.object({
     kind: z.literal('failed'),
@@ -249,6 +286,14 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     /** The error and cause Step Functions caught (`States.TaskFailed`, the build JSON, …). */
     error: z.string(),
     cause: z.string().optional(),
+    /**
+     * The run's redrive count when the stage failed (`failedIn`) and now (`current`). Present, the notify
+     * task also ends the run with `Pipeline.StageFailed` after notifying; in a redrive (`current` above
+     * `failedIn`) it notifies nothing and the state machine runs the stage again.
+     */
+    redrive: z.object({ failedIn: z.number().int().min(0), current: z.number().int().min(0) }).optional(),
+    /** The attempt the stage failed on, of how many its retries allowed (`{ number: 3, of: 3 }`). */
+    attempt: z.object({ number: z.number().int().min(1), of: z.number().int().min(1) }).optional(),
   }),
   z.object({
     kind: z.enum(['rejected', 'expired']),

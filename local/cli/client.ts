@@ -144,8 +144,10 @@ export async function showRun(client: Client, run: string): Promise<void> {
   if (note) client.print(`  ${note.trim()}`);
   if (r.approval) client.print(`  waiting for approval of ${r.approval.environment}: ${r.approval.approve}`);
   for (const [environment, url] of Object.entries(r.deployments)) client.print(`  ${environment}: ${url}`);
-  for (const build of r.builds ?? [])
-    client.print(`  ${build.status.padEnd(11)} ${build.stage}  log: ${build.logPath}`);
+  for (const build of r.builds ?? []) {
+    const attempt = build.attempt ? ` (attempt ${build.attempt.number} of ${build.attempt.of})` : '';
+    client.print(`  ${build.status.padEnd(11)} ${build.stage}${attempt}  log: ${build.logPath}`);
+  }
   for (const status of r.statuses ?? []) {
     const outcome = status.outcome === 'posted' ? '' : `  (${status.outcome}: ${status.reason ?? ''})`;
     client.print(`  status ${status.state.padEnd(7)} ${status.context}  ${status.description}${outcome}`);

@@ -47,6 +47,9 @@ export class BuildLog {
       badge(build.status),
       ' ',
       h('strong', {}, build.stage),
+      build.attempt
+        ? h('span', { class: 'attempt' }, ` attempt ${build.attempt.number} of ${build.attempt.of}`)
+        : '',
       ` ${formatDuration((build.endTime ?? Date.now()) - build.startTime)}`,
       h('span', { class: 'build-id' }, ` ${build.id}`),
     );

@@ -25,6 +25,18 @@ export function stageLabel(project: string, environment?: string): string {
   return environment ? `${environment}: ${name}` : name;
 }
 
+/**
+ * The attempt a build is of its stage, from the `STEPLINE_ATTEMPT` and `STEPLINE_ATTEMPTS` variables the
+ * state machine gives it; undefined when its stage has one attempt (no retries).
+ */
+export function buildAttempt(
+  environment: Record<string, string>,
+): { number: number; of: number } | undefined {
+  const number = Number(environment.STEPLINE_ATTEMPT);
+  const of = Number(environment.STEPLINE_ATTEMPTS);
+  return Number.isInteger(number) && Number.isInteger(of) && of > 1 ? { number, of } : undefined;
+}
+
 /** One build of a run, as it is kept in the run's history and shown by the CLI and the console. */
 export const RunBuildSchema = z.object({
   id: z.string().min(1),
@@ -32,6 +44,8 @@ export const RunBuildSchema = z.object({
   /** `Image`, `dev: Deploy`: see {@link stageLabel}. */
   stage: z.string(),
   environment: z.string().optional(),
+  /** Which attempt of its stage this build is, when `settings.retries` allows more than one. */
+  attempt: z.object({ number: z.number().int(), of: z.number().int() }).optional(),
   /** CodeBuild's build status: IN_PROGRESS, SUCCEEDED, FAILED, FAULT, TIMED_OUT, STOPPED. */
   status: z.string(),
   startTime: z.number(),

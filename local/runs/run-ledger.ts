@@ -3,6 +3,7 @@ import type { BuildEvent } from '../codebuild/service.ts';
 import type { HistoryEvent } from '../state/store.ts';
 import {
   BUILD_HISTORY_EVENT,
+  buildAttempt,
   buildsFromHistory,
   deploymentsOf,
   type PendingApproval,
@@ -106,11 +107,13 @@ export class RunLedger {
 export function runBuild(event: BuildStateEvent, logPath: string): RunBuild {
   const b = event.build;
   const environment = event.environment.STEPLINE_ENVIRONMENT;
+  const attempt = buildAttempt(event.environment);
   return {
     id: b.Id,
     project: b.ProjectName,
     stage: stageLabel(b.ProjectName, environment),
     ...(environment ? { environment } : {}),
+    ...(attempt ? { attempt } : {}),
     status: event.status,
     startTime: b.StartTime,
     ...(event.status === 'IN_PROGRESS' ? {} : { endTime: b.EndTime }),

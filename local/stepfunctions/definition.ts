@@ -115,10 +115,16 @@ export interface LocalContextOptions {
   /** Mints the task token a `.waitForTaskToken` task hands out (`$$.Task.Token`), one per read. */
   mintTaskToken: () => string;
   now?: () => Date;
+  /**
+   * How many times the execution was redriven (`$$.Execution.RedriveCount`, 0 until its first redrive,
+   * https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html).
+   */
+  redriveCount?: number;
 }
 
 /**
- * The Context Object (`$$`) for an aws-local-stepfunctions run: `Execution.Id` and `Execution.Name`,
+ * The Context Object (`$$`) for an aws-local-stepfunctions run: `Execution.Id`, `Execution.Name` and
+ * `Execution.RedriveCount`,
  * plus `Task.Token` and `State.EnteredTime`, which that engine does not provide. Those two are getters,
  * read when a state's Parameters are evaluated, so each waiting task gets its own token and each
  * state its own time (the engine copies the object's top level only, so the getters stay live).
@@ -130,7 +136,11 @@ export function localContextObject(options: LocalContextOptions): Record<string,
   const state = {};
   Object.defineProperty(state, 'EnteredTime', { enumerable: true, get: () => now().toISOString() });
   return {
-    Execution: { Id: options.executionArn, Name: options.executionArn.split(':').at(-1) ?? '' },
+    Execution: {
+      Id: options.executionArn,
+      Name: options.executionArn.split(':').at(-1) ?? '',
+      RedriveCount: options.redriveCount ?? 0,
+    },
     Task: task,
     State: state,
   };

@@ -393,6 +393,7 @@ export class LocalStepFunctions {
       overrides: { taskResourceLocalHandlers: handlers as never },
       context: localContextObject({
         executionArn: record.executionArn,
+        redriveCount: record.redriveCount ?? 0,
         mintTaskToken: () => remember(this.tokens.mint(record.executionArn)),
         now: () => {
           const date = new Date();

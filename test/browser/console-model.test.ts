@@ -44,7 +44,8 @@ describe('machineGraph', () => {
       kind: 'catch',
       label: 'catch States.Timeout',
     });
-    expect(edge('Image', 'Notify Image failure')).toMatchObject({ kind: 'catch' });
+    expect(edge('Image', 'Retry Image?')).toMatchObject({ kind: 'catch', label: 'catch States.TaskFailed' });
+    expect(edge('Image', 'Record the Image failure')).toMatchObject({ kind: 'catch' });
   });
 
   it('holds a Map state and its inner states in one group, leaving it from the group end', () => {
@@ -77,7 +78,7 @@ describe('machineGraph', () => {
 
   it('ends the drawing at End from top-level Succeed and Fail states only', () => {
     const intoEnd = graph.edges.filter((e) => e.to === 'end').map((e) => e.from);
-    expect(intoEnd.sort()).toEqual(['state:Image failed', 'state:Succeeded', 'state:Test failed']);
+    expect(intoEnd.sort()).toEqual(['state:Line failed', 'state:Succeeded']);
   });
 
   it('marks the approval gate as a state that waits for a task token, and the environment hold as none', () => {

@@ -284,7 +284,9 @@ describe('the console in a browser', () => {
 
     await failed.getByRole('link').click();
     await page.locator('[data-state="Test"][data-status="caught"]').waitFor();
-    expect(await page.locator('[data-state="Test failed"]').getAttribute('data-status')).toBe('failed');
+    expect(await page.locator('[data-state="Notify Test failure"]').getAttribute('data-status')).toBe(
+      'failed',
+    );
     expect(await page.locator('[data-state="Image"]').getAttribute('data-status')).not.toBe('succeeded');
     const why = page.getByRole('region', { name: 'Why this run failed' });
     await expect(why.textContent()).resolves.toMatch(/Pipeline\.StageFailed/);

@@ -3,7 +3,7 @@ import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SnsNotifier } from '#shared/aws/sns.ts';
-import { InvalidInputError } from '#shared/errors.ts';
+import { InvalidInputError, StageFailedError } from '#shared/errors.ts';
 import { createNotifyHandler } from '#shared/handlers/notify.ts';
 import { createLogger } from '#shared/logger.ts';
 import { aPush, aPushTo } from '../helpers/push.ts';
@@ -189,6 +189,42 @@ describe('notify', () => {
     const outcome = handler({ kind: 'deployed', executionArn: EXECUTION_ARN }, context);
 
     await expect(outcome).rejects.toBeInstanceOf(InvalidInputError);
+    expect(sns).not.toHaveReceivedCommand(PublishCommand);
+  });
+});
+
+describe('notify, for a failed stage that ends the run', () => {
+  const failedStage = (redrive: { failedIn: number; current: number }) => ({
+    kind: 'failed',
+    executionArn: EXECUTION_ARN,
+    push: aPush(),
+    stage: 'prod: Deploy',
+    error: 'States.TaskFailed',
+    cause: buildCause,
+    attempt: { number: 3, of: 3 },
+    redrive,
+  });
+
+  it('publishes the failure, then throws Pipeline.StageFailed so that the run fails at this task', async () => {
+    const outcome = handler(failedStage({ failedIn: 0, current: 0 }), context);
+
+    await expect(outcome).rejects.toMatchObject({ name: 'Pipeline.StageFailed' });
+    await expect(outcome).rejects.toBeInstanceOf(StageFailedError);
+    expect(sns).toHaveReceivedCommandTimes(PublishCommand, 1);
+    expect(published()[0]?.Message).toContain('Attempts: failed on attempt 3 of 3');
+  });
+
+  it('still throws the stage failure when the notification cannot be published', async () => {
+    sns.on(PublishCommand).rejects(new Error('SNS is down'));
+
+    await expect(handler(failedStage({ failedIn: 1, current: 1 }), context)).rejects.toMatchObject({
+      name: 'Pipeline.StageFailed',
+    });
+  });
+
+  it('in a redrive of the run, publishes nothing and returns, so that the stage runs again', async () => {
+    await expect(handler(failedStage({ failedIn: 0, current: 1 }), context)).resolves.toBeUndefined();
+
     expect(sns).not.toHaveReceivedCommand(PublishCommand);
   });
 });

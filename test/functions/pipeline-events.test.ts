@@ -119,6 +119,7 @@ const executionInput: ExecutionInput = {
     pullRequests: { image: false },
     approvalTimeoutSeconds: 86_400,
     executionMode: 'QUEUED',
+    retries: { test: 0, image: 0, infrastructure: 0, deploy: 0 },
   },
 };
 

@@ -15,11 +15,13 @@ import {
   localContextObject,
   type StateMachineDefinition,
 } from '#local/stepfunctions/definition.ts';
+import { notifyStep, stageFailure } from '#shared/handlers/notify.ts';
 import {
   type ApprovalDecision,
   type Environment,
   type ExecutionInput,
   ExecutionInputSchema,
+  NotifyRequestSchema,
   type PipelineSettings,
 } from '#shared/pipeline.ts';
 import type { PullRequest } from '#shared/pull-request.ts';
@@ -104,6 +106,13 @@ export interface RunOptions {
   holds?: TaskHandler;
   /** Each task token minted, as `$$.Task.Token` (default: task-token-1, task-token-2, …). */
   mintTaskToken?: () => string;
+  /** `$$.Execution.RedriveCount` (default 0: the first attempt of the execution). */
+  redriveCount?: number;
+  /**
+   * False to run a definition the validator refuses: one started half-way (`StartAt` a later state, as a
+   * redrive on AWS goes on from the state that failed) leaves the states before it unreachable.
+   */
+  validate?: boolean;
 }
 
 /** The holds function's name in the test deployment. */
@@ -153,7 +162,9 @@ export async function runStateMachine(
     };
   }
   let tokens = 0;
-  const machine = new StateMachine(structuredClone(adapted) as unknown as EngineDefinition);
+  const machine = new StateMachine(structuredClone(adapted) as unknown as EngineDefinition, {
+    validationOptions: { noValidate: options.validate === false },
+  });
   const execution = machine.run(input as Parameters<StateMachine['run']>[0], {
     overrides: {
       taskResourceLocalHandlers: taskResourceLocalHandlers as never,
@@ -162,6 +173,7 @@ export async function runStateMachine(
     context: localContextObject({
       executionArn: options.executionArn ?? TEST_EXECUTION_ARN,
       mintTaskToken: options.mintTaskToken ?? (() => `task-token-${++tokens}`),
+      redriveCount: options.redriveCount ?? 0,
     }),
   });
   const events: ExecutionEvent[] = [];
@@ -374,6 +386,22 @@ export function aPullRequestExecutionInput(
  * Handlers for a run where everything passes: every build succeeds (the image build exports
  * TEST_IMAGE_URI), every approval is approved, every Lambda answers 200.
  */
+/**
+ * A `lambda:invoke` answered as the deployed functions answer: the notify function's request is parsed as it
+ * parses it and, for a failed stage that carries `redrive`, ends the Task with `Pipeline.StageFailed` as the
+ * function throws it (shared/handlers/notify.ts); any other invoke returns an empty payload.
+ */
+export function notifyAsDeployed(input: TaskInput): unknown {
+  if (String(input.FunctionName).endsWith('-notify')) {
+    const request = NotifyRequestSchema.parse(lambdaPayload(input));
+    if (request.kind === 'failed' && notifyStep(request) === 'notify and fail') {
+      const failure = stageFailure(request);
+      throw stepFunctionsError(failure.name, failure.message);
+    }
+  }
+  return { StatusCode: 200, ExecutedVersion: '$LATEST', Payload: null };
+}
+
 export function passingHandlers(decision: ApprovalDecision = APPROVED): HandlersByResource {
   return {
     [RESOURCE.startBuildSync]: (input) => {
@@ -385,7 +413,7 @@ export function passingHandlers(decision: ApprovalDecision = APPROVED): Handlers
     },
     [RESOURCE.batchGetReports]: (input) => reportsRead(input.ReportArns as string[]),
     [RESOURCE.describeTestCases]: () => ({ TestCases: [] }),
-    [RESOURCE.lambdaInvoke]: () => ({ StatusCode: 200, ExecutedVersion: '$LATEST', Payload: null }),
+    [RESOURCE.lambdaInvoke]: notifyAsDeployed,
     [RESOURCE.lambdaInvokeWaitForTaskToken]: () => decision,
   };
 }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { HistoryEventLike } from '#local/console/model.ts';
 import {
   BUILD_HISTORY_EVENT,
+  buildAttempt,
   buildsFromHistory,
   currentStage,
   deploymentsOf,
@@ -85,6 +86,18 @@ describe('stageLabel', () => {
     expect(stageLabel('stepline-local-image')).toBe('Image');
     expect(stageLabel('stepline-local-deploy', 'dev')).toBe('dev: Deploy');
     expect(stageLabel('terraform')).toBe('Terraform');
+  });
+});
+
+describe('buildAttempt', () => {
+  it('reads the attempt of a stage that may be retried from the build variables the state machine sets', () => {
+    expect(buildAttempt({ STEPLINE_ATTEMPT: '2', STEPLINE_ATTEMPTS: '3' })).toEqual({ number: 2, of: 3 });
+  });
+
+  it('says nothing for a stage with one attempt, or a build without the variables', () => {
+    expect(buildAttempt({ STEPLINE_ATTEMPT: '1', STEPLINE_ATTEMPTS: '1' })).toBeUndefined();
+    expect(buildAttempt({})).toBeUndefined();
+    expect(buildAttempt({ STEPLINE_ATTEMPT: 'x', STEPLINE_ATTEMPTS: '3' })).toBeUndefined();
   });
 });
 

@@ -125,8 +125,14 @@ describe.each(MACHINES)('statemachines/%s.asl.json', (name) => {
     expect(intrinsicsWithFilters).toEqual([]);
   });
 
-  it('catches every error of every Task, keeping the state input', () => {
+  it('catches every error of every Task, keeping the state input, but a failure notification that ends the run', () => {
     for (const { name: stateName, state } of tasks(definition)) {
+      // The notify Task of a failed stage raises the stage's failure itself, uncaught, so that a redrive
+      // reruns it and then the stage (see "Notify Image failure" in statemachines/pipeline.asl.json).
+      if (endsTheRun(state)) {
+        expect(state.Catch, stateName).toBeUndefined();
+        continue;
+      }
       const catchers = state.Catch as { ErrorEquals: string[]; ResultPath: string }[];
       const catchAll = catchers.find((catcher) => catcher.ErrorEquals.includes('States.ALL'));
       expect(catchAll, stateName).toBeDefined();
@@ -145,6 +151,12 @@ describe.each(MACHINES)('statemachines/%s.asl.json', (name) => {
     }
   });
 });
+
+/** A notify Task whose request carries `redrive`: it ends the run with the failed stage's error. */
+function endsTheRun(state: Record<string, unknown>): boolean {
+  const payload = (state.Parameters as { Payload?: Record<string, unknown> } | undefined)?.Payload;
+  return payload?.kind === 'failed' && payload.redrive !== undefined;
+}
 
 describe('statemachines/pipeline.asl.json', () => {
   const definition = loadProjectStateMachine('pipeline');

@@ -18,6 +18,7 @@ import {
   passingHandlers,
   RESOURCE,
   runStateMachine,
+  statesEntered,
   stepFunctionsError,
   type TaskCall,
   type TaskInput,
@@ -157,6 +158,15 @@ describe('a passing run with the default environments', () => {
         imageUri: TEST_IMAGE_URI,
         deployed: ['dev', 'prod'],
         approvals: [APPROVED],
+        attempts: {
+          test: 1,
+          image: 1,
+          environments: [
+            { infrastructure: 1, deploy: 1 },
+            { infrastructure: 1, deploy: 1 },
+          ],
+        },
+        retries: { test: 0, image: 0, infrastructure: 0, deploy: 0 },
         test: {
           reports: [
             {
@@ -534,7 +544,7 @@ describe('a notification that cannot be sent', () => {
     expect(callsTo(run, 'Deploy')).toHaveLength(2);
   });
 
-  it('does not hide a failed stage', async () => {
+  it('does not hide a failed stage: the run fails at its notification, which a redrive reruns', async () => {
     const run = await runStateMachine(pipeline, anExecutionInput(), {
       handlers: {
         ...failingBuild('Deploy', 'dev'),
@@ -542,12 +552,21 @@ describe('a notification that cannot be sent', () => {
       },
     });
 
-    expect(run).toMatchObject({ status: 'FAILED', error: 'Pipeline.StageFailed' });
+    expect(run).toMatchObject({ status: 'FAILED', error: 'Lambda.Unknown' });
+    const entered = statesEntered(run);
+    expect(entered.slice(entered.indexOf('Deploy'), entered.indexOf('Deploy') + 4)).toEqual([
+      'Deploy',
+      'Retry Deploy?',
+      'Record the Deploy failure',
+      'Notify Deploy failure',
+    ]);
+    expect(entered).not.toContain('Stage failed');
+    expect(callsTo(run, 'Approval')).toEqual([]);
   });
 });
 
 describe('state transitions of a passing run', () => {
-  it('count 34 for dev and prod (with approval), 46 for four environments: the Test stage and its report, a line joined, each environment entered and left', async () => {
+  it('count 35 for dev and prod (with approval), 47 for four environments: the attempt counters, the Test stage and its report, a line joined, each environment entered and left', async () => {
     const two = await countPassingRunTransitions([
       { name: 'dev', approval: false },
       { name: 'prod', approval: true },
@@ -559,7 +578,7 @@ describe('state transitions of a passing run', () => {
       { name: 'prod', approval: true },
     ]);
 
-    expect(two).toBe(34);
-    expect(four).toBe(46);
+    expect(two).toBe(35);
+    expect(four).toBe(47);
   });
 });

@@ -12,6 +12,7 @@ import {
   buildFailed,
   buildSucceeded,
   loadProjectStateMachine,
+  notifyAsDeployed,
   RESOURCE,
   TEST_IMAGE_URI,
 } from '../helpers/asl-harness.ts';
@@ -74,7 +75,7 @@ function engineWith(failing: { stage: Stage; broken: () => boolean; hangs?: bool
       calls.push(
         context.stateName === 'Leave environment' ? label(input, context.stateName) : context.stateName,
       );
-      return { StatusCode: 200, Payload: null };
+      return notifyAsDeployed(input);
     },
     [RESOURCE.lambdaInvokeWaitForTaskToken]: async (input, context) => {
       calls.push(label(input, context.stateName));
@@ -102,8 +103,17 @@ async function ended(engine: LocalStepFunctions, arn: string): Promise<Execution
   return Promise.race([engine.wait(arn), timeout]);
 }
 
-const EVERY_STAGE = ['Image', 'dev: Infrastructure', 'dev: Deploy', 'prod: Infrastructure', 'prod: Deploy'];
+const EVERY_STAGE = [
+  'Test',
+  'Image',
+  'dev: Infrastructure',
+  'dev: Deploy',
+  'prod: Infrastructure',
+  'prod: Deploy',
+];
 const PASSING_RUN = [
+  'Test',
+  'Join line',
   'Image',
   'dev: Enter environment',
   'dev: Infrastructure',
@@ -197,6 +207,24 @@ describe('redriving the pipeline', () => {
       'prod: Leave environment',
       'Notify succeeded',
     ]);
+  });
+
+  it('gives the redriven stage its retries again, as the rerun notify task on AWS does (from attempt 1)', async () => {
+    let failures = 4;
+    const { engine, calls } = engineWith({ stage: 'dev: Deploy', broken: () => failures-- > 0 });
+    const input = anExecutionInput({
+      environments: ENVIRONMENTS,
+      retries: { test: 0, image: 0, infrastructure: 0, deploy: 1 },
+    });
+    const started = await engine.start('pipeline', 'run', input);
+    expect(await ended(engine, started.executionArn)).toMatchObject({ status: 'FAILED' });
+    expect(calls.filter((call) => call === 'dev: Deploy')).toHaveLength(2);
+
+    calls.length = 0;
+    await engine.redrive('run');
+    expect(await ended(engine, started.executionArn)).toMatchObject({ status: 'FAILED', redriveCount: 1 });
+    expect(calls.filter((call) => call === 'dev: Deploy')).toHaveLength(2);
+    expect(calls).not.toContain('Image');
   });
 
   it('redrives a run that failed again, counting each redrive', async () => {

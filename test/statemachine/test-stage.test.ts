@@ -205,6 +205,8 @@ describe('a pull-request run', () => {
         pullRequest: input.pullRequest,
         imageUri: '',
         test: { reports: [expect.objectContaining({ Arn: TEST_REPORT_ARN, Failed: { TestCases: [] } })] },
+        attempts: { test: 1, image: 1 },
+        retries: { test: 0, image: 0, infrastructure: 0, deploy: 0 },
       },
     ]);
   });

@@ -3,6 +3,7 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listStates } from '#local/stepfunctions/definition.ts';
+import { STAGE_FAILED_LOG_MESSAGE } from '#shared/handlers/notify.ts';
 import {
   allStatements,
   asList,
@@ -751,7 +752,7 @@ describe('state machines', () => {
       (item) =>
         item.Namespace === 'AWS/States' && JSON.stringify(item.Dimensions).includes('"PipelineStateMachine"'),
     );
-    const [, filter] = resourcesOfType(template, 'AWS::Logs::MetricFilter')[0] ?? [];
+    const filter = metricFilterOn('PipelineStateMachineLogGroup');
     const [transformation] = props(filter as CfnResource).MetricTransformations as Record<string, unknown>[];
     const alarm = alarms.find(
       (item) =>
@@ -770,8 +771,26 @@ describe('state machines', () => {
     });
   });
 
+  /** The metric filter on this log group. */
+  function metricFilterOn(logGroup: string): CfnResource | undefined {
+    return resourcesOfType(template, 'AWS::Logs::MetricFilter')
+      .map(([, item]) => item)
+      .find((item) => JSON.stringify(props(item).LogGroupName) === JSON.stringify({ Ref: logGroup }));
+  }
+
+  it('counts into the same metric each failed build, from the line the notify function logs as it ends the run', () => {
+    const stateMachineFilter = props(metricFilterOn('PipelineStateMachineLogGroup') as CfnResource);
+    const filter = props(metricFilterOn('NotifyLogGroup') as CfnResource);
+
+    expect(resource(template, 'NotifyLogGroup')).toBeDefined();
+    expect(filter.FilterPattern).toBe(
+      `{ ($.level = "ERROR") && ($.message = "${STAGE_FAILED_LOG_MESSAGE}") }`,
+    );
+    expect(filter.MetricTransformations).toEqual(stateMachineFilter.MetricTransformations);
+  });
+
   it("counts every Fail state of the pipeline but those that end a person's decision", () => {
-    const [, filter] = resourcesOfType(template, 'AWS::Logs::MetricFilter')[0] ?? [];
+    const filter = metricFilterOn('PipelineStateMachineLogGroup');
     const pattern = String(props(filter as CfnResource).FilterPattern);
     const excluded = [...pattern.matchAll(/\$\.details\.name != "([^"]+)"/g)].map((match) => match[1]);
     const fails = listStates(JSON.parse(definitionOf('PipelineStateMachine').text)).filter(
