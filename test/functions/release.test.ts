@@ -1,18 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import {
+  DEPLOYMENTS_KEPT,
   type ExecutionMode,
   emptyLine,
   endRun,
   enterEnvironment,
+  enterForRollback,
   type JoiningRun,
   joinLine,
   type LineState,
-  DEPLOYMENTS_KEPT,
-  enterForRollback,
   leaveEnvironment,
   lineOf,
-  ROLLBACK_REFUSED_ERROR,
   type ReleaseAction,
+  ROLLBACK_REFUSED_ERROR,
   rollbackTarget,
   supersededCause,
   supersedingRun,
@@ -362,7 +362,9 @@ describe('rollback', () => {
     expect(rollbackTarget(line.state, 'prod', 'run-3')).toEqual({
       refused: expect.stringContaining('already runs 333333333333'),
     });
-    expect(rollbackTarget(line.state, 'qa')).toEqual({ refused: expect.stringContaining('no deployment yet') });
+    expect(rollbackTarget(line.state, 'qa')).toEqual({
+      refused: expect.stringContaining('no deployment yet'),
+    });
   });
 
   it('a second rollback goes further back, not forward again', () => {
