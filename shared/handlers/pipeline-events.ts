@@ -153,7 +153,7 @@ async function startAutomaticRollback(
     await notifier.publish({
       topic: 'notifications',
       subject: oneLine(
-        `↩ ${push.repository.fullName} ${environment}: rolling back to ${current.commit.slice(0, 12)} after ${runName(report.executionArn)} failed`,
+        `↩ ${push.repository.fullName} ${environment}: ${commit.slice(0, 7)} failed, rolling back to ${current.commit.slice(0, 7)}`,
         SUBJECT_MAX_LENGTH,
       ),
       body:
