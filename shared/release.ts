@@ -204,11 +204,29 @@ export function enterEnvironment(
 /** A run finished its Deploy: the environment now runs its commit, and the next run may enter. */
 export function leaveEnvironment(
   state: LineState,
-  request: { executionArn: string; environment: string; now: string; imageUri?: string | undefined },
+  request: {
+    executionArn: string;
+    environment: string;
+    now: string;
+    imageUri?: string | undefined;
+    /**
+     * The run's push number and commit, for a run the line no longer knows: a redriven run resumes after
+     * its end released it, without entering again, and its deploy still counts.
+     */
+    run?: { sequence: number; commit: string };
+  },
   mode: ExecutionMode,
 ): Transition {
   const next = structuredClone(state);
-  const run = next.runs.find((r) => r.executionArn === request.executionArn);
+  const known = next.runs.find((r) => r.executionArn === request.executionArn);
+  const run: Pick<LineRun, 'executionArn' | 'sequence' | 'commit' | 'holding' | 'rollback'> | undefined =
+    known ??
+    (request.run && {
+      executionArn: request.executionArn,
+      ...request.run,
+      holding: null,
+      rollback: undefined,
+    });
   const environment = environmentOf(next, request.environment);
   if (run) {
     const moved = environment.current === null || environment.current.sequence <= run.sequence;

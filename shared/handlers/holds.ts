@@ -171,6 +171,7 @@ export function createHoldsHandler(deps: HoldsDeps) {
           environment: request.environment,
           now,
           imageUri,
+          run: { sequence: request.sequence, commit: request.commit },
         },
         request.mode,
       );

@@ -430,6 +430,33 @@ describe('rollback', () => {
     expect(line.current('prod')).toBe(4);
   });
 
+  it('records the deploy of a run its line no longer knows (redriven after its end), to roll back to later', () => {
+    const line = new Line('QUEUED');
+    deployed(line, 1);
+    line.join(2);
+    line.enter(2, 'prod');
+    line.end(2);
+    // The redrive resumes at prod's Deploy without entering again: its leave names its push and commit.
+    const transition = leaveEnvironment(
+      line.state,
+      {
+        executionArn: run(2).executionArn,
+        environment: 'prod',
+        now: NOW,
+        run: { sequence: 2, commit: '2'.repeat(40) },
+      },
+      'QUEUED',
+    );
+    expect(transition.state.environments.prod?.deployments?.map((d) => d.sequence)).toEqual([2, 1]);
+    // Without them (an older caller), nothing is recorded, as before.
+    const unknown = leaveEnvironment(
+      line.state,
+      { executionArn: run(2).executionArn, environment: 'prod', now: NOW },
+      'QUEUED',
+    );
+    expect(unknown.state.environments.prod?.current?.sequence).toBe(1);
+  });
+
   it('keeps the last deployments of each environment only', () => {
     const line = new Line('QUEUED');
     deployed(line, DEPLOYMENTS_KEPT + 3);
