@@ -66,7 +66,7 @@ const RollbackNoteSchema = z.object({
 });
 export type RollbackNote = z.infer<typeof RollbackNoteSchema>;
 
-const RunPointSchema = z.object({
+export const RunPointSchema = z.object({
   executionArn: z.string(),
   sequence: z.number().int(),
   commit: z.string(),

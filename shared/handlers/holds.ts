@@ -11,6 +11,7 @@ import {
   joinLine,
   leaveEnvironment,
   lineOf,
+  RunPointSchema,
 } from '#shared/release.ts';
 import type { ReleaseLedger } from '#shared/release-ledger.ts';
 import { planRollback, RollbackInputSchema } from '#shared/rollback.ts';
@@ -60,13 +61,7 @@ export const HoldsRequestSchema = z.discriminatedUnion('action', [
     environment: z.string().min(1),
     taskToken: z.string().min(1),
     plan: z.object({
-      target: z.object({
-        executionArn: z.string(),
-        sequence: z.number().int(),
-        commit: z.string(),
-        at: z.string(),
-        imageUri: z.string().min(1),
-      }),
+      target: RunPointSchema.extend({ imageUri: z.string().min(1) }),
       expected: z.string().nullable(),
       from: z.string().nullable(),
       automatic: z.boolean(),
