@@ -571,6 +571,16 @@ module.exports = {
     return startBuildStatements(names);
   },
 
+  /** The rollback machine runs each environment's Infrastructure (when asked) and Deploy projects, and no other. */
+  rollbackBuildStatements: async ({ resolveVariable }) => {
+    const context = await buildContext(resolveVariable);
+    return startBuildStatements(
+      context.list.flatMap((environment) =>
+        ['infrastructure', 'deploy'].map((stage) => projectName(context.prefix, environment.name, stage)),
+      ),
+    );
+  },
+
   teardownBuildStatements: async ({ resolveVariable }) => {
     const context = await buildContext(resolveVariable);
     return startBuildStatements(

@@ -1,7 +1,9 @@
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { EventBridgeMilestoneEmitter } from '#shared/aws/eventbridge.ts';
 import { awsReleaseLedger } from '#shared/aws/release.ts';
+import { SfnPipelineStarter } from '#shared/aws/sfn.ts';
 import { SnsNotifier } from '#shared/aws/sns.ts';
 import { requireEnv } from '#shared/config.ts';
 import { createPipelineEventsHandler, type PipelineEventsDeps } from '#shared/handlers/pipeline-events.ts';
@@ -18,6 +20,10 @@ function awsDeps(): PipelineEventsDeps {
     logger,
     region: requireEnv('AWS_REGION'),
     stateMachineArn: requireEnv('STATE_MACHINE_ARN'),
+    rollback: {
+      stateMachineArn: requireEnv('ROLLBACK_STATE_MACHINE_ARN'),
+      starter: new SfnPipelineStarter(new SFNClient({}), requireEnv('ROLLBACK_STATE_MACHINE_ARN')),
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { InvalidInputError } from '#shared/errors.ts';
+import { InvalidInputError, RollbackRefusedError } from '#shared/errors.ts';
 import type { Logger } from '#shared/logger.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import {
@@ -17,9 +17,18 @@ import type {
   TaskDecider,
 } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
-import { endRun, type LineView, lineOf, redriveRefusal, runName, viewOf } from '#shared/release.ts';
+import {
+  endRun,
+  type LineState,
+  type LineView,
+  lineOf,
+  redriveRefusal,
+  runName,
+  viewOf,
+} from '#shared/release.ts';
 import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { settingsForRepository } from '#shared/repository-settings.ts';
+import { planRollback, type RollbackInput, RollbackInputSchema } from '#shared/rollback.ts';
 import { forTerminal } from '#shared/text.ts';
 import { allowedHostVariables } from './codebuild/build-variables.ts';
 import { deployDirOf, stopDeployedServices } from './codebuild/deployed-services.ts';
@@ -340,6 +349,57 @@ export class LocalRuntime {
     });
   }
 
+  /**
+   * Starts the rollback state machine for one environment: back to its previous recorded deployment, or to
+   * `to` (a run name or commit), from the recorded image, with the environment's deploy buildspec; its
+   * Infrastructure too when `infrastructure`. `repository` picks the line when several deployed the
+   * environment (its `owner/name`, or the folder of a `--repo`). Refused (409, nothing started) when there is
+   * nothing recorded to go back to.
+   */
+  async rollback(
+    environment: string,
+    options: { to?: string | undefined; repository?: string | undefined; infrastructure?: boolean } = {},
+  ): Promise<ExecutionRecord> {
+    const name = EnvironmentSchema.shape.name.safeParse(environment);
+    if (!name.success)
+      throw new InvalidInputError(`Environment "${environment}": ${name.error.issues[0]?.message}`);
+    const wanted = options.repository?.replace(/\/+$/, '');
+    const lines = this.lines.snapshot().filter((l) => {
+      if (!l.environments[environment]?.current) return false;
+      if (!wanted) return true;
+      const fullName = l.line.split(':')[1] ?? '';
+      return fullName === wanted || fullName.endsWith(`/${wanted.split('/').at(-1)}`);
+    });
+    if (lines.length === 0)
+      throw new RollbackRefusedError(
+        `${environment} has no deployment${wanted ? ` of ${wanted}` : ''} yet: there is nothing to roll back`,
+      );
+    if (lines.length > 1)
+      throw new InvalidInputError(
+        `${environment} is deployed by several branches or repositories (${lines.map((l) => l.line).join(', ')}): name one with --repo`,
+      );
+    const [line] = lines as [LineState];
+    const current = line.environments[environment]?.current;
+    const from = current && this.store.execution(current.executionArn);
+    const base = RollbackInputSchema.pick({ push: true, source: true, settings: true }).safeParse(
+      from?.input,
+    );
+    if (!base.success)
+      throw new RollbackRefusedError(
+        `The run that deployed ${environment} (${current ? runName(current.executionArn) : 'none'}) is not kept any more`,
+      );
+    const input: RollbackInput = {
+      ...base.data,
+      environment,
+      to: options.to ?? null,
+      infrastructure: options.infrastructure ?? false,
+      automatic: null,
+    };
+    const plan = planRollback(line, RollbackInputSchema.parse(input));
+    if ('refused' in plan) throw new RollbackRefusedError(plan.refused);
+    return this.engine.start('rollback', `rollback-${environment}-${Date.now()}`, input);
+  }
+
   /** Stops every run in flight and every service a local deploy started. */
   async stop(reason = 'stepline was stopped while this run was in flight'): Promise<void> {
     await this.engine.stopAll(reason);
@@ -391,10 +451,14 @@ export class LocalRuntime {
 
   /** Starts pipeline executions through the local engine, as StartExecution would. */
   starter(): PipelineStarter {
+    return this.#starterOf('pipeline');
+  }
+
+  #starterOf(machine: string): PipelineStarter {
     return {
       start: async ({ name, input }): Promise<StartPipelineResult> => {
         try {
-          const record = await this.engine.start('pipeline', name, input);
+          const record = await this.engine.start(machine, name, input);
           return { outcome: 'started', executionName: name, executionArn: record.executionArn };
         } catch (error) {
           if ((error as Error).name === 'ExecutionAlreadyExists')
@@ -464,6 +528,22 @@ export class LocalRuntime {
       now: () => new Date(),
       region: this.wiring.region,
       pipelineStateMachineArn: this.engine.stateMachineArn('pipeline'),
+      ...(this.wiring.machines.rollback
+        ? {
+            rollback: {
+              stateMachineArn: this.engine.stateMachineArn('rollback'),
+              starter: this.#starterOf('rollback'),
+            },
+          }
+        : {}),
+      // The image a run deployed: what its Image build exported (the sample app's file:// artifact).
+      images: {
+        imageOf: async ({ executionArn }) =>
+          this.#runs
+            .builds(executionArn)
+            .flatMap((b) => b.exportedVariables)
+            .find((v) => v.Name === 'IMAGE_URI')?.Value,
+      },
       statusTokens: localStatusTokens(
         this.wiring.functions.find((fn) => fn.key === 'commitStatus')?.environment,
         () => readParameters(this.options.stateDir),

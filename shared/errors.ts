@@ -37,6 +37,9 @@ export class ConflictError extends SteplineError {
   override readonly status: number = 409;
 }
 
+/** A rollback with nothing to go back to, or asked for an environment that moved on (409). */
+export class RollbackRefusedError extends ConflictError {}
+
 /** The request body is over the accepted size (413). */
 export class PayloadTooLargeError extends SteplineError {
   override readonly status: number = 413;

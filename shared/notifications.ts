@@ -21,7 +21,14 @@ import { formatDuration, oneLine, shortSha } from './text.ts';
 
 export { SUBJECT_MAX_LENGTH } from './ports.ts';
 
-const MARKS = { succeeded: '✔', failed: '✖', started: '▶', stopped: '■', redriven: '↻' } as const;
+const MARKS = {
+  succeeded: '✔',
+  failed: '✖',
+  started: '▶',
+  stopped: '■',
+  redriven: '↻',
+  rolledBack: '↩',
+} as const;
 
 /**
  * The link to an execution in the Step Functions console.
@@ -101,6 +108,24 @@ export function pipelineNotification(request: NotifyRequest, region: string): No
         '',
         link,
       ]);
+    }
+    case 'rolled-back': {
+      const how = request.automatic ? 'automatically rolled back' : 'rolled back';
+      const from = request.from ? ` from ${shortSha(request.from)}` : '';
+      return notification(
+        `${MARKS.rolledBack} ${what} ${request.environment} ${how} to ${shortSha(push.after)}${from}`,
+        [
+          `${request.environment} of ${repoAndRef(push)} was ${how}${from} to ${push.after} (${request.run}'s deployment), from its recorded image: nothing was rebuilt.`,
+          '',
+          `Environment: ${request.environment}`,
+          `Commit: ${push.after}`,
+          ...(request.from ? [`Rolled back from: ${request.from}`] : []),
+          `Image: ${request.imageUri}`,
+          'Status: rolled back',
+          '',
+          link,
+        ],
+      );
     }
     case 'rejected': {
       const by = request.decision?.approver ? ` by ${oneLine(request.decision.approver, 30)}` : '';

@@ -18,6 +18,11 @@ export const EnvironmentSchema = z.object({
   /** True when a person must approve before this environment's stages run. */
   approval: z.boolean().default(false),
   /**
+   * When a run fails while it holds this environment (its Infrastructure or Deploy, the deploy's health
+   * check included), redeploy the environment's last successful deployment (shared/rollback.ts). Off by default.
+   */
+  rollbackOnFailure: z.boolean().optional(),
+  /**
    * On AWS: the IAM managed policy this environment's Terraform builds run with, instead of the stack's
    * `infrastructurePolicyArn` parameter (serverless.params.cjs gives each environment its own build roles).
    */
@@ -294,6 +299,19 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     redrive: z.object({ failedIn: z.number().int().min(0), current: z.number().int().min(0) }).optional(),
     /** The attempt the stage failed on, of how many its retries allowed (`{ number: 3, of: 3 }`). */
     attempt: z.object({ number: z.number().int().min(1), of: z.number().int().min(1) }).optional(),
+  }),
+  z.object({
+    /** The rollback machine redeployed a recorded deployment (shared/rollback.ts). */
+    kind: z.literal('rolled-back'),
+    executionArn: z.string(),
+    /** The push as the target commit. */
+    push: PushSchema,
+    environment: z.string(),
+    /** The commit it went back from, and the run whose deployment it deployed again. */
+    from: z.string().nullable(),
+    run: z.string(),
+    imageUri: z.string(),
+    automatic: z.boolean(),
   }),
   z.object({
     kind: z.enum(['rejected', 'expired']),

@@ -83,11 +83,13 @@ export class ReleaseLedger {
       if (action.kind === 'resume') {
         await decider.succeed(action.taskToken, { environment: action.environment, entered: true });
       } else if (action.kind === 'refuse') {
-        await decider.fail(action.taskToken, BEHIND_ERROR, action.cause);
+        await decider.fail(action.taskToken, action.error ?? BEHIND_ERROR, action.cause);
         await notifier.publish({
           topic: 'notifications',
           subject: oneLine(
-            `Refused: ${runName(action.executionArn)} is older than ${action.environment}`,
+            action.error === undefined
+              ? `Refused: ${runName(action.executionArn)} is older than ${action.environment}`
+              : `Refused: rollback ${runName(action.executionArn)} of ${action.environment}`,
             SUBJECT_MAX_LENGTH,
           ),
           body: `${runName(action.executionArn)} was refused at ${action.environment}.\n\n${action.cause}\n`,

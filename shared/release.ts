@@ -16,6 +16,12 @@ import * as z from 'zod';
  * - QUEUED: runs enter an environment in push order, except that a run waiting on a person (an approval
  *   gate still ahead of it) is not waited for: if a newer commit gets there first, the older one is refused;
  * - PARALLEL: nothing is held, waited for, retired or refused (the behaviour before release control).
+ *
+ * A rollback is the one way back: a rollback run ({@link enterForRollback}) takes the environment's hold like
+ * any run, is never refused for being behind, retires nothing and is retired by nothing, and is refused only
+ * when the environment moved on since it was planned. Its leave makes the older commit the environment's
+ * current one, recorded as a rollback ({@link RollbackNote}); each environment keeps its last
+ * {@link DEPLOYMENTS_KEPT} deployments, which is where a rollback finds its target ({@link rollbackTarget}).
  */
 
 export const EXECUTION_MODES = ['SUPERSEDED', 'QUEUED', 'PARALLEL'] as const;
@@ -24,6 +30,8 @@ export type ExecutionMode = z.infer<typeof ExecutionModeSchema>;
 
 /** The error a run refused at an environment fails with (an older commit than the environment's). */
 export const BEHIND_ERROR = 'Environment.Behind';
+/** The error a rollback fails with when its environment moved on since it was asked for. */
+export const ROLLBACK_REFUSED_ERROR = 'Rollback.Refused';
 /** The error a retired run is stopped with (StopExecution's `error`). */
 export const SUPERSEDED_ERROR = 'Stepline.Superseded';
 
@@ -47,14 +55,32 @@ export function supersedingRun(cause: string | null | undefined): string | null 
   return /^Superseded by (\S+)/.exec(cause ?? '')?.[1] ?? null;
 }
 
-const RunPointSchema = z.object({
+/** What a rollback records of itself, on the deployment it made. */
+const RollbackNoteSchema = z.object({
+  /** The run whose deployment was deployed again. */
+  of: z.string(),
+  /** The commit the environment ran before (or was deploying, for an automatic rollback). */
+  from: z.string().nullable(),
+  /** Started by a failed deploy (`rollbackOnFailure`), not by a person. */
+  automatic: z.boolean(),
+});
+export type RollbackNote = z.infer<typeof RollbackNoteSchema>;
+
+export const RunPointSchema = z.object({
   executionArn: z.string(),
   sequence: z.number().int(),
   commit: z.string(),
   /** ISO 8601: since when it holds, or when it was deployed. */
   at: z.string(),
+  /** The image deployed (a deployment's; absent when the run's leave did not say). */
+  imageUri: z.string().optional(),
+  /** Set on a deployment a rollback made. */
+  rollback: RollbackNoteSchema.optional(),
 });
 export type RunPoint = z.infer<typeof RunPointSchema>;
+
+/** How many deployments each environment keeps (newest first), to roll back to. */
+export const DEPLOYMENTS_KEPT = 10;
 
 const LineRunSchema = z.object({
   executionArn: z.string(),
@@ -70,6 +96,16 @@ const LineRunSchema = z.object({
   waiting: z.object({ environment: z.string(), taskToken: z.string(), since: z.string() }).nullable(),
   /** Set when it was retired: the newer run that retired it. */
   supersededBy: z.string().optional(),
+  /** Set on a rollback run: what it deploys again, and the run the environment must still be on. */
+  rollback: z
+    .object({
+      of: z.string(),
+      expected: z.string().nullable(),
+      from: z.string().nullable(),
+      automatic: z.boolean(),
+      imageUri: z.string().optional(),
+    })
+    .optional(),
 });
 export type LineRun = z.infer<typeof LineRunSchema>;
 
@@ -78,7 +114,12 @@ export const LineStateSchema = z.object({
   runs: z.array(LineRunSchema),
   environments: z.record(
     z.string(),
-    z.object({ holder: RunPointSchema.nullable(), current: RunPointSchema.nullable() }),
+    z.object({
+      holder: RunPointSchema.nullable(),
+      current: RunPointSchema.nullable(),
+      /** The last {@link DEPLOYMENTS_KEPT} deployments, newest first (absent in lines written before). */
+      deployments: z.array(RunPointSchema).optional(),
+    }),
   ),
 });
 export type LineState = z.infer<typeof LineStateSchema>;
@@ -90,7 +131,15 @@ export function emptyLine(line: string): LineState {
 /** What the ledger does once a transition is written. */
 export type ReleaseAction =
   | { kind: 'resume'; executionArn: string; taskToken: string; environment: string }
-  | { kind: 'refuse'; executionArn: string; taskToken: string; environment: string; cause: string }
+  | {
+      kind: 'refuse';
+      executionArn: string;
+      taskToken: string;
+      environment: string;
+      cause: string;
+      /** The error the task fails with: {@link BEHIND_ERROR} unless said ({@link ROLLBACK_REFUSED_ERROR}). */
+      error?: string;
+    }
   | { kind: 'retire'; executionArn: string; by: string; cause: string };
 
 export interface Transition {
@@ -155,22 +204,55 @@ export function enterEnvironment(
 /** A run finished its Deploy: the environment now runs its commit, and the next run may enter. */
 export function leaveEnvironment(
   state: LineState,
-  request: { executionArn: string; environment: string; now: string },
+  request: {
+    executionArn: string;
+    environment: string;
+    now: string;
+    imageUri?: string | undefined;
+    /**
+     * The run's push number and commit, for a run the line no longer knows: a redriven run resumes after
+     * its end released it, without entering again, and its deploy still counts.
+     */
+    run?: { sequence: number; commit: string };
+  },
   mode: ExecutionMode,
 ): Transition {
   const next = structuredClone(state);
-  const run = next.runs.find((r) => r.executionArn === request.executionArn);
+  const known = next.runs.find((r) => r.executionArn === request.executionArn);
+  const run: Pick<LineRun, 'executionArn' | 'sequence' | 'commit' | 'holding' | 'rollback'> | undefined =
+    known ??
+    (request.run && {
+      executionArn: request.executionArn,
+      ...request.run,
+      holding: null,
+      rollback: undefined,
+    });
   const environment = environmentOf(next, request.environment);
   if (run) {
     const moved = environment.current === null || environment.current.sequence <= run.sequence;
-    // PARALLEL records whatever deployed last; the other modes only ever move forward (guarded at entry).
-    if (mode === 'PARALLEL' || moved) {
-      environment.current = {
+    // PARALLEL records whatever deployed last; the other modes only ever move forward (guarded at entry),
+    // except a rollback, the one recorded way back.
+    if (mode === 'PARALLEL' || moved || run.rollback) {
+      const imageUri = request.imageUri ?? run.rollback?.imageUri;
+      const deployed: RunPoint = {
         executionArn: run.executionArn,
         sequence: run.sequence,
         commit: run.commit,
         at: request.now,
+        ...(imageUri ? { imageUri } : {}),
+        ...(run.rollback
+          ? {
+              rollback: {
+                of: run.rollback.of,
+                from: run.rollback.from,
+                automatic: run.rollback.automatic,
+              },
+            }
+          : {}),
       };
+      environment.current = deployed;
+      const kept = (environment.deployments ?? []).filter((d) => d.executionArn !== deployed.executionArn);
+      environment.deployments = [deployed, ...kept].slice(0, DEPLOYMENTS_KEPT);
     }
     if (run.holding === request.environment) run.holding = null;
   }
@@ -188,6 +270,108 @@ export function endRun(state: LineState, executionArn: string, mode: ExecutionMo
   return settle(next, mode);
 }
 
+/** A rollback run as it asks for its environment (the rollback state machine's `Enter environment`). */
+export interface RollbackEntry {
+  /** The rollback's own execution. */
+  executionArn: string;
+  environment: string;
+  taskToken: string;
+  now: string;
+  /** The deployment deployed again (from {@link rollbackTarget}). */
+  target: RunPoint;
+  /** The run the environment ran when the rollback was planned: if it moved on since, it is refused. */
+  expected: string | null;
+  /** The commit it rolls back from (shown and notified). */
+  from: string | null;
+  automatic: boolean;
+}
+
+/**
+ * A rollback asks to enter its environment: it waits for the hold like any run and is resumed once it
+ * holds it, whatever the push order of its commit; it is refused if the environment's current deployment
+ * is no longer `expected` when its turn comes (a newer deploy landed meanwhile). In PARALLEL mode it is
+ * resumed at once. Asking again (a retried invocation) changes nothing.
+ */
+export function enterForRollback(state: LineState, request: RollbackEntry, mode: ExecutionMode): Transition {
+  const next = structuredClone(state);
+  let run = next.runs.find((r) => r.executionArn === request.executionArn);
+  if (!run) {
+    const { target } = request;
+    run = {
+      executionArn: request.executionArn,
+      sequence: Math.max(1, target.sequence),
+      commit: target.commit,
+      plan: [{ name: request.environment, approval: false }],
+      entered: [],
+      holding: null,
+      waiting: null,
+      rollback: {
+        of: target.rollback?.of ?? target.executionArn,
+        expected: request.expected,
+        from: request.from,
+        automatic: request.automatic,
+        ...(target.imageUri ? { imageUri: target.imageUri } : {}),
+      },
+    };
+    next.runs.push(run);
+    next.runs.sort((a, b) => a.sequence - b.sequence);
+  }
+  if (mode === 'PARALLEL' || run.holding === request.environment) {
+    if (!run.entered.includes(request.environment)) run.entered.push(request.environment);
+    return { state: next, actions: [resume(run, request.taskToken, request.environment)] };
+  }
+  run.waiting = { environment: request.environment, taskToken: request.taskToken, since: request.now };
+  return settle(next, mode);
+}
+
+/** Why a rollback has nothing to go back to. */
+export type NoRollbackTarget = { refused: string };
+
+/**
+ * The deployment a rollback of `environment` deploys again: with `to`, the recorded deployment of that run
+ * (its name) or commit (a prefix of 7 or more digits); without, the environment's previous deployment (the
+ * newest one older, by push order, than what it runs). Only deployments that recorded their image qualify:
+ * a rollback never rebuilds. `automatic` (a deploy that failed): the deployment the environment records as
+ * current, which the failed deploy may have half replaced.
+ */
+export function rollbackTarget(
+  state: LineState,
+  environment: string,
+  to?: string,
+  options: { automatic?: boolean } = {},
+): { target: RunPoint; current: RunPoint | null } | NoRollbackTarget {
+  const held = state.environments[environment];
+  const current = held?.current ?? null;
+  if (!current) return { refused: `${environment} has no deployment yet: there is nothing to roll back` };
+  const deployments = (held?.deployments ?? []).filter((d) => d.imageUri);
+  if (options.automatic) {
+    const target = deployments.find((d) => d.executionArn === current.executionArn);
+    return target
+      ? { target, current }
+      : { refused: `${environment}'s last deployment recorded no image to deploy again` };
+  }
+  if (to !== undefined) {
+    const wanted = to.toLowerCase();
+    const target = deployments.find(
+      (d) =>
+        runName(d.executionArn) === to ||
+        (d.rollback && runName(d.rollback.of) === to) ||
+        (wanted.length >= 7 && d.commit.toLowerCase().startsWith(wanted)),
+    );
+    if (!target)
+      return {
+        refused: `No deployment of ${environment} recorded for ${to} (its last ${DEPLOYMENTS_KEPT} deployments with their image are kept)`,
+      };
+    if (target.commit === current.commit)
+      return { refused: `${environment} already runs ${current.commit.slice(0, 12)}` };
+    return { target, current };
+  }
+  const target = deployments.find((d) => d.sequence < current.sequence && d.commit !== current.commit);
+  if (!target)
+    return { refused: `${environment} has no earlier deployment recorded with its image to roll back to` };
+  return { target, current };
+}
+
 /** Retires what is superseded, refuses what is behind, and hands each free environment to the next run. */
 function settle(state: LineState, mode: ExecutionMode): Transition {
   const actions: ReleaseAction[] = [];
@@ -202,8 +386,26 @@ function settle(state: LineState, mode: ExecutionMode): Transition {
     for (const run of waiting) {
       const waiter = run.waiting;
       if (!waiter) continue;
+      if (run.rollback) {
+        const on = environment.current?.executionArn ?? null;
+        if (on !== run.rollback.expected) {
+          run.waiting = null;
+          actions.push({
+            kind: 'refuse',
+            executionArn: run.executionArn,
+            taskToken: waiter.taskToken,
+            environment: name,
+            error: ROLLBACK_REFUSED_ERROR,
+            cause:
+              `${name} moved on since this rollback was asked for: it now runs ` +
+              `${environment.current ? `${environment.current.commit.slice(0, 12)} (${runName(environment.current.executionArn)})` : 'nothing'}. ` +
+              'Nothing was rolled back; ask again for the rollback you want from there.',
+          });
+          continue;
+        }
+      }
       const newest = newestOf(environment.current, environment.holder);
-      if (newest && newest.sequence > run.sequence) {
+      if (!run.rollback && newest && newest.sequence > run.sequence) {
         run.waiting = null;
         actions.push({
           kind: 'refuse',
@@ -218,7 +420,7 @@ function settle(state: LineState, mode: ExecutionMode): Transition {
         continue;
       }
       if (environment.holder !== null) break;
-      if (olderOnTheWay(state, run, name)) break;
+      if (!run.rollback && olderOnTheWay(state, run, name)) break;
       environment.holder = {
         executionArn: run.executionArn,
         sequence: run.sequence,
@@ -241,7 +443,8 @@ function settle(state: LineState, mode: ExecutionMode): Transition {
  */
 function retireSuperseded(state: LineState): ReleaseAction[] {
   const actions: ReleaseAction[] = [];
-  const live = state.runs.filter((r) => r.supersededBy === undefined);
+  // A rollback is asked for by a person (or a failed deploy): it retires nothing and nothing retires it.
+  const live = state.runs.filter((r) => r.supersededBy === undefined && !r.rollback);
   for (const run of live) {
     if (run.holding !== null) continue;
     const newer = live
@@ -267,7 +470,7 @@ function retireSuperseded(state: LineState): ReleaseAction[] {
  */
 function olderOnTheWay(state: LineState, run: LineRun, environment: string): boolean {
   return state.runs.some((older) => {
-    if (older.sequence >= run.sequence || older.supersededBy !== undefined) return false;
+    if (older.sequence >= run.sequence || older.supersededBy !== undefined || older.rollback) return false;
     if (older.entered.includes(environment)) return false;
     const target = older.plan.findIndex((e) => e.name === environment);
     if (target < 0) return false;
@@ -300,6 +503,8 @@ export interface LineView {
     holder: RunPoint | null;
     current: RunPoint | null;
     waiting: { executionArn: string; sequence: number; since: string }[];
+    /** The last deployments, newest first: rollbacks among them say so. */
+    deployments: RunPoint[];
   }[];
 }
 
@@ -314,6 +519,7 @@ export function viewOf(state: LineState): LineView {
       name,
       holder: state.environments[name]?.holder ?? null,
       current: state.environments[name]?.current ?? null,
+      deployments: state.environments[name]?.deployments ?? [],
       waiting: state.runs.flatMap((r) =>
         r.waiting?.environment === name
           ? [{ executionArn: r.executionArn, sequence: r.sequence, since: r.waiting.since }]

@@ -4,12 +4,12 @@ import { inspectRepository } from '#local/git/repositories.ts';
 import { CONTROL_TOKEN_FILE, readControlToken } from '#local/http/control-token.ts';
 import type { RunDetail, RunSummary } from '#local/runs/read-model.ts';
 import { SteplineError } from '#shared/errors.ts';
-import { type LineView, runName } from '#shared/release.ts';
+import { type LineView, type RunPoint, runName } from '#shared/release.ts';
 import { forTerminal } from '#shared/text.ts';
 
 /**
  * The commands that talk to a running stepline (`npm start`) over its JSON API: runs, show, logs,
- * approve, reject, redrive, restart, teardown. They send no Origin header, so the server's cross-origin guard lets
+ * approve, reject, redrive, restart, rollback, teardown. They send no Origin header, so the server's cross-origin guard lets
  * them through (see local/http/guards.ts), and they send the control token the running stepline wrote to
  * its state folder (`Authorization: Bearer`, see local/http/control-token.ts), which builds never see.
  */
@@ -121,7 +121,7 @@ export async function listEnvironments(client: Client): Promise<void> {
     client.print(line.line);
     for (const e of line.environments) {
       const current = e.current
-        ? `${e.current.commit.slice(0, 7)} ${runName(e.current.executionArn)} (push #${e.current.sequence})`
+        ? `${e.current.commit.slice(0, 7)} ${runName(e.current.executionArn)} (push #${e.current.sequence})${rollbackNote(e.current)}`
         : 'nothing deployed yet';
       const held = e.holder ? `  held by ${runName(e.holder.executionArn)}` : '';
       const waiting =
@@ -129,6 +129,36 @@ export async function listEnvironments(client: Client): Promise<void> {
       client.print(`  ${e.name.padEnd(10)} ${current}${held}${waiting}`);
     }
   }
+}
+
+/** How a deployment made by a rollback reads: `rolled back from 1a2b3c4 (run-2's deployment)`. */
+export function rollbackNote(point: RunPoint): string {
+  if (!point.rollback) return '';
+  const how = point.rollback.automatic ? 'automatic rollback' : 'rollback';
+  const from = point.rollback.from ? ` from ${point.rollback.from.slice(0, 7)}` : '';
+  return `  ${how}${from} to ${runName(point.rollback.of)}'s deployment`;
+}
+
+/**
+ * `stepline rollback <env>`: starts the rollback of an environment to its previous deployment (or `to`),
+ * from its recorded image. It waits at the environment's approval gate like a run: approve it with
+ * `stepline approve <rollback>`.
+ */
+export async function rollback(
+  client: Client,
+  environment: string,
+  options: { to?: string | undefined; repo?: string | undefined; infrastructure?: boolean },
+): Promise<void> {
+  const query = new URLSearchParams();
+  if (options.to) query.set('to', options.to);
+  if (options.repo) query.set('repo', options.repo);
+  if (options.infrastructure) query.set('infrastructure', 'true');
+  const started = await api<{ name: string }>(
+    client,
+    `/api/environments/${encodeURIComponent(environment)}/rollback${query.size > 0 ? `?${query}` : ''}`,
+    { method: 'POST' },
+  );
+  client.print(`started ${started.name}`);
 }
 
 /** `stepline show <run>`: status, error, pending approval, deployments and builds. */

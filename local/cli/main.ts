@@ -200,6 +200,26 @@ function program(): Command {
   ).action((run: string, options) => remote().then((c) => c.restartRun(client(options), run)));
   clientCommand(
     stepline,
+    'rollback <env>',
+    "redeploy an environment's previous deployment (or --to's) from its recorded image, after its approval",
+  )
+    .option(
+      '--to <run|commit>',
+      'the run or commit (7+ digits) to go back to (default: the previous deployment)',
+    )
+    .option('--repo <name>', 'the repository whose line to roll back, when several deployed the environment')
+    .option('--infrastructure', "run the environment's Infrastructure at that commit too", false)
+    .action((environment: string, options) =>
+      remote().then((c) =>
+        c.rollback(client(options), environment, {
+          to: options.to,
+          repo: options.repo,
+          infrastructure: options.infrastructure,
+        }),
+      ),
+    );
+  clientCommand(
+    stepline,
     'teardown <env>',
     "tear one environment of a repository down (the teardown state machine, from its latest run's commit)",
   )

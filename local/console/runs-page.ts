@@ -2,7 +2,18 @@
 /// <reference lib="dom.iterable" />
 import type { LineView } from '../../shared/release.ts';
 import type { RunSummary } from '../runs/read-model.ts';
-import { badge, coalesce, getJson, h, main, rerender, runDuration, shortSha, time } from './dom.ts';
+import {
+  badge,
+  coalesce,
+  getJson,
+  h,
+  main,
+  rerender,
+  runDuration,
+  shortSha,
+  showProblem,
+  time,
+} from './dom.ts';
 
 /** The runs, newest first, with the approvals that wait; refreshed as runs change. */
 export class RunsPage {
@@ -148,6 +159,27 @@ function stageText(run: RunSummary): string {
 
 const nameOf = (executionArn: string) => executionArn.slice(executionArn.lastIndexOf(':') + 1);
 
+/** How a deployment a rollback made reads: `↩ rollback from 1a2b3c4 to run-1's deployment`. */
+function rollbackLabel(
+  rollback: NonNullable<LineView['environments'][number]['current']>['rollback'],
+): string {
+  if (!rollback) return '';
+  const from = rollback.from ? ` from ${shortSha(rollback.from)}` : '';
+  return `↩ ${rollback.automatic ? 'automatic rollback' : 'rollback'}${from} to ${nameOf(rollback.of)}'s deployment`;
+}
+
+/** Starts the rollback of one environment of a line (its repository), then shows the rollback's run. */
+async function rollBack(line: string, environment: string): Promise<void> {
+  const repository = line.split(':')[1] ?? '';
+  const response = await fetch(
+    `/api/environments/${encodeURIComponent(environment)}/rollback?repo=${encodeURIComponent(repository)}`,
+    { method: 'POST' },
+  );
+  const body = (await response.json().catch(() => ({}))) as { name?: string; message?: string };
+  if (response.ok && body.name) location.hash = `#/runs/${encodeURIComponent(body.name)}`;
+  else showProblem(body.message ?? `rollback answered ${response.status}`);
+}
+
 /** Each branch's environments: the commit and run each runs now, who holds it, who waits for it. */
 function environmentsTable(lines: LineView[]): HTMLElement | null {
   const rows = lines.flatMap((line) => line.environments.map((e) => ({ line: line.line, ...e })));
@@ -165,7 +197,7 @@ function environmentsTable(lines: LineView[]): HTMLElement | null {
         h(
           'tr',
           {},
-          ['Branch', 'Environment', 'Runs commit', 'Deployed by', 'Held by', 'Waiting'].map((label) =>
+          ['Branch', 'Environment', 'Runs commit', 'Deployed by', 'Held by', 'Waiting', ''].map((label) =>
             h('th', { scope: 'col', class: 'col' }, label),
           ),
         ),
@@ -188,9 +220,28 @@ function environmentsTable(lines: LineView[]): HTMLElement | null {
               'td',
               {},
               row.current ? `${nameOf(row.current.executionArn)} (push #${row.current.sequence})` : '',
+              row.current?.rollback
+                ? h('span', { class: 'rollback' }, ` ${rollbackLabel(row.current.rollback)}`)
+                : '',
             ),
             h('td', {}, row.holder ? nameOf(row.holder.executionArn) : ''),
             h('td', {}, row.waiting.map((w) => nameOf(w.executionArn)).join(', ')),
+            h(
+              'td',
+              {},
+              row.current && !row.holder
+                ? h(
+                    'button',
+                    {
+                      type: 'button',
+                      'data-key': 'rollback',
+                      title: `Redeploy ${row.name}'s previous deployment from its recorded image (after its approval)`,
+                      onclick: () => void rollBack(row.line, row.name),
+                    },
+                    'Roll back',
+                  )
+                : '',
+            ),
           ),
         ),
       ),

@@ -10,7 +10,7 @@ import { isClientError } from '#shared/errors.ts';
  * server (server.ts) has checked the Host, the origin of state-changing requests and the path first.
  *
  * Answers a request under /api/: runs, approvals, environments (each line's holds and current commits),
- * builds' logs, the event stream, redrive, restart and teardown.
+ * builds' logs, the event stream, redrive, restart, rollback and teardown.
  */
 export async function serveApi(
   runtime: LocalRuntime,
@@ -61,6 +61,22 @@ export async function serveApi(
       return sendJson(res, 202, { name: record.name, executionArn: record.executionArn });
     } catch (error) {
       if (isClientError(error)) return sendJson(res, error.status, { message: error.message });
+      throw error;
+    }
+  }
+  // POST /api/environments/<env>/rollback[?to=<run|commit>&repo=<name>&infrastructure=true]
+  if (req.method === 'POST' && resource === 'environments' && id !== undefined && action === 'rollback') {
+    try {
+      const record = await runtime.rollback(id, {
+        to: url.searchParams.get('to') || undefined,
+        repository: url.searchParams.get('repo') || undefined,
+        infrastructure: url.searchParams.get('infrastructure') === 'true',
+      });
+      return sendJson(res, 202, { name: record.name, executionArn: record.executionArn });
+    } catch (error) {
+      // Nothing recorded to go back to (409), an invalid environment or an ambiguous one (400).
+      if (isClientError(error))
+        return sendJson(res, error.status, { error: error.name, message: error.message });
       throw error;
     }
   }

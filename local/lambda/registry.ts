@@ -57,6 +57,10 @@ export interface LocalPorts {
   now: () => Date;
   region: string;
   pipelineStateMachineArn: string;
+  /** The rollback machine and how to start it (automatic rollback). */
+  rollback?: { stateMachineArn: string; starter: PipelineStarter };
+  /** The image a run deployed (its Image build's IMAGE_URI), kept with each deployment. */
+  images?: { imageOf(run: { executionArn: string; commit: string }): Promise<string | undefined> };
   /** The forges' status tokens (`.stepline/parameters.json`). */
   statusTokens: StatusTokens;
   /** Runs' inputs by execution ARN (the local store). */
@@ -151,11 +155,13 @@ export const FUNCTION_REGISTRY: Record<string, RegisteredFunction> = {
     logger: ports.logger(key),
     region: ports.region,
     stateMachineArn: ports.pipelineStateMachineArn,
+    ...(ports.rollback ? { rollback: ports.rollback } : {}),
   })),
   holds: registered('functions/holds.ts', createHoldsHandler, (ports, key) => ({
     ledger: ports.releaseLedger(ports.logger(key)),
     logger: ports.logger(key),
     now: ports.now,
+    ...(ports.images ? { images: ports.images } : {}),
   })),
   commitStatus: registered('functions/commit-status.ts', createCommitStatusHandler, (ports, key) => {
     const logger = ports.logger(key);

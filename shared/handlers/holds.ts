@@ -1,17 +1,20 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
-import { InvalidInputError } from '#shared/errors.ts';
+import { InvalidInputError, RollbackRefusedError } from '#shared/errors.ts';
 import type { Logger } from '#shared/logger.ts';
 import { PushSchema } from '#shared/push.ts';
 import {
   ExecutionModeSchema,
   enterEnvironment,
+  enterForRollback,
   joinLine,
   leaveEnvironment,
   lineOf,
+  RunPointSchema,
 } from '#shared/release.ts';
 import type { ReleaseLedger } from '#shared/release-ledger.ts';
+import { planRollback, RollbackInputSchema } from '#shared/rollback.ts';
 
 /** What the state machine's release tasks send (`lambda:invoke` of the holds function). */
 const RunFields = {
@@ -33,8 +36,37 @@ export const HoldsRequestSchema = z.discriminatedUnion('action', [
     environment: z.string().min(1),
     taskToken: z.string().min(1),
   }),
-  /** After the environment's Deploy: it now runs this commit, and the next run may enter. */
-  z.object({ action: z.literal('leave'), ...RunFields, environment: z.string().min(1) }),
+  /**
+   * After the environment's Deploy: it now runs this commit (and `imageUri`, kept to roll back to), and the
+   * next run may enter.
+   */
+  z.object({
+    action: z.literal('leave'),
+    ...RunFields,
+    environment: z.string().min(1),
+    imageUri: z.string().min(1).optional(),
+  }),
+  /** The rollback machine's first task: which recorded deployment it deploys again (read only). */
+  z.object({
+    action: z.literal('plan-rollback'),
+    executionArn: z.string().min(1),
+    input: RollbackInputSchema,
+  }),
+  /** The rollback machine's hold (`waitForTaskToken`): resumed once it holds the environment. */
+  z.object({
+    action: z.literal('enter-rollback'),
+    executionArn: z.string().min(1),
+    push: RunFields.push,
+    mode: ExecutionModeSchema,
+    environment: z.string().min(1),
+    taskToken: z.string().min(1),
+    plan: z.object({
+      target: RunPointSchema.extend({ imageUri: z.string().min(1) }),
+      expected: z.string().nullable(),
+      from: z.string().nullable(),
+      automatic: z.boolean(),
+    }),
+  }),
 ]);
 export type HoldsRequest = z.infer<typeof HoldsRequestSchema>;
 
@@ -42,6 +74,11 @@ export interface HoldsDeps {
   ledger: ReleaseLedger;
   logger: Logger;
   now: () => Date;
+  /**
+   * The image a run deployed, when its leave does not say: kept with the deployment, so that a rollback
+   * can deploy it again. Absent: the deployment is recorded without an image (no rollback to it).
+   */
+  images?: { imageOf(run: { executionArn: string; commit: string }): Promise<string | undefined> };
 }
 
 /**
@@ -53,7 +90,7 @@ export interface HoldsDeps {
 export function createHoldsHandler(deps: HoldsDeps) {
   const { ledger, logger } = deps;
 
-  async function run(event: unknown): Promise<{ line: string; actions: string[] }> {
+  async function run(event: unknown): Promise<unknown> {
     const parsed = HoldsRequestSchema.safeParse(event);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -63,6 +100,41 @@ export function createHoldsHandler(deps: HoldsDeps) {
       );
     }
     const request = parsed.data;
+    if (request.action === 'plan-rollback') {
+      const line = lineOf(request.input.push);
+      const plan = planRollback(await ledger.read(line), request.input);
+      logger.info('Rollback planned', {
+        executionArn: request.executionArn,
+        line,
+        environment: request.input.environment,
+        ...('refused' in plan ? { refused: plan.refused } : { target: plan.target.commit }),
+      });
+      if ('refused' in plan) throw new RollbackRefusedError(plan.refused);
+      return plan;
+    }
+    if (request.action === 'enter-rollback') {
+      const line = lineOf(request.push);
+      const now = deps.now().toISOString();
+      logger.appendKeys({ executionArn: request.executionArn, line });
+      const actions = await ledger.apply(line, request.mode, (state) =>
+        enterForRollback(
+          state,
+          {
+            executionArn: request.executionArn,
+            environment: request.environment,
+            taskToken: request.taskToken,
+            now,
+            ...request.plan,
+          },
+          request.mode,
+        ),
+      );
+      const decided = actions.map(
+        (a) => `${a.kind} ${a.executionArn.slice(a.executionArn.lastIndexOf(':') + 1)}`,
+      );
+      logger.info('Release task done', { action: request.action, environment: request.environment, decided });
+      return { line, actions: decided };
+    }
     const line = lineOf(request.push);
     const now = deps.now().toISOString();
     // The task token stays out of the log keys.
@@ -72,6 +144,10 @@ export function createHoldsHandler(deps: HoldsDeps) {
       sequence: request.sequence,
       commit: request.commit,
     };
+    const imageUri =
+      request.action === 'leave'
+        ? (request.imageUri ?? (await deps.images?.imageOf(run).catch(() => undefined)))
+        : undefined;
     const actions = await ledger.apply(line, request.mode, (state) => {
       if (request.action === 'join') {
         return joinLine(state, { ...run, plan: request.environments }, request.mode);
@@ -85,7 +161,13 @@ export function createHoldsHandler(deps: HoldsDeps) {
       }
       return leaveEnvironment(
         state,
-        { executionArn: request.executionArn, environment: request.environment, now },
+        {
+          executionArn: request.executionArn,
+          environment: request.environment,
+          now,
+          imageUri,
+          run: { sequence: request.sequence, commit: request.commit },
+        },
         request.mode,
       );
     });

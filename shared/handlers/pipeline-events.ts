@@ -4,9 +4,12 @@ import { describeExecution, parseExecutionStatusChangeEvent, pipelineMilestone }
 import type { Logger } from '#shared/logger.ts';
 import { executionNotification } from '#shared/notifications.ts';
 import { ExecutionInputSchema } from '#shared/pipeline.ts';
-import type { MilestoneEmitter, Notifier } from '#shared/ports.ts';
-import { endRun, lineOf } from '#shared/release.ts';
+import type { MilestoneEmitter, Notifier, PipelineStarter } from '#shared/ports.ts';
+import { SUBJECT_MAX_LENGTH } from '#shared/ports.ts';
+import { endRun, lineOf, runName } from '#shared/release.ts';
 import type { ReleaseLedger } from '#shared/release-ledger.ts';
+import { automaticRollbackName, type RollbackInput } from '#shared/rollback.ts';
+import { oneLine } from '#shared/text.ts';
 
 /** Step Functions "Execution Status Change" events of the pipeline state machine. */
 export interface PipelineEventsDeps {
@@ -17,16 +20,34 @@ export interface PipelineEventsDeps {
   logger: Logger;
   /** The region of the state machine, for the console link. */
   region: string;
-  /** The pipeline state machine; events of other machines are ignored. */
+  /** The pipeline state machine; events of other machines (but the rollback machine's) are ignored. */
   stateMachineArn: string;
+  /**
+   * The rollback state machine: its executions' ends release their holds too, and a pipeline run that
+   * fails while it holds an environment with `rollbackOnFailure` starts one (StartExecution).
+   */
+  rollback?: { stateMachineArn: string; starter: PipelineStarter };
 }
 
 /** Emits a milestone for each status change of the pipeline, and notifies what the notify tasks do not. */
 export function createPipelineEventsHandler(deps: PipelineEventsDeps) {
-  const { notifier, emitter, ledger, logger, region, stateMachineArn } = deps;
+  const { notifier, emitter, ledger, logger, region, stateMachineArn, rollback } = deps;
 
   async function run(event: unknown): Promise<void> {
     const parsed = parseExecutionStatusChangeEvent(event);
+    if (rollback && parsed.detail.stateMachineArn === rollback.stateMachineArn) {
+      // A rollback's own tasks notify its success and failure; its end, however it came, releases its hold.
+      const report = describeExecution(parsed);
+      if (report.status === 'RUNNING') return;
+      const released = await releaseRun(ledger, parsed.detail.input, report);
+      const notification =
+        report.status === 'SUCCEEDED' || report.status === 'FAILED'
+          ? undefined
+          : executionNotification(report, region);
+      if (notification) await notifier.publish(notification);
+      logger.info('Rollback status handled', { status: report.status, released });
+      return;
+    }
     if (parsed.detail.stateMachineArn !== stateMachineArn) {
       logger.info('Ignored an execution of another state machine', {
         stateMachineArn: parsed.detail.stateMachineArn,
@@ -36,6 +57,11 @@ export function createPipelineEventsHandler(deps: PipelineEventsDeps) {
     logger.appendKeys({ executionArn: parsed.detail.executionArn });
 
     const report = describeExecution(parsed);
+    // Before its hold is released: which environment the failed run held is in the line's state.
+    const rolledBack =
+      report.status === 'FAILED' && rollback
+        ? await startAutomaticRollback(ledger, rollback.starter, notifier, parsed.detail.input, report)
+        : null;
     // However the run ended (succeeded, failed, rejected, expired, timed out, stopped from outside,
     // superseded), it holds nothing any more; a redrive that resumes it joins and enters again.
     const released = report.status === 'RUNNING' ? [] : await releaseRun(ledger, parsed.detail.input, report);
@@ -50,6 +76,7 @@ export function createPipelineEventsHandler(deps: PipelineEventsDeps) {
       notified: notification !== undefined,
       released,
       pipelineInput: report.push !== null,
+      ...(rolledBack ? { rollback: rolledBack } : {}),
     });
   }
 
@@ -80,4 +107,60 @@ async function releaseRun(
     endRun(state, report.executionArn, mode),
   );
   return actions.map((action) => `${action.kind} ${action.executionArn}`);
+}
+
+/**
+ * A run that failed while holding an environment whose settings ask for `rollbackOnFailure` (its
+ * Infrastructure or Deploy failed: the hold spans both) starts the automatic rollback of that environment,
+ * under a name derived from the run (a redelivered event starts nothing more), and says so. Returns the
+ * rollback's name, or null when none applies.
+ */
+async function startAutomaticRollback(
+  ledger: ReleaseLedger,
+  starter: PipelineStarter,
+  notifier: Notifier,
+  input: string | null | undefined,
+  report: { executionArn: string },
+): Promise<string | null> {
+  let value: unknown;
+  try {
+    value = JSON.parse(input ?? '');
+  } catch {
+    return null;
+  }
+  const parsed = ExecutionInputSchema.safeParse(value);
+  if (!parsed.success || parsed.data.pullRequest || !parsed.data.push.after) return null;
+  const { push, source, settings } = parsed.data;
+  const commit = parsed.data.push.after;
+  const state = await ledger.read(lineOf(push));
+  const environment = state.runs.find((r) => r.executionArn === report.executionArn)?.holding;
+  if (!environment) return null;
+  if (!settings.environments.find((e) => e.name === environment)?.rollbackOnFailure) return null;
+  const current = state.environments[environment]?.current;
+  if (!current) return null;
+  const name = automaticRollbackName(environment, report.executionArn);
+  const rollbackInput: RollbackInput = {
+    environment,
+    push,
+    source,
+    settings,
+    to: null,
+    infrastructure: false,
+    automatic: { failedRun: report.executionArn, commit },
+  };
+  const started = await starter.start({ name, input: rollbackInput });
+  if (started.outcome === 'started') {
+    await notifier.publish({
+      topic: 'notifications',
+      subject: oneLine(
+        `↩ ${push.repository.fullName} ${environment}: ${commit.slice(0, 7)} failed, rolling back to ${current.commit.slice(0, 7)}`,
+        SUBJECT_MAX_LENGTH,
+      ),
+      body:
+        `${runName(report.executionArn)} failed while deploying ${commit.slice(0, 12)} to ${environment}, ` +
+        `which has rollbackOnFailure: ${name} deploys its last successful deployment again, ` +
+        `${current.commit.slice(0, 12)} (${runName(current.executionArn)}).\n`,
+    });
+  }
+  return name;
 }

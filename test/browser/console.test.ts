@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -154,6 +154,7 @@ describe('the console in a browser', () => {
   let stepline: Stepline;
   let baseUrl: string;
   let consoleUrl: string;
+  let deployPortBase: number;
   let context: BrowserContext;
   let page: Page;
   const pageErrors: string[] = [];
@@ -167,7 +168,8 @@ describe('the console in a browser', () => {
     await mkdir(ARTIFACTS, { recursive: true });
     workDir = await mkdtemp(join(tmpdir(), 'stepline-console-'));
     stateDir = join(workDir, 'state');
-    stepline = new Stepline(stateDir, await freeDeployPortBase());
+    deployPortBase = await freeDeployPortBase();
+    stepline = new Stepline(stateDir, deployPortBase);
     baseUrl = await stepline.url();
     consoleUrl = await stepline.consoleUrl();
     context = await chromium.launchPersistentContext(join(workDir, 'chromium-profile'), {
@@ -346,6 +348,49 @@ describe('the console in a browser', () => {
     await expect(page.locator('details.build', { hasText: 'dev: Deploy' }).count()).resolves.toBe(1);
     await expect(page.locator('details.build', { hasText: 'prod: Deploy' }).count()).resolves.toBe(2);
     await page.screenshot({ path: join(ARTIFACTS, 'run-redriven.png'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
+
+  it('rolls prod back from the Environments table, after its approval, and shows the rollback as one', async () => {
+    const prodVersion = async () =>
+      ((await (await fetch(`http://127.0.0.1:${deployPortBase + 4}/health`)).json()) as { version: string })
+        .version;
+    // A new commit approved to prod, from its page: prod's previous deployment is then the first run's.
+    const app = await copySampleApp(join(workDir, 'rolled-back-app'));
+    await appendFile(join(app, 'server.mjs'), '// to be rolled back\n');
+    const { commit } = await pushSampleApp({
+      remotePath: join(stateDir, 'git', 'hello-service.git'),
+      workDir: join(workDir, 'checkout'),
+      sourceDir: app,
+      message: 'A release to roll back',
+    });
+    await page.goto(`${baseUrl}/#/`);
+    const row = page.locator('tr[data-run]', { hasText: commit.slice(0, 7) });
+    await row.waitFor();
+    await row.getByRole('link').click();
+    await page.getByLabel('Your name').fill('Ada Lovelace');
+    await page.getByRole('button', { name: 'Approve' }).click();
+    await page.locator('h1 [data-status="SUCCEEDED"]').waitFor({ timeout: 60_000 });
+    const before = await prodVersion();
+    expect(before).toBe(commit.slice(0, 12));
+    await page.goto(`${baseUrl}/#/`);
+    const prod = page.locator('tr[data-environment$="/prod"]');
+    await prod.locator('.commit', { hasText: commit.slice(0, 7) }).waitFor();
+    await prod.getByRole('button', { name: 'Roll back' }).click();
+    // The rollback's own page: its state machine, waiting at prod's gate with the same approval form.
+    await page.locator('[data-state="Approval"][data-status="waiting"]').waitFor();
+    await page.getByLabel('Your name').fill('Ada Lovelace');
+    await page.getByRole('button', { name: 'Approve' }).click();
+    await page.locator('h1 [data-status="SUCCEEDED"]').waitFor({ timeout: 60_000 });
+    expect(await page.locator('[data-state="Deploy"]').getAttribute('data-status')).toBe('succeeded');
+    await expect(page.locator('details.build').count()).resolves.toBe(1);
+
+    const after = await prodVersion();
+    expect(after).not.toBe(before);
+    await page.goto(`${baseUrl}/#/`);
+    await prod.locator('.rollback', { hasText: `↩ rollback from ${before.slice(0, 7)}` }).waitFor();
+    await expect(prod.locator('.commit').textContent()).resolves.toBe(after.slice(0, 7));
+    await page.screenshot({ path: join(ARTIFACTS, 'environment-rolled-back.png'), fullPage: true });
     expect(pageErrors).toEqual([]);
   }, 120_000);
 });

@@ -15,6 +15,8 @@ const LAMBDA_ENV = {
   NOTIFICATIONS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-test-notifications',
   EVENT_BUS_NAME: 'stepline-test',
   RELEASE_TABLE: 'stepline-test-release',
+  ROLLBACK_STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-rollback',
+  IMAGE_REPOSITORY_URI: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/stepline-test',
 };
 
 const FUNCTIONS = [

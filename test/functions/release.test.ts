@@ -1,16 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import {
+  DEPLOYMENTS_KEPT,
   type ExecutionMode,
   emptyLine,
   endRun,
   enterEnvironment,
+  enterForRollback,
   type JoiningRun,
   joinLine,
   type LineState,
   leaveEnvironment,
   lineOf,
   type ReleaseAction,
+  ROLLBACK_REFUSED_ERROR,
   redriveRefusal,
+  rollbackTarget,
   supersededCause,
   supersedingRun,
   viewOf,
@@ -59,9 +63,35 @@ class Line {
     return this.#apply(
       leaveEnvironment(
         this.state,
-        { executionArn: run(sequence).executionArn, environment, now: NOW },
+        {
+          executionArn: run(sequence).executionArn,
+          environment,
+          now: NOW,
+          imageUri: `repo:${String(sequence).repeat(12)}`,
+        },
         this.mode,
       ),
+    );
+  }
+  /** Rolls `environment` back (to `to`, else its previous deployment) as the rollback `name`. */
+  rollBack(name: string, environment: string, to?: string, automatic = false) {
+    const found = rollbackTarget(this.state, environment, to, { automatic });
+    if ('refused' in found) throw new Error(found.refused);
+    const entry = {
+      executionArn: rollbackArn(name),
+      environment,
+      taskToken: `token-${name}`,
+      now: NOW,
+      target: found.target,
+      expected: found.current?.executionArn ?? null,
+      from: found.current?.commit ?? null,
+      automatic,
+    };
+    return this.#apply(enterForRollback(this.state, entry, this.mode));
+  }
+  leaveRollback(name: string, environment: string) {
+    return this.#apply(
+      leaveEnvironment(this.state, { executionArn: rollbackArn(name), environment, now: NOW }, this.mode),
     );
   }
   end(sequence: number) {
@@ -74,6 +104,9 @@ class Line {
     return this.state.environments[environment]?.holder?.sequence ?? null;
   }
 }
+
+const rollbackArn = (name: string) =>
+  `arn:aws:states:eu-west-1:123456789012:execution:stepline-test-rollback:${name}`;
 
 const kinds = (actions: ReleaseAction[]) =>
   actions.map((a) => `${a.kind} ${a.executionArn.split(':').at(-1)}`);
@@ -286,6 +319,153 @@ describe('QUEUED', () => {
   });
 });
 
+/** Runs 1..n through dev and prod, one after the other. */
+function deployed(line: Line, n: number): void {
+  for (let i = 1; i <= n; i++) {
+    line.join(i);
+    for (const environment of ['dev', 'prod']) {
+      line.enter(i, environment);
+      line.leave(i, environment);
+    }
+    line.end(i);
+  }
+}
+
+describe('rollback', () => {
+  it('moves prod back to its previous deployment, recorded as a rollback with the image it had', () => {
+    const line = new Line('SUPERSEDED');
+    deployed(line, 3);
+    expect(kinds(line.rollBack('rb-1', 'prod'))).toEqual(['resume rb-1']);
+    expect(line.holder('prod')).toBe(2);
+    line.leaveRollback('rb-1', 'prod');
+    const prod = line.state.environments.prod;
+    expect(prod?.current).toMatchObject({
+      executionArn: rollbackArn('rb-1'),
+      sequence: 2,
+      commit: '2'.repeat(40),
+      imageUri: `repo:${'2'.repeat(12)}`,
+      rollback: { of: run(2).executionArn, from: '3'.repeat(40), automatic: false },
+    });
+    expect(prod?.deployments?.map((d) => d.sequence)).toEqual([2, 3, 2, 1]);
+    expect(line.current('dev')).toBe(3);
+  });
+
+  it('goes back to a chosen deployment by run name or commit, and no further than recorded', () => {
+    const line = new Line('QUEUED');
+    deployed(line, 3);
+    const byRun = rollbackTarget(line.state, 'prod', 'run-1');
+    expect('target' in byRun && byRun.target.sequence).toBe(1);
+    const byCommit = rollbackTarget(line.state, 'prod', '1111111');
+    expect('target' in byCommit && byCommit.target.sequence).toBe(1);
+    expect(rollbackTarget(line.state, 'prod', 'run-9')).toEqual({
+      refused: expect.stringContaining('No deployment of prod recorded for run-9'),
+    });
+    expect(rollbackTarget(line.state, 'prod', 'run-3')).toEqual({
+      refused: expect.stringContaining('already runs 333333333333'),
+    });
+    expect(rollbackTarget(line.state, 'qa')).toEqual({
+      refused: expect.stringContaining('no deployment yet'),
+    });
+  });
+
+  it('a second rollback goes further back, not forward again', () => {
+    const line = new Line('SUPERSEDED');
+    deployed(line, 3);
+    line.rollBack('rb-1', 'prod');
+    line.leaveRollback('rb-1', 'prod');
+    line.end(0);
+    line.state.runs = line.state.runs.filter((r) => !r.rollback);
+    line.rollBack('rb-2', 'prod');
+    line.leaveRollback('rb-2', 'prod');
+    expect(line.state.environments.prod?.current?.commit).toBe('1'.repeat(40));
+  });
+
+  it('waits for the run that holds prod, and is refused if prod moved on meanwhile', () => {
+    const line = new Line('QUEUED');
+    deployed(line, 2);
+    line.join(3);
+    line.enter(3, 'dev');
+    line.leave(3, 'dev');
+    line.enter(3, 'prod');
+    expect(kinds(line.rollBack('rb-1', 'prod'))).toEqual([]);
+    const actions = line.leave(3, 'prod');
+    expect(actions).toEqual([
+      expect.objectContaining({
+        kind: 'refuse',
+        executionArn: rollbackArn('rb-1'),
+        error: ROLLBACK_REFUSED_ERROR,
+        cause: expect.stringContaining('prod moved on since this rollback was asked for'),
+      }),
+    ]);
+    expect(line.current('prod')).toBe(3);
+  });
+
+  it('is handed prod when the run that held it ends without deploying (an automatic rollback)', () => {
+    const line = new Line('SUPERSEDED');
+    deployed(line, 2);
+    line.join(3);
+    line.enter(3, 'dev');
+    line.leave(3, 'dev');
+    line.enter(3, 'prod');
+    // Run 3's Deploy fails: prod still records run 2, which the automatic rollback deploys again.
+    expect(kinds(line.rollBack('rb-auto', 'prod', undefined, true))).toEqual([]);
+    expect(kinds(line.end(3))).toEqual(['resume rb-auto']);
+    line.leaveRollback('rb-auto', 'prod');
+    expect(line.state.environments.prod?.current?.rollback).toEqual({
+      of: run(2).executionArn,
+      from: '2'.repeat(40),
+      automatic: true,
+    });
+  });
+
+  it('is neither retired by a newer run nor retires one, and the newer run moves prod forward after it', () => {
+    const line = new Line('SUPERSEDED');
+    deployed(line, 3);
+    line.rollBack('rb-1', 'prod');
+    expect(kinds(line.join(4))).toEqual([]);
+    line.enter(4, 'dev');
+    line.leave(4, 'dev');
+    expect(kinds(line.enter(4, 'prod'))).toEqual([]);
+    expect(kinds(line.leaveRollback('rb-1', 'prod'))).toEqual(['resume run-4']);
+    line.leave(4, 'prod');
+    expect(line.current('prod')).toBe(4);
+  });
+
+  it('records the deploy of a run its line no longer knows (redriven after its end), to roll back to later', () => {
+    const line = new Line('QUEUED');
+    deployed(line, 1);
+    line.join(2);
+    line.enter(2, 'prod');
+    line.end(2);
+    // The redrive resumes at prod's Deploy without entering again: its leave names its push and commit.
+    const transition = leaveEnvironment(
+      line.state,
+      {
+        executionArn: run(2).executionArn,
+        environment: 'prod',
+        now: NOW,
+        run: { sequence: 2, commit: '2'.repeat(40) },
+      },
+      'QUEUED',
+    );
+    expect(transition.state.environments.prod?.deployments?.map((d) => d.sequence)).toEqual([2, 1]);
+    // Without them (an older caller), nothing is recorded, as before.
+    const unknown = leaveEnvironment(
+      line.state,
+      { executionArn: run(2).executionArn, environment: 'prod', now: NOW },
+      'QUEUED',
+    );
+    expect(unknown.state.environments.prod?.current?.sequence).toBe(1);
+  });
+
+  it('keeps the last deployments of each environment only', () => {
+    const line = new Line('QUEUED');
+    deployed(line, DEPLOYMENTS_KEPT + 3);
+    expect(line.state.environments.prod?.deployments).toHaveLength(DEPLOYMENTS_KEPT);
+    expect(line.state.environments.prod?.deployments?.[0]?.sequence).toBe(DEPLOYMENTS_KEPT + 3);
+  });
+});
+
 describe('PARALLEL', () => {
   it('holds nothing, waits for nothing and retires nothing', () => {
     const line = new Line('PARALLEL');
@@ -333,6 +513,7 @@ describe('what people see of a line', () => {
         name: 'dev',
         holder: expect.objectContaining({ sequence: 1 }),
         current: null,
+        deployments: [],
         waiting: [{ executionArn: run(2).executionArn, sequence: 2, since: NOW }],
       },
     ]);

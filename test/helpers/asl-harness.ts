@@ -51,7 +51,7 @@ export const TEST_EXECUTION_ARN =
   'arn:aws:states:eu-west-1:123456789012:execution:stepline-test-pipeline:run-1';
 
 /** Loads statemachines/<name>.asl.json with the test deployment variables. */
-export function loadProjectStateMachine(name: 'pipeline' | 'teardown'): StateMachineDefinition {
+export function loadProjectStateMachine(name: 'pipeline' | 'teardown' | 'rollback'): StateMachineDefinition {
   const path = fileURLToPath(new URL(`../../statemachines/${name}.asl.json`, import.meta.url));
   return loadStateMachine(path, TEST_DEPLOYMENT);
 }

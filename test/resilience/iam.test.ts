@@ -129,6 +129,11 @@ const ALLOWED: Record<string, { service: string; actions: string[]; managedPolic
     actions: [...RUN_BUILDS, ...SYNC_RULE, ...STATE_MACHINE_LOGS],
     managedPolicies: 0,
   },
+  RollbackStateMachineRole: {
+    service: 'states',
+    actions: [...RUN_BUILDS, ...SYNC_RULE, 'lambda:InvokeFunction', ...STATE_MACHINE_LOGS],
+    managedPolicies: 0,
+  },
 };
 
 const actionsOf = (roleId: string) =>

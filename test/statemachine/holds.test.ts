@@ -19,6 +19,7 @@ import {
   stepFunctionsError,
   type TaskHandler,
   type TaskInput,
+  TEST_IMAGE_URI,
 } from '../helpers/asl-harness.ts';
 import { lambdaContext } from '../helpers/lambda.ts';
 import { MemoryLineStore } from '../helpers/release.ts';
@@ -169,6 +170,8 @@ describe('the release states of the pipeline', () => {
     const line = await fixture.line(input);
     expect(held(line)).toEqual([]);
     expect(line.environments.prod?.current?.sequence).toBe(1);
+    // Leave environment passes the image the run deployed: the deployment a rollback may go back to.
+    expect(line.environments.prod?.deployments?.[0]).toMatchObject({ sequence: 1, imageUri: TEST_IMAGE_URI });
     await fixture.ended(1, input, 'SUCCEEDED');
     expect((await fixture.line(input)).runs).toEqual([]);
   });

@@ -399,7 +399,14 @@ describe('per-environment builds', () => {
     expect(granted('TeardownStateMachineRole').sort()).toEqual(
       ENVIRONMENTS.map((environment) => projectArn(projectName(environment, 'teardown'))).sort(),
     );
-    for (const stateMachine of ['PipelineStateMachine', 'TeardownStateMachine']) {
+    // A rollback deploys (and, when asked, runs the Infrastructure of) an environment: never Test nor Image.
+    expect(granted('RollbackStateMachineRole').sort()).toEqual(
+      ENVIRONMENTS.flatMap((environment) => [
+        projectArn(projectName(environment, 'infrastructure')),
+        projectArn(projectName(environment, 'deploy')),
+      ]).sort(),
+    );
+    for (const stateMachine of ['PipelineStateMachine', 'TeardownStateMachine', 'RollbackStateMachine']) {
       expect(resource(template, stateMachine).Properties?.RoleArn).toEqual({
         'Fn::GetAtt': [`${stateMachine}Role`, 'Arn'],
       });
@@ -460,6 +467,7 @@ describe('state machine roles', () => {
   it.each([
     ['pipeline', 'PipelineStateMachineRole'],
     ['teardown', 'TeardownStateMachineRole'],
+    ['rollback', 'RollbackStateMachineRole'],
   ] as const)(
     '%s: every Task is of a kind its role grants, on the function or projects it names',
     async (name, role) => {

@@ -267,6 +267,16 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
   pipelineEvents: [
     lambdaLogs('pipelineEvents'),
     ...releaseStatements,
+    // Automatic rollback: StartExecution of the rollback machine only (its resource is the state machine:
+    // https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html).
+    {
+      Sid: 'StartAutomaticRollback',
+      Effect: 'Allow',
+      Action: 'states:StartExecution',
+      Resource: sub(
+        `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:stateMachine:${PREFIX}-rollback`,
+      ),
+    },
     publishNotification,
     emitMilestone,
     recordFailedEvent('PipelineEventsDeadLetterQueue'),
@@ -419,7 +429,11 @@ describe('functions', () => {
       NOTIFICATIONS_TOPIC_ARN: notifications,
       EVENT_BUS_NAME: bus,
       STATE_MACHINE_ARN: stateMachine,
+      ROLLBACK_STATE_MACHINE_ARN: { Ref: 'RollbackStateMachine' },
       RELEASE_TABLE: { Ref: 'ReleaseTable' },
+    });
+    expect(environmentOf('holds')).toMatchObject({
+      IMAGE_REPOSITORY_URI: { 'Fn::GetAtt': ['ImageRepository', 'RepositoryUri'] },
     });
     expect(environmentOf('commitStatus')).toEqual({
       POWERTOOLS_SERVICE_NAME: 'stepline',
@@ -500,11 +514,11 @@ describe('EventBridge rules', () => {
     });
   });
 
-  it("sends the pipeline's execution status changes to pipelineEvents", () => {
+  it("sends the pipeline's and the rollback machine's execution status changes to pipelineEvents", () => {
     expect(onlyRuleTargeting('pipelineEvents').EventPattern).toEqual({
       source: ['aws.states'],
       'detail-type': ['Step Functions Execution Status Change'],
-      detail: { stateMachineArn: [{ Ref: 'PipelineStateMachine' }] },
+      detail: { stateMachineArn: [{ Ref: 'PipelineStateMachine' }, { Ref: 'RollbackStateMachine' }] },
     });
   });
 
