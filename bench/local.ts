@@ -282,7 +282,7 @@ export async function localFirstCommand(): Promise<BenchSection> {
       `÷ floor = the median divided by its floor's median (section "floors"): the hook floor ${ms(floor.hook)}, the checkout ${ms(floor.checkout)}, the push floor (hook + checkout + shell) ${ms(floor.push)}, the stage floor (checkout + shell) ${ms(floor.stage)}`,
       'the git hook posts the webhook before `git push` returns, so the run is under way when the push returns: "git push returned → …" is what is left after it (negative: the command ran before the push returned)',
       `aim: git push → first command ≤ ${AIMS.pushToFirstOutput}× the push floor: ${toFirstCommand <= AIMS.pushToFirstOutput * floor.push ? 'met' : 'missed'} (${ms(toFirstCommand)} ÷ ${ms(floor.push)} = ${ratio(toFirstCommand, floor.push)})`,
-      `after ${WARM_UP_RUNS} warm-up push, each push once the previous run has ended; runtime in a child process, settings dev and prod without approval, triggers on every branch`,
+      `after ${WARM_UP_RUNS} warm-up push, each push once the previous run has ended; runtime in a child process, settings dev and prod without approval and without the Test stage, triggers on every branch`,
       `times depend on the machine: ${availableParallelism()} CPUs, 1-minute load average ${load.toFixed(2)} when the runs started`,
     ],
   };
