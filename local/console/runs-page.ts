@@ -1,6 +1,6 @@
 /// <reference lib="dom" />
 /// <reference lib="dom.iterable" />
-import type { LineView } from '../../shared/release.ts';
+import type { LineView } from '#shared/release.ts';
 import type { RunSummary } from '../runs/read-model.ts';
 import {
   badge,
