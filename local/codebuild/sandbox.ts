@@ -18,7 +18,7 @@ import { access, constants } from 'node:fs/promises';
  *   and sees the host's file system, where the state folder is not hidden), their memory and environment.
  *   Signals still pass (same uid): a deploy stops the instance an earlier deploy started;
  * - the whole file system read-only (`--ro-bind / /`), a fresh `/dev` and `/proc`;
- * - a private, empty `/tmp`;
+ * - a private, empty `/tmp` (but for the tools of the PATH found under it, read-only: see toolsUnderTmp);
  * - the state folder hidden under an empty tmpfs;
  * - writable again only what the build owns: its checkout, the runner's own files for this build, and the
  *   deploy folder (`STEPLINE_DEPLOY_DIR`: images and environments the sample app's stages share);
@@ -117,18 +117,37 @@ export const BWRAP_ISOLATION: readonly string[] = [
  * bubblewrap's options for one build, in the order they must be applied: the read-only root, /dev, /proc,
  * the private /tmp and the hidden state folder, then the writable folders bound back over them.
  */
-export function bwrapArguments(paths: {
-  stateDir: string;
-  deployDir: string;
-  workDir: string;
-  runnerDir: string;
-}): string[] {
+export function bwrapArguments(
+  paths: {
+    stateDir: string;
+    deployDir: string;
+    workDir: string;
+    runnerDir: string;
+  },
+  hostPath: string | undefined = process.env.PATH,
+): string[] {
   return [
     ...BWRAP_ISOLATION,
+    ...toolsUnderTmp(hostPath).flatMap((dir) => ['--ro-bind-try', dir, dir]),
     '--tmpfs',
     paths.stateDir,
     ...[paths.workDir, paths.deployDir, paths.runnerDir].flatMap((dir) => ['--bind', dir, dir]),
   ];
+}
+
+/**
+ * The folders of the build's PATH (the operator's, see build-variables.ts) that the private /tmp would hide,
+ * to bind back read-only: a project checked out under /tmp runs its `node_modules/.bin` tools (and the Node
+ * of the `node` package, which they link into the rest of node_modules) from there. Without them a build
+ * would silently run another `node` found further along the PATH.
+ */
+export function toolsUnderTmp(hostPath: string | undefined): string[] {
+  const dirs = new Set<string>();
+  for (const entry of (hostPath ?? '').split(':')) {
+    if (!entry.startsWith('/tmp/')) continue;
+    dirs.add(/^(.*\/node_modules)\/\.bin\/?$/.exec(entry)?.[1] ?? entry);
+  }
+  return [...dirs];
 }
 
 /** Runs `true` in the sandbox's shape; returns why it failed, or undefined. */

@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBuild } from '#local/codebuild/build-runner.ts';
 import { allowedHostVariables } from '#local/codebuild/build-variables.ts';
-import { BWRAP, bwrapArguments, chooseSandbox, sandboxMode } from '#local/codebuild/sandbox.ts';
+import {
+  BWRAP,
+  bwrapArguments,
+  chooseSandbox,
+  sandboxMode,
+  toolsUnderTmp,
+} from '#local/codebuild/sandbox.ts';
 
 const PATHS = {
   stateDir: '/home/ada/project/.stepline',
@@ -35,6 +41,22 @@ describe('the build sandbox', () => {
     // No new session: the shell must stay in the process group stepline kills.
     expect(args).not.toContain('--new-session');
     expect(args).not.toContain('--unshare-net');
+  });
+
+  it('binds back read-only the PATH tools the private /tmp would hide, before the state folder is hidden', () => {
+    const path = '/tmp/clone/node_modules/.bin:/usr/local/bin:/tmp/tools/bin:/usr/bin';
+    expect(toolsUnderTmp(path)).toEqual(['/tmp/clone/node_modules', '/tmp/tools/bin']);
+    expect(toolsUnderTmp('/usr/bin:/bin')).toEqual([]);
+    const args = bwrapArguments(PATHS, path);
+    const tmp = args.indexOf('/tmp');
+    const tool = args.indexOf('/tmp/clone/node_modules');
+    expect(args.slice(tool - 1, tool + 2)).toEqual([
+      '--ro-bind-try',
+      '/tmp/clone/node_modules',
+      '/tmp/clone/node_modules',
+    ]);
+    expect(tool).toBeGreaterThan(tmp);
+    expect(tool).toBeLessThan(args.indexOf(PATHS.stateDir));
   });
 
   it('is off when asked, saying that a build then runs with the operator’s authority', async () => {
