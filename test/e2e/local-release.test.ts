@@ -1,94 +1,29 @@
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { pushSampleApp } from '#local/git/remote.ts';
-import type { PendingApproval, RunSummary } from '#local/runs/read-model.ts';
+import type { RunSummary } from '#local/runs/read-model.ts';
 import type { OutboxMessage } from '#local/state/outbox.ts';
 import type { LineView } from '#shared/release.ts';
+import { authorized, getJson, LocalTestScope, pollUntil } from '../helpers/local-process.ts';
 import {
-  authorized,
-  freeDeployPortBase,
-  getJson,
-  type LocalProcess,
-  LocalTestScope,
-  pollUntil,
-} from '../helpers/local-process.ts';
-import { copySampleApp } from '../helpers/sample-app.ts';
+  listRuns,
+  prodGate,
+  pushSampleChange,
+  runEnded,
+  type SampleStepline,
+  startSampleStepline,
+} from '../helpers/sample-stepline.ts';
 
 /**
  * The release guarantee on the real local mode: stepline started as a person starts it, real `git push`es
  * to its remote, the approval links it prints, and the prod service the deploys started.
  */
 
-interface Stepline {
-  scope: LocalTestScope;
-  process: LocalProcess;
-  url: string;
-  remote: string;
-  prodPort: number;
+async function runOf(stepline: SampleStepline, name: string): Promise<RunSummary | undefined> {
+  return (await listRuns(stepline)).find((r) => r.name === name);
 }
 
-async function start(scope: LocalTestScope, params: string[] = []): Promise<Stepline> {
-  const base = await freeDeployPortBase();
-  const args = [
-    'start',
-    '--port',
-    '0',
-    '--state-dir',
-    scope.stateDir,
-    ...params.flatMap((p) => ['--param', p]),
-  ];
-  const process = scope.cli(args, { env: { STEPLINE_DEPLOY_PORT_BASE: String(base) } });
-  const url = (await process.waitForLine(/^stepline is running at (http:\/\/\S+) /)).match[1] ?? '';
-  const remote = (await process.waitForLine(/^git remote of the sample app: (\S+)$/)).match[1] ?? '';
-  return { scope, process, url, remote, prodPort: base + 4 };
-}
-
-/** Pushes a change of the sample app (a new commit) and returns the run it started. */
-async function push(
-  stepline: Stepline,
-  change: string,
-  alter: (source: string) => Promise<void> = async () => undefined,
-  branch = 'main',
-): Promise<{ commit: string; run: string }> {
-  const source = join(stepline.scope.root, `app-${change}`);
-  await copySampleApp(source);
-  await appendFile(join(source, 'server.mjs'), `// ${change}\n`);
-  await alter(source);
-  const pushed = await pushSampleApp({
-    remotePath: stepline.remote,
-    workDir: join(stepline.scope.root, 'clone'),
-    sourceDir: source,
-    branch,
-    message: change,
-  });
-  const run = await pollUntil(`the run of ${change}`, async () =>
-    (await runs(stepline)).find((r) => r.commit === pushed.commit),
-  );
-  return { commit: pushed.commit, run: run.name };
-}
-
-function runs(stepline: Stepline): Promise<RunSummary[]> {
-  return getJson<RunSummary[]>(`${stepline.url}/api/runs`, stepline.scope.stateDir);
-}
-
-async function runOf(stepline: Stepline, name: string): Promise<RunSummary | undefined> {
-  return (await runs(stepline)).find((r) => r.name === name);
-}
-
-/** The run's pending prod approval, once its gate is reached. */
-function prodGate(stepline: Stepline, name: string): Promise<PendingApproval> {
-  return pollUntil(
-    `${name} to wait at prod's approval`,
-    async () =>
-      (await getJson<PendingApproval[]>(`${stepline.url}/api/approvals`, stepline.scope.stateDir)).find(
-        (a) => a.executionArn.endsWith(`:${name}`) && a.environment === 'prod',
-      ),
-    30_000,
-  );
-}
-
-async function decide(stepline: Stepline, link: string, method: 'GET' | 'POST') {
+async function decide(stepline: SampleStepline, link: string, method: 'GET' | 'POST') {
   const response = await fetch(link, {
     method,
     headers: await authorized(stepline.scope.stateDir),
@@ -97,27 +32,15 @@ async function decide(stepline: Stepline, link: string, method: 'GET' | 'POST') 
   return { status: response.status, body: await response.text() };
 }
 
-function ended(stepline: Stepline, name: string, status: RunSummary['status']): Promise<RunSummary> {
-  return pollUntil(
-    `${name} to end ${status}`,
-    async () => {
-      const run = await runOf(stepline, name);
-      if (run && run.status !== 'RUNNING' && run.status !== status) {
-        throw new Error(`${name} ended ${run.status} (${run.error}: ${run.cause}), not ${status}`);
-      }
-      return run?.status === status ? run : undefined;
-    },
-    60_000,
-  );
-}
+const _ended = runEnded;
 
 /** The commit prod's service answers with (its VERSION names the commit it was built from). */
-async function prodVersion(stepline: Stepline): Promise<string> {
-  const response = await fetch(`http://127.0.0.1:${stepline.prodPort}/health`);
+async function prodVersion(stepline: SampleStepline): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${stepline.base + 4}/health`);
   return ((await response.json()) as { version: string }).version;
 }
 
-function outbox(stepline: Stepline): Promise<OutboxMessage[]> {
+function outbox(stepline: SampleStepline): Promise<OutboxMessage[]> {
   return getJson<OutboxMessage[]>(`${stepline.url}/api/outbox`, stepline.scope.stateDir);
 }
 
@@ -126,13 +49,13 @@ describe.concurrent('release control on the local mode', () => {
     onTestFinished,
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-superseded-', onTestFinished);
-    const stepline = await start(scope);
+    const stepline = await startSampleStepline(scope);
     const a = (await stepline.process.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
     const gateA = await prodGate(stepline, a);
 
-    const b = await push(stepline, 'change-b');
+    const b = await pushSampleChange(stepline, 'change-b');
 
-    const retired = await ended(stepline, a, 'SUPERSEDED');
+    const retired = await runEnded(stepline, a, 'SUPERSEDED');
     expect(retired.cause).toMatch(
       new RegExp(`^Superseded by ${b.run} \\(push #2, commit ${b.commit.slice(0, 12)}\\)`),
     );
@@ -149,7 +72,7 @@ describe.concurrent('release control on the local mode', () => {
 
     const gateB = await prodGate(stepline, b.run);
     expect((await decide(stepline, gateB.approve, 'POST')).status).toBe(200);
-    await ended(stepline, b.run, 'SUCCEEDED');
+    await runEnded(stepline, b.run, 'SUCCEEDED');
     expect(await prodVersion(stepline)).toContain(b.commit.slice(0, 7));
     expect(await runOf(stepline, a)).toMatchObject({ status: 'SUPERSEDED', supersededBy: b.run });
 
@@ -174,18 +97,18 @@ describe.concurrent('release control on the local mode', () => {
     onTestFinished,
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-queued-', onTestFinished);
-    const stepline = await start(scope, ['settings={"executionMode":"QUEUED"}']);
+    const stepline = await startSampleStepline(scope, ['settings={"executionMode":"QUEUED"}']);
     const a = (await stepline.process.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
     const gateA = await prodGate(stepline, a);
-    const b = await push(stepline, 'change-b');
+    const b = await pushSampleChange(stepline, 'change-b');
     const gateB = await prodGate(stepline, b.run);
     // QUEUED drops nothing: both wait at their gate.
     expect((await runOf(stepline, a))?.status).toBe('RUNNING');
 
     expect((await decide(stepline, gateB.approve, 'POST')).status).toBe(200);
-    await ended(stepline, b.run, 'SUCCEEDED');
+    await runEnded(stepline, b.run, 'SUCCEEDED');
     expect((await decide(stepline, gateA.approve, 'POST')).status).toBe(200);
-    const refused = await ended(stepline, a, 'FAILED');
+    const refused = await runEnded(stepline, a, 'FAILED');
 
     expect(refused.error).toBe('Environment.Behind');
     expect(await prodVersion(stepline)).toContain(b.commit.slice(0, 7));
@@ -196,14 +119,14 @@ describe.concurrent('release control on the local mode', () => {
     expect(notice.body).toContain('An environment only moves forward; nothing was deployed.');
 
     // In push order, each approved in turn: both deploy, prod ends on the newer.
-    const c = await push(stepline, 'change-c');
+    const c = await pushSampleChange(stepline, 'change-c');
     const gateC = await prodGate(stepline, c.run);
-    const d = await push(stepline, 'change-d');
+    const d = await pushSampleChange(stepline, 'change-d');
     const gateD = await prodGate(stepline, d.run);
     expect((await decide(stepline, gateC.approve, 'POST')).status).toBe(200);
     expect((await decide(stepline, gateD.approve, 'POST')).status).toBe(200);
-    await ended(stepline, c.run, 'SUCCEEDED');
-    await ended(stepline, d.run, 'SUCCEEDED');
+    await runEnded(stepline, c.run, 'SUCCEEDED');
+    await runEnded(stepline, d.run, 'SUCCEEDED');
     expect(await prodVersion(stepline)).toContain(d.commit.slice(0, 7));
   }, 180_000);
 
@@ -215,7 +138,7 @@ describe.concurrent('release control on the local mode', () => {
         `stepline-e2e-branches-${mode.toLowerCase()}-`,
         onTestFinished,
       );
-      const stepline = await start(scope, [
+      const stepline = await startSampleStepline(scope, [
         'triggers={"push":[{"branches":{"includes":["**"]}}]}',
         `settings={"executionMode":"${mode}"}`,
       ]);
@@ -224,7 +147,7 @@ describe.concurrent('release control on the local mode', () => {
 
       // A newer push, on another branch: were lines per repository, it would retire main's run at its gate
       // (SUPERSEDED) or have main's later approval refused as older (QUEUED).
-      const feature = await push(stepline, 'feature-change', undefined, 'feature');
+      const feature = await pushSampleChange(stepline, 'feature-change', undefined, 'feature');
       const featureGate = await prodGate(stepline, feature.run);
       const lines = await getJson<LineView[]>(`${stepline.url}/api/environments`, scope.stateDir);
       const featureLine = lines.find((l) => l.line === 'github:local/hello-service:refs/heads/feature');
@@ -240,10 +163,10 @@ describe.concurrent('release control on the local mode', () => {
       }
 
       expect((await decide(stepline, featureGate.approve, 'POST')).status).toBe(200);
-      await ended(stepline, feature.run, 'SUCCEEDED');
+      await runEnded(stepline, feature.run, 'SUCCEEDED');
       expect(await runOf(stepline, main)).toMatchObject({ status: 'RUNNING' });
       expect((await decide(stepline, mainGate.approve, 'POST')).status).toBe(200);
-      const done = await ended(stepline, main, 'SUCCEEDED');
+      const done = await runEnded(stepline, main, 'SUCCEEDED');
       expect(done.supersededBy).toBeUndefined();
       expect((await outbox(stepline)).filter((m) => /superseded by|^Refused:/.test(m.subject))).toEqual([]);
     }, 120_000);
@@ -254,11 +177,11 @@ describe.concurrent('release control on the local mode', () => {
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-holds-kill-', onTestFinished);
     const params = ['settings={"executionMode":"QUEUED"}'];
-    const first = await start(scope, params);
+    const first = await startSampleStepline(scope, params);
     const a = (await first.process.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
     await prodGate(first, a);
     // B's dev Infrastructure hangs: B holds dev when stepline is killed.
-    const b = await push(first, 'change-b', async (source) => {
+    const b = await pushSampleChange(first, 'change-b', async (source) => {
       const file = join(source, 'buildspecs', 'infrastructure.yml');
       const buildspec = await readFile(file, 'utf8');
       const commands = '    commands:\n';
@@ -271,7 +194,7 @@ describe.concurrent('release control on the local mode', () => {
     expect(held.holder?.commit).toBe(b.commit);
 
     expect(await first.process.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
-    const second = await start(scope, params);
+    const second = await startSampleStepline(scope, params);
 
     // Both runs were in flight: INTERRUPTED, and the line holds nothing for them.
     expect((await runOf(second, a))?.status).toBe('INTERRUPTED');
@@ -282,10 +205,10 @@ describe.concurrent('release control on the local mode', () => {
       ['dev', null, [], expect.stringMatching(new RegExp(`:${a}$`))],
     ]);
     // The line goes on: a new push deploys dev and prod.
-    const c = await push(second, 'change-c');
+    const c = await pushSampleChange(second, 'change-c');
     const gate = await prodGate(second, c.run);
     expect((await decide(second, gate.approve, 'POST')).status).toBe(200);
-    await ended(second, c.run, 'SUCCEEDED');
+    await runEnded(second, c.run, 'SUCCEEDED');
     expect(await prodVersion(second)).toContain(c.commit.slice(0, 7));
   }, 180_000);
 });

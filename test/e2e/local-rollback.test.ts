@@ -1,19 +1,16 @@
-import { appendFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { pushSampleApp } from '#local/git/remote.ts';
-import type { PendingApproval, RunSummary } from '#local/runs/read-model.ts';
 import type { OutboxMessage } from '#local/state/outbox.ts';
 import type { LineView } from '#shared/release.ts';
+import { authorized, getJson, type LocalProcess, LocalTestScope } from '../helpers/local-process.ts';
 import {
-  authorized,
-  freeDeployPortBase,
-  getJson,
-  type LocalProcess,
-  LocalTestScope,
-  pollUntil,
-} from '../helpers/local-process.ts';
-import { copySampleApp } from '../helpers/sample-app.ts';
+  prodGate,
+  pushSampleChange,
+  runEnded,
+  type SampleStepline,
+  startSampleStepline,
+} from '../helpers/sample-stepline.ts';
 
 /**
  * Rollback on the real local mode: stepline started as a person starts it, real `git push`es, the
@@ -21,77 +18,8 @@ import { copySampleApp } from '../helpers/sample-app.ts';
  * services the deploys started answering with the commit they run.
  */
 
-interface Stepline {
-  scope: LocalTestScope;
-  process: LocalProcess;
-  url: string;
-  port: string;
-  remote: string;
-  base: number;
-}
-
-async function start(scope: LocalTestScope, params: string[] = []): Promise<Stepline> {
-  const base = await freeDeployPortBase();
-  const args = [
-    'start',
-    '--port',
-    '0',
-    '--state-dir',
-    scope.stateDir,
-    ...params.flatMap((p) => ['--param', p]),
-  ];
-  const process = scope.cli(args, { env: { STEPLINE_DEPLOY_PORT_BASE: String(base) } });
-  const url = (await process.waitForLine(/^stepline is running at (http:\/\/\S+) /)).match[1] ?? '';
-  const remote = (await process.waitForLine(/^git remote of the sample app: (\S+)$/)).match[1] ?? '';
-  return { scope, process, url, port: new URL(url).port, remote, base };
-}
-
-async function push(stepline: Stepline, change: string): Promise<{ commit: string; run: string }> {
-  const source = join(stepline.scope.root, `app-${change}`);
-  await copySampleApp(source);
-  await appendFile(join(source, 'server.mjs'), `// ${change}\n`);
-  const pushed = await pushSampleApp({
-    remotePath: stepline.remote,
-    workDir: join(stepline.scope.root, 'clone'),
-    sourceDir: source,
-    message: change,
-  });
-  const run = await pollUntil(`the run of ${change}`, async () =>
-    (await runs(stepline)).find((r) => r.commit === pushed.commit),
-  );
-  return { commit: pushed.commit, run: run.name };
-}
-
-function runs(stepline: Stepline): Promise<RunSummary[]> {
-  return getJson<RunSummary[]>(`${stepline.url}/api/runs`, stepline.scope.stateDir);
-}
-
-function ended(stepline: Stepline, name: string, status: RunSummary['status']): Promise<RunSummary> {
-  return pollUntil(
-    `${name} to end ${status}`,
-    async () => {
-      const run = (await runs(stepline)).find((r) => r.name === name);
-      if (run && run.status !== 'RUNNING' && run.status !== status)
-        throw new Error(`${name} ended ${run.status} (${run.error}: ${run.cause}), not ${status}`);
-      return run?.status === status ? run : undefined;
-    },
-    60_000,
-  );
-}
-
-function gate(stepline: Stepline, name: string): Promise<PendingApproval> {
-  return pollUntil(
-    `${name} to wait at prod's approval`,
-    async () =>
-      (await getJson<PendingApproval[]>(`${stepline.url}/api/approvals`, stepline.scope.stateDir)).find(
-        (a) => a.executionArn.endsWith(`:${name}`) && a.environment === 'prod',
-      ),
-    30_000,
-  );
-}
-
-async function approve(stepline: Stepline, name: string): Promise<void> {
-  const link = (await gate(stepline, name)).approve;
+async function approve(stepline: SampleStepline, name: string): Promise<void> {
+  const link = (await prodGate(stepline, name)).approve;
   const answer = await fetch(link, {
     method: 'POST',
     headers: await authorized(stepline.scope.stateDir),
@@ -106,11 +34,11 @@ async function versionAt(port: number): Promise<string> {
   return ((await response.json()) as { version: string }).version;
 }
 
-function cli(stepline: Stepline, args: string[]): LocalProcess {
+function cli(stepline: SampleStepline, args: string[]): LocalProcess {
   return stepline.scope.cli([...args, '--port', stepline.port, '--state-dir', stepline.scope.stateDir]);
 }
 
-function outbox(stepline: Stepline): Promise<OutboxMessage[]> {
+function outbox(stepline: SampleStepline): Promise<OutboxMessage[]> {
   return getJson<OutboxMessage[]>(`${stepline.url}/api/outbox`, stepline.scope.stateDir);
 }
 
@@ -119,15 +47,15 @@ describe('rollback of an environment', () => {
     onTestFinished,
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-rollback-', onTestFinished);
-    const stepline = await start(scope);
+    const stepline = await startSampleStepline(scope);
     const prodPort = stepline.base + 4;
     const first = (await stepline.process.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
     await approve(stepline, first);
-    await ended(stepline, first, 'SUCCEEDED');
+    await runEnded(stepline, first, 'SUCCEEDED');
     const firstVersion = await versionAt(prodPort);
-    const second = await push(stepline, 'second');
+    const second = await pushSampleChange(stepline, 'second');
     await approve(stepline, second.run);
-    await ended(stepline, second.run, 'SUCCEEDED');
+    await runEnded(stepline, second.run, 'SUCCEEDED');
     expect(await versionAt(prodPort)).toBe(second.commit.slice(0, 12));
 
     // The rollback route is the operator's: without the control token, 401; from another site, 403.
@@ -152,11 +80,11 @@ describe('rollback of an environment', () => {
     const name = /started (rollback-prod-\d+)/.exec(rollback.output)?.[1] ?? '';
     expect(name).not.toBe('');
     // It waits at prod's gate like any run; the email names the rollback and the image it deploys again.
-    await gate(stepline, name);
+    await prodGate(stepline, name);
     expect(await versionAt(prodPort)).toBe(second.commit.slice(0, 12));
     const approval = cli(stepline, ['approve', name, '--name', 'Ada']);
     expect((await approval.waitForExit()).code, approval.output).toBe(0);
-    await ended(stepline, name, 'SUCCEEDED');
+    await runEnded(stepline, name, 'SUCCEEDED');
     expect(await versionAt(prodPort)).toBe(firstVersion);
     // The outbox lists the newest message first: the rollback's request.
     const asked = (await outbox(stepline)).find((m) => m.topic === 'approvals');
@@ -198,12 +126,12 @@ describe('rollback of an environment', () => {
     onTestFinished,
   }) => {
     const scope = await LocalTestScope.create('stepline-e2e-auto-rollback-', onTestFinished);
-    const stepline = await start(scope, [
+    const stepline = await startSampleStepline(scope, [
       'settings={"environments":[{"name":"dev","rollbackOnFailure":true},{"name":"prod","approval":true}]}',
     ]);
     const devPort = stepline.base + 1;
     const first = (await stepline.process.waitForLine(/^▶ (\S+): /)).match[1] ?? '';
-    await gate(stepline, first);
+    await prodGate(stepline, first);
     const firstVersion = await versionAt(devPort);
     // dev's health check fails from now on, for any version but the one it runs.
     await writeFile(
@@ -216,11 +144,11 @@ describe('rollback of an environment', () => {
       })}\n`,
       { mode: 0o600 },
     );
-    const second = await push(stepline, 'broken');
-    const failed = await ended(stepline, second.run, 'FAILED');
+    const second = await pushSampleChange(stepline, 'broken');
+    const failed = await runEnded(stepline, second.run, 'FAILED');
     expect(failed.stage).toBe('dev: Deploy');
     const name = `rollback-dev-${second.run}`.slice(0, 80);
-    await ended(stepline, name, 'SUCCEEDED');
+    await runEnded(stepline, name, 'SUCCEEDED');
     expect(await versionAt(devPort)).toBe(firstVersion);
 
     const lines = await getJson<LineView[]>(`${stepline.url}/api/environments`, scope.stateDir);
