@@ -101,10 +101,12 @@ export class SfnTaskDecider implements TaskDecider {
 export class SfnRunStopper implements RunStopper {
   readonly #client: SFNClient;
   readonly #stateMachineArn: string;
+  readonly #stopper: SfnExecutionStopper;
 
   constructor(client: SFNClient, stateMachineArn: string) {
     this.#client = client;
     this.#stateMachineArn = stateMachineArn;
+    this.#stopper = new SfnExecutionStopper(client);
   }
 
   async stopRunning(request: {
@@ -123,18 +125,8 @@ export class SfnRunStopper implements RunStopper {
         const name = execution.name ?? '';
         if (!name.startsWith(request.namePrefix) || name === request.keep || !execution.executionArn)
           continue;
-        try {
-          await this.#client.send(
-            new StopExecutionCommand({
-              executionArn: execution.executionArn,
-              error: request.error,
-              cause: request.cause,
-            }),
-          );
+        if (await this.#stopper.stopIfExists(execution.executionArn, request.error, request.cause))
           stopped.push(name);
-        } catch (error) {
-          if (!(error instanceof ExecutionDoesNotExist)) throw error;
-        }
       }
     }
     return stopped;
@@ -154,10 +146,16 @@ export class SfnExecutionStopper implements ExecutionStopper {
   }
 
   async stop(executionArn: string, error: string, cause: string): Promise<void> {
+    await this.stopIfExists(executionArn, error, cause);
+  }
+
+  /** True when the stop was sent; false when the execution no longer exists. */
+  async stopIfExists(executionArn: string, error: string, cause: string): Promise<boolean> {
     try {
       await this.#client.send(new StopExecutionCommand({ executionArn, error, cause }));
+      return true;
     } catch (failure) {
-      if (failure instanceof ExecutionDoesNotExist) return;
+      if (failure instanceof ExecutionDoesNotExist) return false;
       throw failure;
     }
   }
