@@ -20,6 +20,10 @@ export async function serveApi(
 ): Promise<void> {
   const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
   const [, resource, id, action] = parts;
+  // No route has more than /api/<resource>/<id>/<action>: a longer path is none of them.
+  if (parts.length > 4) {
+    return sendJson(res, 404, { message: `No API route for ${req.method} ${url.pathname}` });
+  }
   const { store } = runtime;
   if (req.method === 'GET' && resource === 'runs' && id === undefined) {
     return sendJson(

@@ -70,6 +70,12 @@ describe('rollback of an environment', () => {
       },
     });
     expect(crossSite.status).toBe(403);
+    // A longer path is no route, not a rollback.
+    const longer = await fetch(`${route}/again`, {
+      method: 'POST',
+      headers: await authorized(scope.stateDir),
+    });
+    expect(longer.status).toBe(404);
     // Nothing recorded under that name: refused, nothing started.
     const unknown = cli(stepline, ['rollback', 'prod', '--to', 'no-such-run']);
     expect((await unknown.waitForExit()).code).toBe(1);
