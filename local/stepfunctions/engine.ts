@@ -15,7 +15,7 @@ import {
   TaskResults,
   taskInputDigest,
 } from '#local/stepfunctions/redrive.ts';
-import { NotFoundError, TaskNoLongerWaitingError } from '#shared/errors.ts';
+import { ConflictError, NotFoundError, TaskNoLongerWaitingError } from '#shared/errors.ts';
 import type { TaskDecider } from '#shared/ports.ts';
 import { SUPERSEDED_ERROR } from '#shared/release.ts';
 import { forTerminal } from '#shared/text.ts';
@@ -198,6 +198,10 @@ export class LocalStepFunctions {
   readonly tokens = new LocalTaskTokens();
   readonly #options: LocalStepFunctionsOptions;
   readonly #running = new Map<string, { abort: AbortController; done: Promise<ExecutionRecord> }>();
+  /** Starts and redrives between their first write and their entry in #running: stopAll waits for them. */
+  readonly #starting = new Set<Promise<unknown>>();
+  /** Set by stopAll: no execution starts after it. */
+  #stopReason: string | undefined;
 
   constructor(options: LocalStepFunctionsOptions) {
     // The definitions are validated once, at start-up (validateMachines), so each run skips the validator
@@ -220,33 +224,32 @@ export class LocalStepFunctions {
    * Throws the store's ExecutionAlreadyExists for a name already used.
    */
   async start(key: string, name: string, input: unknown, restartOf?: string): Promise<ExecutionRecord> {
-    const { store } = this.#options;
-    const record: ExecutionRecord = {
-      executionArn: this.executionArn(key, name),
-      name,
-      stateMachine: key,
-      status: 'RUNNING',
-      input,
-      startDate: new Date().toISOString(),
-      ...(restartOf ? { restartOf } : {}),
-    };
-    await store.createExecution(record);
-    // Everything a lost execution.json is rebuilt with (local/state/recovery.ts).
-    await this.#history(record, [
-      {
-        type: 'ExecutionStarted',
-        timestamp: record.startDate,
+    return this.#starts(async () => {
+      const { store } = this.#options;
+      const record: ExecutionRecord = {
+        executionArn: this.executionArn(key, name),
+        name,
         stateMachine: key,
-        executionArn: record.executionArn,
-        input: redact(input),
+        status: 'RUNNING',
+        input,
+        startDate: new Date().toISOString(),
         ...(restartOf ? { restartOf } : {}),
-      },
-    ]);
-    this.#options.onStatusChange(record);
-    const abort = new AbortController();
-    const done = this.#run(key, record, abort.signal);
-    this.#running.set(record.executionArn, { abort, done });
-    return record;
+      };
+      await store.createExecution(record);
+      // Everything a lost execution.json is rebuilt with (local/state/recovery.ts).
+      await this.#history(record, [
+        {
+          type: 'ExecutionStarted',
+          timestamp: record.startDate,
+          stateMachine: key,
+          executionArn: record.executionArn,
+          input: redact(input),
+          ...(restartOf ? { restartOf } : {}),
+        },
+      ]);
+      this.#options.onStatusChange(record);
+      return this.#launch(record, (signal) => this.#run(key, record, signal));
+    });
   }
 
   /**
@@ -260,6 +263,10 @@ export class LocalStepFunctions {
    *   `ExecutionNotRedrivable`) with the reason, for one that is running, succeeded, or ended over 14 days ago.
    */
   async redrive(arnOrName: string, now: Date = new Date()): Promise<ExecutionRecord> {
+    return this.#starts(() => this.#redrive(arnOrName, now));
+  }
+
+  async #redrive(arnOrName: string, now: Date): Promise<ExecutionRecord> {
     const { store } = this.#options;
     const found = store.execution(arnOrName);
     if (!found) throw new NotFoundError(`No execution ${arnOrName}`);
@@ -282,10 +289,39 @@ export class LocalStepFunctions {
       },
     ]);
     this.#options.onStatusChange(record);
+    return this.#launch(record, (signal) =>
+      this.#run(key, record, signal, {
+        results: new TaskResults(history),
+        replayed: replayedStates(history),
+      }),
+    );
+  }
+
+  /**
+   * Runs `begin` (an execution's first writes) unless stepline is stopping, and keeps it where stopAll
+   * sees it until the execution is in #running, so that a start racing a stop is stopped too.
+   */
+  async #starts(begin: () => Promise<ExecutionRecord>): Promise<ExecutionRecord> {
+    if (this.#stopReason !== undefined) throw new ConflictError('stepline is stopping: no run starts now');
+    const starting = begin();
+    this.#starting.add(starting);
+    try {
+      return await starting;
+    } finally {
+      this.#starting.delete(starting);
+    }
+  }
+
+  /** Runs a recorded execution in the background, already stopped when stepline is stopping. */
+  #launch(record: ExecutionRecord, run: (signal: AbortSignal) => Promise<ExecutionRecord>): ExecutionRecord {
     const abort = new AbortController();
-    const done = this.#run(key, record, abort.signal, {
-      results: new TaskResults(history),
-      replayed: replayedStates(history),
+    if (this.#stopReason !== undefined) abort.abort(new Error(this.#stopReason));
+    const done = run(abort.signal);
+    // Its end is awaited by wait() and stopAll; one that could not be recorded is said here, not lost.
+    done.catch((error: Error) => {
+      process.stderr.write(
+        forTerminal(`stepline: could not record the end of ${record.name}: ${error.message}\n`),
+      );
     });
     this.#running.set(record.executionArn, { abort, done });
     return record;
@@ -325,6 +361,9 @@ export class LocalStepFunctions {
 
   /** Stops every running execution, recording it as interrupted. */
   async stopAll(reason: string): Promise<void> {
+    this.#stopReason ??= reason;
+    // A start under way when the stop came ends stopped too (#launch), once recorded.
+    await Promise.allSettled([...this.#starting]);
     const runs = [...this.#running.entries()];
     for (const [, run] of runs) run.abort.abort(new Error(reason));
     await Promise.allSettled(runs.map(([, run]) => run.done));

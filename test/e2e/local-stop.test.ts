@@ -82,7 +82,15 @@ describe('stopping stepline while 21 runs deploy', () => {
     const scope = await LocalTestScope.create('stepline-e2e-stop-', onTestFinished);
     const { stepline, ports, pushes } = await startWithDeploysInFlight(scope);
 
-    expect(await stepline.stop('SIGTERM', 30_000)).toEqual({ code: 0, signal: null });
+    const exit = await stepline.stop('SIGTERM', 30_000);
+    // What it printed, when it did not exit cleanly, says why.
+    expect(
+      exit,
+      exit.code === 0 ? '' : stepline.lines.filter((l) => l.startsWith('stderr: ')).join('\n'),
+    ).toEqual({
+      code: 0,
+      signal: null,
+    });
     await pushes;
     // Nothing to wait for: stepline has ended what it started before it exits.
     await expectNothingLeft(scope, ports);

@@ -71,4 +71,22 @@ describe('StopExecution on the local engine', () => {
     await engine.stopAll('the test ended');
     expect(store?.execution(other.executionArn)?.status).toBe('INTERRUPTED');
   });
+
+  it('stops a run whose start was under way when stepline began to stop, and starts none after', async () => {
+    const engine = await engineWithWaitingTasks();
+    // A push that arrives as stepline stops: its start is still writing the run when stopAll is called.
+    const starting = engine.start('pipeline', 'shop-main-1a2b3c4d-1111111-cccccccccccc', { n: 3 });
+    await engine.stopAll('stepline was stopped');
+
+    const record = await starting;
+    expect(engine.running).toEqual([]);
+    expect(store?.execution(record.executionArn)).toMatchObject({
+      status: 'INTERRUPTED',
+      cause: 'stepline was stopped',
+    });
+    await expect(engine.start('pipeline', 'shop-main-5e6f7a8b-1111111-dddddddddddd', {})).rejects.toThrow(
+      'stepline is stopping: no run starts now',
+    );
+    expect(store?.executions().map((e) => e.name)).toEqual(['shop-main-1a2b3c4d-1111111-cccccccccccc']);
+  });
 });
