@@ -242,9 +242,8 @@ describe('redriving the pipeline', () => {
     expect(store.history('run').filter((e) => e.type === 'ExecutionRedriven')).toHaveLength(2);
   });
 
-  it('redrives a run stepline stopped in flight (INTERRUPTED) from the stage it was in', async () => {
-    let hangs = true;
-    const { engine, calls } = engineWith({ stage: 'dev: Deploy', broken: () => hangs, hangs: true });
+  it('redrives a run stepline stopped in flight (INTERRUPTED) from the stage it was in, once started again', async () => {
+    const { engine, calls } = engineWith({ stage: 'dev: Deploy', broken: () => true, hangs: true });
     const started = await engine.start('pipeline', 'run', anExecutionInput({ environments: ENVIRONMENTS }));
     await new Promise<void>((resolve) => {
       const poll = setInterval(() => {
@@ -257,11 +256,15 @@ describe('redriving the pipeline', () => {
     await engine.stopAll('stepline was stopped');
     expect(store.execution('run')).toMatchObject({ status: 'INTERRUPTED' });
 
-    hangs = false;
-    calls.length = 0;
-    await engine.redrive('run');
-    expect(await ended(engine, started.executionArn)).toMatchObject({ status: 'SUCCEEDED', redriveCount: 1 });
-    expect(calls).toEqual(PASSING_RUN.slice(PASSING_RUN.indexOf('dev: Deploy')));
+    // A stopping engine starts nothing; stepline started again (a new engine on the same store) redrives it.
+    await expect(engine.redrive('run')).rejects.toThrow('stepline is stopping');
+    const restarted = engineWith({ stage: 'dev: Deploy', broken: () => false });
+    await restarted.engine.redrive('run');
+    expect(await ended(restarted.engine, started.executionArn)).toMatchObject({
+      status: 'SUCCEEDED',
+      redriveCount: 1,
+    });
+    expect(restarted.calls).toEqual(PASSING_RUN.slice(PASSING_RUN.indexOf('dev: Deploy')));
   });
 
   it('refuses, as ExecutionNotRedrivable with the reason, a run that succeeded, is running, or ended over 14 days ago', async () => {
