@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { InvalidInputError, RollbackRefusedError } from '#shared/errors.ts';
+import { InvalidInputError, RollbackRefusedError, StageFailedError } from '#shared/errors.ts';
 import type { Logger } from '#shared/logger.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
 import {
@@ -12,6 +12,7 @@ import {
 import type {
   Notification,
   PipelineStarter,
+  RunStatusReader,
   RunStopper,
   StartPipelineResult,
   TaskDecider,
@@ -498,6 +499,17 @@ export class LocalRuntime {
   #composeHandlers(configuration: FunctionConfiguration): void {
     this.#configuration = configuration;
     const logLevel = (process.env.POWERTOOLS_LOG_LEVEL ?? 'ERROR') as LogLevel;
+    // DescribeExecution's error and cause, from the local store.
+    const runs: RunStatusReader = {
+      supersededCause: async (executionArn) => {
+        const record = this.store.execution(executionArn);
+        return record?.status === 'SUPERSEDED' ? (record.cause ?? null) : null;
+      },
+      failedStage: async (executionArn) => {
+        const record = this.store.execution(executionArn);
+        return record?.status === 'FAILED' ? StageFailedError.stageOf(record.error, record.cause) : null;
+      },
+    };
     const ports: LocalPorts = {
       starter: this.starter(),
       runStopper: this.runStopper(),
@@ -515,12 +527,7 @@ export class LocalRuntime {
       approvalKey: async () => this.#secrets.approvalKey,
       approvalBaseUrl: `${this.options.baseUrl}/approvals`,
       decider: this.#decider(),
-      runs: {
-        supersededCause: async (executionArn) => {
-          const record = this.store.execution(executionArn);
-          return record?.status === 'SUPERSEDED' ? (record.cause ?? null) : null;
-        },
-      },
+      runs,
       notifier: { publish: (notification) => this.#publish(notification) },
       // Milestones go to the custom bus for integrators; locally there is none to integrate with.
       emitter: { emit: async () => undefined },
@@ -533,6 +540,7 @@ export class LocalRuntime {
             rollback: {
               stateMachineArn: this.engine.stateMachineArn('rollback'),
               starter: this.#starterOf('rollback'),
+              runs,
             },
           }
         : {}),

@@ -51,12 +51,35 @@ export class ConfigurationError extends SteplineError {}
 /**
  * A stage of the pipeline failed: thrown by the notify function once it has sent the failure notification,
  * so that the run fails at that Task, which a redrive reruns (see statemachines/pipeline.asl.json). Its
- * name is the error Step Functions records for the run: `Pipeline.StageFailed`.
+ * name is the error Step Functions records for the run: `Pipeline.StageFailed`; its message starts with
+ * the stage (`prod: Deploy failed (…)`), which {@link StageFailedError.stageOf} reads back.
  */
 export class StageFailedError extends SteplineError {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+  constructor(stage: string, detail: string) {
+    super(
+      `${stage} failed (${detail}). The failure notification names it and links to the build log; fix the cause and push again, or redrive this execution to run ${stage} again.`,
+    );
     this.name = 'Pipeline.StageFailed';
+  }
+
+  /**
+   * The stage a run failed at, from the `error` and `cause` its execution ended with; null for another
+   * error, or a cause that does not name one. On AWS the cause of a Lambda task's error is the JSON the
+   * runtime reports (`errorMessage`, `errorType`, `trace`:
+   * https://docs.aws.amazon.com/step-functions/latest/dg/tutorial-handling-error-conditions.html), which the
+   * execution ends with when nothing catches it; locally it is the message itself.
+   */
+  static stageOf(error: string | null | undefined, cause: string | null | undefined): string | null {
+    if (error !== 'Pipeline.StageFailed' || !cause) return null;
+    let message = cause;
+    try {
+      const reported: unknown = JSON.parse(cause);
+      if (typeof reported === 'object' && reported !== null && 'errorMessage' in reported)
+        message = String(reported.errorMessage);
+    } catch {
+      // Not JSON: the message itself.
+    }
+    return /^(.+?) failed \(/.exec(message)?.[1] ?? null;
   }
 }
 

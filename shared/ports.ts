@@ -124,6 +124,8 @@ export interface ExecutionStopper {
 export interface RunStatusReader {
   /** The cause it was stopped with, when it was retired by a newer run; null otherwise. */
   supersededCause(executionArn: string): Promise<string | null>;
+  /** The stage a failed run failed at (`prod: Deploy`), when its error and cause name one; null otherwise. */
+  failedStage(executionArn: string): Promise<string | null>;
 }
 
 /** An execution as its ARN describes it now: its input, parsed, and its status (`RUNNING`, `SUCCEEDED`, …). */

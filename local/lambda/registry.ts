@@ -58,7 +58,7 @@ export interface LocalPorts {
   region: string;
   pipelineStateMachineArn: string;
   /** The rollback machine and how to start it (automatic rollback). */
-  rollback?: { stateMachineArn: string; starter: PipelineStarter };
+  rollback?: { stateMachineArn: string; starter: PipelineStarter; runs: RunStatusReader };
   /** The image a run deployed (its Image build's IMAGE_URI), kept with each deployment. */
   images?: { imageOf(run: { executionArn: string; commit: string }): Promise<string | undefined> };
   /** The forges' status tokens (`.stepline/parameters.json`). */

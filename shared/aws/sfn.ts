@@ -13,7 +13,7 @@ import {
   TaskDoesNotExist,
   TaskTimedOut,
 } from '@aws-sdk/client-sfn';
-import { TaskNoLongerWaitingError } from '../errors.ts';
+import { StageFailedError, TaskNoLongerWaitingError } from '../errors.ts';
 import type { TestOutcome } from '../pipeline.ts';
 import type {
   ExecutionDescription,
@@ -162,8 +162,8 @@ export class SfnExecutionStopper implements ExecutionStopper {
 }
 
 /**
- * Reads whether a run was retired: DescribeExecution gives an ABORTED execution's `error` and `cause`
- * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html).
+ * Reads whether a run was retired, or where it failed: DescribeExecution gives an ended execution's
+ * `error` and `cause` (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html).
  */
 export class SfnRunStatusReader implements RunStatusReader {
   readonly #client: SFNClient;
@@ -175,6 +175,11 @@ export class SfnRunStatusReader implements RunStatusReader {
   async supersededCause(executionArn: string): Promise<string | null> {
     const output = await this.#client.send(new DescribeExecutionCommand({ executionArn }));
     return output.status === 'ABORTED' && output.error === SUPERSEDED_ERROR ? (output.cause ?? null) : null;
+  }
+
+  async failedStage(executionArn: string): Promise<string | null> {
+    const output = await this.#client.send(new DescribeExecutionCommand({ executionArn }));
+    return output.status === 'FAILED' ? StageFailedError.stageOf(output.error, output.cause) : null;
   }
 }
 

@@ -32,9 +32,7 @@ export function notifyStep(request: NotifyRequest): 'notify' | 'notify and fail'
 
 /** The error a failed stage ends the run with, once notified. */
 export function stageFailure(request: Extract<NotifyRequest, { kind: 'failed' }>): StageFailedError {
-  return new StageFailedError(
-    `${request.stage} failed (${request.error}). The failure notification names it and links to the build log; fix the cause and push again, or redrive this execution to run ${request.stage} again.`,
-  );
+  return new StageFailedError(request.stage, request.error);
 }
 
 /** Publishes the run outcome a notify task passes; a malformed request fails the task. */

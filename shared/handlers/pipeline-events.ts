@@ -4,7 +4,7 @@ import { describeExecution, parseExecutionStatusChangeEvent, pipelineMilestone }
 import type { Logger } from '#shared/logger.ts';
 import { executionNotification } from '#shared/notifications.ts';
 import { ExecutionInputSchema } from '#shared/pipeline.ts';
-import type { MilestoneEmitter, Notifier, PipelineStarter } from '#shared/ports.ts';
+import type { MilestoneEmitter, Notifier, PipelineStarter, RunStatusReader } from '#shared/ports.ts';
 import { SUBJECT_MAX_LENGTH } from '#shared/ports.ts';
 import { endRun, lineOf, runName } from '#shared/release.ts';
 import type { ReleaseLedger } from '#shared/release-ledger.ts';
@@ -26,7 +26,7 @@ export interface PipelineEventsDeps {
    * The rollback state machine: its executions' ends release their holds too, and a pipeline run that
    * fails while it holds an environment with `rollbackOnFailure` starts one (StartExecution).
    */
-  rollback?: { stateMachineArn: string; starter: PipelineStarter };
+  rollback?: { stateMachineArn: string; starter: PipelineStarter; runs: RunStatusReader };
 }
 
 /** Emits a milestone for each status change of the pipeline, and notifies what the notify tasks do not. */
@@ -60,7 +60,7 @@ export function createPipelineEventsHandler(deps: PipelineEventsDeps) {
     // Before its hold is released: which environment the failed run held is in the line's state.
     const rolledBack =
       report.status === 'FAILED' && rollback
-        ? await startAutomaticRollback(ledger, rollback.starter, notifier, parsed.detail.input, report)
+        ? await startAutomaticRollback(ledger, rollback, notifier, logger, parsed.detail.input, report)
         : null;
     // However the run ended (succeeded, failed, rejected, expired, timed out, stopped from outside,
     // superseded), it holds nothing any more; a redrive that resumes it joins and enters again.
@@ -110,15 +110,17 @@ async function releaseRun(
 }
 
 /**
- * A run that failed while holding an environment whose settings ask for `rollbackOnFailure` (its
- * Infrastructure or Deploy failed: the hold spans both) starts the automatic rollback of that environment,
- * under a name derived from the run (a redelivered event starts nothing more), and says so. Returns the
- * rollback's name, or null when none applies.
+ * A run whose Deploy failed in an environment whose settings ask for `rollbackOnFailure` starts the
+ * automatic rollback of that environment, under a name derived from the run (a redelivered event starts
+ * nothing more), and says so. The environment is the one the run held; the hold spans Infrastructure and
+ * Deploy, so a failed Infrastructure (which left the previous deployment running) rolls nothing back. When
+ * the failed stage cannot be read, the rollback goes ahead. Returns the rollback's name, or null.
  */
 async function startAutomaticRollback(
   ledger: ReleaseLedger,
-  starter: PipelineStarter,
+  { starter, runs }: { starter: PipelineStarter; runs: RunStatusReader },
   notifier: Notifier,
+  logger: Logger,
   input: string | null | undefined,
   report: { executionArn: string },
 ): Promise<string | null> {
@@ -138,6 +140,11 @@ async function startAutomaticRollback(
   if (!settings.environments.find((e) => e.name === environment)?.rollbackOnFailure) return null;
   const current = state.environments[environment]?.current;
   if (!current) return null;
+  const stage = await runs.failedStage(report.executionArn);
+  if (stage === `${environment}: Infrastructure`) {
+    logger.info('No automatic rollback: the run failed at Infrastructure, before its Deploy', { stage });
+    return null;
+  }
   const name = automaticRollbackName(environment, report.executionArn);
   const rollbackInput: RollbackInput = {
     environment,

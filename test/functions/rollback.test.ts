@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { SfnPipelineStarter } from '#shared/aws/sfn.ts';
-import { RollbackRefusedError } from '#shared/errors.ts';
+import { SfnPipelineStarter, SfnRunStatusReader } from '#shared/aws/sfn.ts';
+import { RollbackRefusedError, StageFailedError } from '#shared/errors.ts';
 import { createHoldsHandler } from '#shared/handlers/holds.ts';
 import { createPipelineEventsHandler } from '#shared/handlers/pipeline-events.ts';
 import { createLogger } from '#shared/logger.ts';
@@ -138,9 +138,22 @@ describe('the holds function, for a rollback', () => {
 
 describe('pipelineEvents, on a run that failed in an environment with rollbackOnFailure', () => {
   const sfn = mockClient(SFNClient);
+  /**
+   * DescribeExecution of a run that failed at `stage`: the error and cause Step Functions records for the
+   * notify task's StageFailedError, the Lambda runtime's JSON report of it.
+   */
+  function failedAt(stage: string) {
+    const error = new StageFailedError(stage, 'the build FAILED');
+    sfn.on(DescribeExecutionCommand).resolves({
+      status: 'FAILED',
+      error: error.name,
+      cause: JSON.stringify({ errorType: error.name, errorMessage: error.message, trace: [] }),
+    });
+  }
   beforeEach(() => {
     sfn.reset();
     sfn.on(StartExecutionCommand).resolves({ executionArn: ROLLBACK_RUN });
+    failedAt('prod: Deploy');
   });
 
   function events(ledger: ReturnType<typeof setUp>['ledger'], record: ReturnType<typeof setUp>['record']) {
@@ -151,7 +164,11 @@ describe('pipelineEvents, on a run that failed in an environment with rollbackOn
       logger: createLogger('pipelineEvents'),
       region: 'us-east-1',
       stateMachineArn: PIPELINE,
-      rollback: { stateMachineArn: ROLLBACK, starter: new SfnPipelineStarter(new SFNClient({}), ROLLBACK) },
+      rollback: {
+        stateMachineArn: ROLLBACK,
+        starter: new SfnPipelineStarter(new SFNClient({}), ROLLBACK),
+        runs: new SfnRunStatusReader(new SFNClient({})),
+      },
     });
     const event = JSON.parse(
       readFileSync(
@@ -222,6 +239,21 @@ describe('pipelineEvents, on a run that failed in an environment with rollbackOn
     await ended('FAILED');
     await ended('ABORTED');
     expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+  });
+
+  it('starts nothing when the run failed at the Infrastructure of that environment, before its Deploy', async () => {
+    const { ledger, record, invoke, deploy } = setUp();
+    await deploy(1);
+    const fields = { executionArn: arn(3), push, sequence: 3, commit: commit(3), mode: 'SUPERSEDED' };
+    await invoke({ action: 'join', ...fields, environments: settings.environments });
+    await invoke({ action: 'enter', ...fields, environment: 'prod', taskToken: 'token-3' });
+    failedAt('prod: Infrastructure');
+
+    await events(ledger, record)('FAILED');
+
+    expect(sfn.commandCalls(DescribeExecutionCommand)[0]?.args[0].input).toEqual({ executionArn: arn(3) });
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+    expect((await ledger.read(lineOf(push))).environments.prod?.holder).toBeNull();
   });
 
   it("releases a rollback's hold when it ends, however it ends", async () => {

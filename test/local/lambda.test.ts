@@ -30,7 +30,7 @@ function portsPublishingTo(
     runStopper: { stopRunning: async () => [] },
     lines: new MemoryLineStore(),
     releaseLedger: () => recordingLedger().ledger,
-    runs: { supersededCause: async () => null },
+    runs: { supersededCause: async () => null, failedStage: async () => null },
     configuration: functionConfiguration([]),
     settingsFor: async () => functionConfiguration([]).settings.defaults,
     webhookSecrets: {},

@@ -536,7 +536,7 @@ function approvalDoor(now: () => Date = () => new Date()) {
   };
   const handler = factories.approval({
     decider,
-    runs: { supersededCause: async () => null },
+    runs: { supersededCause: async () => null, failedStage: async () => null },
     approvalKey: async () => KEY,
     logger: createLogger('approval'),
     now,

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type ExecutionRecord, LocalStore } from '#local/state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from '#local/stepfunctions/engine.ts';
 import { REDRIVE_PERIOD_MS } from '#local/stepfunctions/redrive.ts';
+import { StageFailedError } from '#shared/errors.ts';
 import {
   APPROVED,
   anExecutionInput,
@@ -133,7 +134,11 @@ describe('redriving the pipeline', () => {
     const { engine, calls, statuses } = engineWith({ stage, broken: () => broken });
     const input = anExecutionInput({ environments: ENVIRONMENTS });
     const started = await engine.start('pipeline', 'main-2222222', input);
-    expect(await ended(engine, started.executionArn)).toMatchObject({ status: 'FAILED' });
+    const failed = await ended(engine, started.executionArn);
+    expect(failed).toMatchObject({ status: 'FAILED' });
+    // What automatic rollback reads to tell a failed Deploy from the rest: the stage, from error and cause.
+    if (/Test|Image|Infrastructure|Deploy/.test(stage))
+      expect(StageFailedError.stageOf(failed?.error, failed?.cause)).toBe(stage);
     const firstAttempt = [...calls];
     expect(firstAttempt.at(-2)).toBe(stage);
     expect(firstAttempt.at(-1)).toMatch(/^Notify .* failure$/);

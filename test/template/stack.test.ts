@@ -277,6 +277,13 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
         `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:stateMachine:${PREFIX}-rollback`,
       ),
     },
+    // Which stage the failed run failed at (only a failed Deploy is rolled back): the pipeline's executions.
+    {
+      Sid: 'ReadFailedStage',
+      Effect: 'Allow',
+      Action: 'states:DescribeExecution',
+      Resource: pipelineExecutions,
+    },
     publishNotification,
     emitMilestone,
     recordFailedEvent('PipelineEventsDeadLetterQueue'),
