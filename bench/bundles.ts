@@ -1,14 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BuildOptions, build } from 'esbuild';
 import { parse } from 'yaml';
 import { type BenchSection, kilobytes, median, milliseconds } from './table.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const FLOOR_LABEL = 'floor: one SDK client';
 const RUNS = 15;
 
 /** serverless-esbuild's own options: not esbuild's, so they are dropped or translated before bundling. */
@@ -165,6 +166,21 @@ export async function bundles(): Promise<BenchSection> {
         dir: join(outdir, variant),
       })),
     );
+    // The floor of any function here: one SDK client, constructed, and nothing else, bundled the same way.
+    const floorEntry = join(outdir, 'floor', 'one-sdk-client.ts');
+    await mkdir(dirname(floorEntry), { recursive: true });
+    await writeFile(
+      floorEntry,
+      "import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';\n" +
+        'export const client = new SFNClient({});\nexport const command = StartExecutionCommand;\n',
+    );
+    targets.push({
+      label: FLOOR_LABEL,
+      name: FLOOR_LABEL,
+      entry: relative(ROOT, floorEntry),
+      variant: 'configured',
+      dir: join(outdir, 'floor-out'),
+    });
     const bundlesBuilt: ((typeof targets)[number] & { file: string; bytes: number })[] = [];
     for (const target of targets) {
       await build(buildOptions(esbuild, target.entry, target.dir, target.variant));
@@ -185,6 +201,8 @@ export async function bundles(): Promise<BenchSection> {
       for (const bundle of bundlesBuilt) samples.get(bundle.label)?.push(timeProcess([bundle.file], env));
     }
     const baseline = median(bare);
+    const floorRuns = samples.get(FLOOR_LABEL) ?? [];
+    const floorBeyond = median(floorRuns) - baseline;
     // The fastest run of each is the one least slowed by whatever else the machine runs at the time.
     const fastestBare = Math.min(...bare);
     const withRequireShim: string[] = [];
@@ -205,6 +223,7 @@ export async function bundles(): Promise<BenchSection> {
         '× bare node',
         '× bare node, fastest runs',
         'init (whole process)',
+        '× one SDK client',
       ],
       rows: bundlesBuilt.map((bundle) => {
         const runs = samples.get(bundle.label) ?? [];
@@ -218,6 +237,7 @@ export async function bundles(): Promise<BenchSection> {
           `${(beyond / baseline).toFixed(2)}×`,
           `${(fastestBeyond / fastestBare).toFixed(2)}×`,
           milliseconds(whole),
+          `${(beyond / floorBeyond).toFixed(2)}×`,
         ];
       }),
       notes: [
@@ -226,6 +246,7 @@ export async function bundles(): Promise<BenchSection> {
         `the AWS SDK v3 is ${sdk}; format ${String(esbuild.format ?? 'esm')}`,
         `bundles calling require() at run time (need a createRequire banner): ${withRequireShim.join(', ') || 'none'}`,
         "targets: bundle ≤ 600 KB, init beyond bare Node ≤ 1× bare Node's own start",
+        `${FLOOR_LABEL}: a bundle that constructs one SFNClient and does nothing else (the SDK's own start: node:crypto, node:https, the client's configuration), ${milliseconds(floorBeyond)} beyond bare node, ${(floorBeyond / baseline).toFixed(2)}× bare node; × one SDK client: each function's init over it`,
       ],
     };
   } finally {
