@@ -40,6 +40,7 @@ const DUMMY_ENVIRONMENT: Record<string, string> = {
   AWS_REGION: 'eu-west-1',
   STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-bench-pipeline',
   RELEASE_TABLE: 'stepline-bench-release',
+  TEST_PROJECT_NAME: 'stepline-bench-test',
   ROLLBACK_STATE_MACHINE_ARN: 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-bench-rollback',
   IMAGE_REPOSITORY_URI: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/stepline-bench',
   WEBHOOK_PROVIDERS: 'github',

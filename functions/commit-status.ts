@@ -1,6 +1,7 @@
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { CodeBuildTestReports } from '#shared/aws/codebuild.ts';
 import { SfnExecutionInputs } from '#shared/aws/sfn.ts';
 import { SnsNotifier } from '#shared/aws/sns.ts';
 import { SsmSecretReader } from '#shared/aws/ssm.ts';
@@ -28,6 +29,7 @@ function awsDeps(): CommitStatusDeps {
     logger,
     runLink: (executionArn) => executionLink(region, executionArn),
     stateMachineArn: requireEnv('STATE_MACHINE_ARN'),
+    testReports: new CodeBuildTestReports(requireEnv('TEST_PROJECT_NAME')),
   };
 }
 

@@ -45,8 +45,8 @@ export interface CommitStatusDeps {
   stateMachineArn: string;
   recorder?: StatusRecorder;
   /**
-   * Test counts for a finished stage's description. Locally, from the build runner's JUnit summaries; on AWS
-   * not yet bound (CodeBuild's reports need BatchGetBuilds and BatchGetReports, through a CodeBuild client).
+   * Test counts for a finished stage's description: locally from the build runner's JUnit summaries, on AWS
+   * from the build's CodeBuild reports (BatchGetBuilds, BatchGetReports).
    */
   testReports?: TestReports;
 }

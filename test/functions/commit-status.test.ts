@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { BatchGetBuildsCommand, BatchGetReportsCommand, CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { CodeBuildTestReports } from '#shared/aws/codebuild.ts';
 import { SfnExecutionInputs } from '#shared/aws/sfn.ts';
 import { SnsNotifier } from '#shared/aws/sns.ts';
 import { createCommitStatusHandler, type ReportedStatus } from '#shared/handlers/commit-status.ts';
@@ -345,6 +347,66 @@ describe('the stage statuses', () => {
     ]);
     // Only the finished build is asked for its counts.
     expect(asked).toEqual([`${(failed.detail as Json)['build-id']} ${EXECUTION_ARN}`]);
+  });
+
+  it("on AWS, counts the Test build's CodeBuild test reports, and asks nothing of other builds", async () => {
+    const codebuild = mockClient(CodeBuildClient);
+    const reportArns = [0, 1].map(
+      (n) => `arn:aws:codebuild:us-east-1:123456789012:report/stepline-test-test-junit:${n}`,
+    );
+    codebuild.on(BatchGetBuildsCommand).resolves({ builds: [{ id: 'stepline-test-test:1', reportArns }] });
+    codebuild.on(BatchGetReportsCommand).resolves({
+      reports: [
+        {
+          arn: reportArns[0],
+          type: 'TEST',
+          testSummary: { total: 9, statusCounts: { SUCCEEDED: 8, FAILED: 1 }, durationInNanoSeconds: 1 },
+        },
+        {
+          arn: reportArns[1],
+          type: 'TEST',
+          testSummary: {
+            total: 5,
+            statusCounts: { SUCCEEDED: 4, ERROR: 0, SKIPPED: 1 },
+            durationInNanoSeconds: 1,
+          },
+        },
+        // A code coverage report counts no test.
+        {
+          arn: 'arn:aws:codebuild:us-east-1:123456789012:report/stepline-test-test-coverage:2',
+          type: 'CODE_COVERAGE',
+        },
+      ],
+    });
+    try {
+      const handler = handlerWith(allTokens, [], 'SILENT', new CodeBuildTestReports('stepline-test-test'));
+      const atBuild = (event: Json, project: string) => ({
+        ...event,
+        detail: {
+          ...(event.detail as Json),
+          'build-id': `arn:aws:codebuild:us-east-1:123456789012:build/${project}:1`,
+        },
+      });
+      await handler(
+        atBuild(buildEvent('FAILED', 'stepline-test-test', variables()), 'stepline-test-test'),
+        context,
+      );
+      await handler(
+        atBuild(buildEvent('SUCCEEDED', 'stepline-test-image', variables()), 'stepline-test-image'),
+        context,
+      );
+
+      expect(forge.requests.map((r) => (r.body as { description: string }).description)).toEqual([
+        expect.stringMatching(/^12 passed, 1 failed, 1 skipped in /),
+        expect.stringMatching(/^Passed in /),
+      ]);
+      expect(codebuild.commandCalls(BatchGetBuildsCommand).map((c) => c.args[0].input)).toEqual([
+        { ids: ['stepline-test-test:1'] },
+      ]);
+      expect(codebuild.commandCalls(BatchGetReportsCommand)[0]?.args[0].input).toEqual({ reportArns });
+    } finally {
+      codebuild.restore();
+    }
   });
 
   it('posts nothing for a build the pipeline did not start', async () => {

@@ -113,72 +113,107 @@ describe('packaged bundles', () => {
     }
   });
 
+  /**
+   * Runs the packaged commit status handler on `event` against one local server that stands in for SSM
+   * (its JSON protocol, AWS_ENDPOINT_URL_SSM), Step Functions, CodeBuild and a self-managed GitLab or a
+   * GitHub Enterprise Server; returns what the server was asked.
+   */
+  async function runPackagedCommitStatus(
+    provider: string,
+    event: (url: string) => Record<string, unknown>,
+    answers: Record<string, (body: string) => unknown> = {},
+  ): Promise<{ target: string; path: string; token: string; body: string }[]> {
+    const files = unzip(await readFile(join(stack.outputDir, 'commitStatus.zip')));
+    const bundle = files.get('functions/commit-status.js');
+    expect(bundle, [...files.keys()].join(', ')).toBeDefined();
+    const file = join(dir, 'functions', 'commit-status.js');
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, bundle ?? '');
+
+    const requests: { target: string; path: string; token: string; body: string }[] = [];
+    const server = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      request.on('end', () => {
+        const target = String(request.headers['x-amz-target'] ?? '');
+        const auth =
+          request.headers['private-token'] ??
+          String(request.headers.authorization ?? '').replace(/^token /, '');
+        requests.push({ target, path: request.url ?? '', token: target ? '' : String(auth ?? ''), body });
+        response.writeHead(target ? 200 : 201, { 'content-type': 'application/json' });
+        const answer =
+          target === 'AmazonSSM.GetParameter'
+            ? { Parameter: { Name: JSON.parse(body).Name, Type: 'SecureString', Value: 'glpat-from-ssm' } }
+            : (answers[target]?.(body) ?? {});
+        response.end(JSON.stringify(answer));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const script = `require(${JSON.stringify(file)}).handler(${JSON.stringify(event(url))}, {
+      awsRequestId: 'r', functionName: 'commitStatus', getRemainingTimeInMillis: () => 60000,
+    }).then(() => process.stdout.write('\\ndone'));`;
+    try {
+      const { stdout, stderr } = await exec(process.execPath, ['-e', script], {
+        cwd: dir,
+        timeout: 30_000,
+        env: {
+          PATH: process.env.PATH ?? '',
+          AWS_REGION: 'eu-west-1',
+          AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+          AWS_SECRET_ACCESS_KEY: 'secret',
+          AWS_ENDPOINT_URL_SSM: url,
+          AWS_ENDPOINT_URL_SFN: url,
+          AWS_ENDPOINT_URL_CODEBUILD: url,
+          NOTIFICATIONS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-test-notifications',
+          STATE_MACHINE_ARN: STATE_MACHINE_ARN,
+          TEST_PROJECT_NAME: 'stepline-test-test',
+          STATUS_PROVIDERS: provider,
+          STATUS_TOKEN_PARAMETER_PREFIX: '/stepline/test/status-token',
+        },
+      });
+      expect(stdout.trim().split('\n').at(-1)).toBe('done');
+      expect(`${stdout}${stderr}`).not.toContain('glpat-from-ssm');
+    } finally {
+      server.close();
+    }
+    return requests;
+  }
+
+  const STATE_MACHINE_ARN = 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline';
+  const RUN_ARN = 'arn:aws:states:eu-west-1:123456789012:execution:stepline-test-pipeline:run-1';
+  const COMMIT = 'c'.repeat(40);
+  const pushOf = (provider: string, url: string) => ({
+    provider,
+    repository: { fullName: 'platform/shop', cloneUrl: `${url}/platform/shop.git` },
+    ref: 'refs/heads/main',
+    refType: 'branch',
+    refName: 'main',
+    before: null,
+    after: COMMIT,
+    created: true,
+    deleted: false,
+    forced: false,
+    commitsTruncated: false,
+  });
+
   it.each([
     {
       provider: 'gitlab',
       client: 'Gitbeaker',
       path: (commit: string) => `/api/v4/projects/platform%2Fshop/statuses/${commit}`,
-      auth: (headers: Record<string, unknown>) => headers['private-token'],
     },
     {
       provider: 'github',
       client: 'Octokit',
       path: (commit: string) => `/api/v3/repos/platform/shop/statuses/${commit}`,
-      auth: (headers: Record<string, unknown>) => String(headers.authorization ?? '').replace(/^token /, ''),
     },
   ])(
     'run the commit status handler, which reads its token from SSM and posts to $provider through the $client it loads',
-    async ({ provider, path, auth }) => {
-      const files = unzip(await readFile(join(stack.outputDir, 'commitStatus.zip')));
-      const bundle = files.get('functions/commit-status.js');
-      expect(bundle, [...files.keys()].join(', ')).toBeDefined();
-      const file = join(dir, 'functions', 'commit-status.js');
-      await mkdir(dirname(file), { recursive: true });
-      await writeFile(file, bundle ?? '');
-
-      // One local server stands in for SSM (its JSON protocol, AWS_ENDPOINT_URL_SSM) and for a self-managed GitLab.
-      const requests: { target: string; path: string; token: string; body: string }[] = [];
-      const server = createServer((request, response) => {
-        let body = '';
-        request.on('data', (chunk: Buffer) => {
-          body += chunk.toString();
-        });
-        request.on('end', () => {
-          const target = String(request.headers['x-amz-target'] ?? '');
-          requests.push({
-            target,
-            path: request.url ?? '',
-            token: target ? '' : String(auth(request.headers) ?? ''),
-            body,
-          });
-          response.writeHead(target ? 200 : 201, { 'content-type': 'application/json' });
-          response.end(
-            target === 'AmazonSSM.GetParameter'
-              ? JSON.stringify({
-                  Parameter: { Name: JSON.parse(body).Name, Type: 'SecureString', Value: 'glpat-from-ssm' },
-                })
-              : '{}',
-          );
-        });
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const commit = 'c'.repeat(40);
-      const push = {
-        provider,
-        repository: { fullName: 'platform/shop', cloneUrl: `${url}/platform/shop.git` },
-        ref: 'refs/heads/main',
-        refType: 'branch',
-        refName: 'main',
-        before: null,
-        after: commit,
-        created: true,
-        deleted: false,
-        forced: false,
-        commitsTruncated: false,
-      };
-      const stateMachineArn = 'arn:aws:states:eu-west-1:123456789012:stateMachine:stepline-test-pipeline';
-      const event = {
+    async ({ provider, path }) => {
+      const requests = await runPackagedCommitStatus(provider, (url) => ({
         version: '0',
         id: 'e-1',
         'detail-type': 'Step Functions Execution Status Change',
@@ -188,42 +223,18 @@ describe('packaged bundles', () => {
         region: 'eu-west-1',
         resources: [],
         detail: {
-          executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:stepline-test-pipeline:run-1',
-          stateMachineArn,
+          executionArn: RUN_ARN,
+          stateMachineArn: STATE_MACHINE_ARN,
           name: 'run-1',
           status: 'SUCCEEDED',
           startDate: 1767261600000,
           stopDate: 1767261660000,
-          input: JSON.stringify({ push, source: { version: commit } }),
+          input: JSON.stringify({ push: pushOf(provider, url), source: { version: COMMIT } }),
         },
-      };
-      const script = `require(${JSON.stringify(file)}).handler(${JSON.stringify(event)}, {
-      awsRequestId: 'r', functionName: 'commitStatus', getRemainingTimeInMillis: () => 60000,
-    }).then(() => process.stdout.write('\\ndone'));`;
-      try {
-        const { stdout, stderr } = await exec(process.execPath, ['-e', script], {
-          cwd: dir,
-          timeout: 30_000,
-          env: {
-            PATH: process.env.PATH ?? '',
-            AWS_REGION: 'eu-west-1',
-            AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-            AWS_SECRET_ACCESS_KEY: 'secret',
-            AWS_ENDPOINT_URL_SSM: url,
-            NOTIFICATIONS_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:stepline-test-notifications',
-            STATE_MACHINE_ARN: stateMachineArn,
-            STATUS_PROVIDERS: provider,
-            STATUS_TOKEN_PARAMETER_PREFIX: '/stepline/test/status-token',
-          },
-        });
-        expect(stdout.trim().split('\n').at(-1)).toBe('done');
-        expect(`${stdout}${stderr}`).not.toContain('glpat-from-ssm');
-      } finally {
-        server.close();
-      }
+      }));
       expect(requests.map(({ target, path, token }) => [target, path, token])).toEqual([
         ['AmazonSSM.GetParameter', '/', ''],
-        ['', path(commit), 'glpat-from-ssm'],
+        ['', path(COMMIT), 'glpat-from-ssm'],
       ]);
       expect(JSON.parse(requests[0]?.body ?? '{}')).toEqual({
         Name: `/stepline/test/status-token/${provider}`,
@@ -237,4 +248,82 @@ describe('packaged bundles', () => {
     },
     60_000,
   );
+
+  it("run the commit status handler on the Test build's end: it loads the CodeBuild client then, and counts the build's test reports", async () => {
+    const buildArn = 'arn:aws:codebuild:eu-west-1:123456789012:build/stepline-test-test:0c1d2e3f';
+    const reportArn = 'arn:aws:codebuild:eu-west-1:123456789012:report/stepline-test-test-junit:1';
+    let url = '';
+    const requests = await runPackagedCommitStatus(
+      'github',
+      (base) => {
+        url = base;
+        return {
+          version: '0',
+          id: 'e-2',
+          'detail-type': 'CodeBuild Build State Change',
+          source: 'aws.codebuild',
+          account: '123456789012',
+          time: '2026-01-01T10:02:00Z',
+          region: 'eu-west-1',
+          resources: [buildArn],
+          detail: {
+            'build-status': 'SUCCEEDED',
+            'project-name': 'stepline-test-test',
+            'build-id': buildArn,
+            'current-phase': 'COMPLETED',
+            'current-phase-context': '[]',
+            version: '1',
+            'additional-information': {
+              'build-complete': true,
+              'build-start-time': 'Jan 1, 2026 10:01:00 AM',
+              environment: {
+                'environment-variables': [
+                  { name: 'STEPLINE_EXECUTION_ID', value: RUN_ARN, type: 'PLAINTEXT' },
+                ],
+              },
+              phases: [{ 'phase-type': 'COMPLETED', 'start-time': 'Jan 1, 2026 10:01:42 AM' }],
+            },
+          },
+        };
+      },
+      {
+        'AWSStepFunctions.DescribeExecution': () => ({
+          executionArn: RUN_ARN,
+          stateMachineArn: STATE_MACHINE_ARN,
+          status: 'RUNNING',
+          startDate: 1767261600,
+          input: JSON.stringify({ push: pushOf('github', url), source: { version: COMMIT } }),
+        }),
+        'CodeBuild_20161006.BatchGetBuilds': () => ({
+          builds: [{ id: 'stepline-test-test:0c1d2e3f', reportArns: [reportArn] }],
+        }),
+        'CodeBuild_20161006.BatchGetReports': () => ({
+          reports: [
+            {
+              arn: reportArn,
+              type: 'TEST',
+              testSummary: {
+                total: 13,
+                statusCounts: { SUCCEEDED: 12, SKIPPED: 1 },
+                durationInNanoSeconds: 5,
+              },
+            },
+          ],
+        }),
+      },
+    );
+    expect(requests.map(({ target }) => target)).toEqual([
+      'AWSStepFunctions.DescribeExecution',
+      'CodeBuild_20161006.BatchGetBuilds',
+      'CodeBuild_20161006.BatchGetReports',
+      'AmazonSSM.GetParameter',
+      '',
+    ]);
+    expect(JSON.parse(requests[1]?.body ?? '{}')).toEqual({ ids: ['stepline-test-test:0c1d2e3f'] });
+    expect(JSON.parse(requests[4]?.body ?? '{}')).toMatchObject({
+      state: 'success',
+      context: 'stepline/test',
+      description: expect.stringMatching(/^12 passed, 1 skipped/),
+    });
+  }, 60_000);
 });

@@ -301,6 +301,24 @@ const FUNCTION_PERMISSIONS: Record<FunctionKey, PolicyStatement[]> = {
         `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:${PREFIX}-pipeline:*`,
       ),
     },
+    // The Test build's reports, for the test counts of its status: that project and its report groups only
+    // (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscodebuild.html).
+    {
+      Sid: 'ReadTestReports',
+      Effect: 'Allow',
+      Action: 'codebuild:BatchGetBuilds',
+      Resource: sub(
+        `arn:\${AWS::Partition}:codebuild:\${AWS::Region}:\${AWS::AccountId}:project/${PREFIX}-test`,
+      ),
+    },
+    {
+      Sid: 'ReadTestReportCounts',
+      Effect: 'Allow',
+      Action: 'codebuild:BatchGetReports',
+      Resource: sub(
+        `arn:\${AWS::Partition}:codebuild:\${AWS::Region}:\${AWS::AccountId}:report-group/${PREFIX}-test-*`,
+      ),
+    },
     publishNotification,
     {
       // The listed providers' tokens only (statusProviders: github,bitbucket); the third entry is unused.
@@ -446,6 +464,7 @@ describe('functions', () => {
       POWERTOOLS_SERVICE_NAME: 'stepline',
       NOTIFICATIONS_TOPIC_ARN: notifications,
       STATE_MACHINE_ARN: stateMachine,
+      TEST_PROJECT_NAME: 'stepline-test-test',
       STATUS_PROVIDERS: 'github,bitbucket',
       STATUS_TOKEN_PARAMETER_PREFIX: '/stepline/test/status-token',
     });
