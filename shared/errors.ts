@@ -3,50 +3,60 @@
  * `ErrorEquals` by `name`; HTTP handlers map them to a status code and a message a person can act on.
  */
 export class SteplineError extends Error {
+  /**
+   * The error's name, which Retry/Catch and the HTTP answers carry. Each subclass spells its own: the Lambda
+   * bundles are minified, class names and all (serverless.yml, `keepNames: false`).
+   */
+  override name = 'SteplineError';
   /** The HTTP status an HTTP handler answers with when this error reaches it. */
   readonly status: number = 500;
-
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
 }
 
 /** The request is not well-formed or lacks what the operation needs (400). */
 export class InvalidInputError extends SteplineError {
+  override readonly name: string = 'InvalidInputError';
   override readonly status: number = 400;
 }
 
 /** A signature, token or link did not verify (401). */
 export class UnauthorizedError extends SteplineError {
+  override readonly name: string = 'UnauthorizedError';
   override readonly status: number = 401;
 }
 
 /** A signed link is valid in form but tampered with or expired (403). */
 export class ForbiddenError extends SteplineError {
+  override readonly name: string = 'ForbiddenError';
   override readonly status: number = 403;
 }
 
 /** The thing asked for does not exist (404). */
 export class NotFoundError extends SteplineError {
+  override readonly name: string = 'NotFoundError';
   override readonly status: number = 404;
 }
 
 /** A decision or action came after the thing was already decided or ended (409). */
 export class ConflictError extends SteplineError {
+  override readonly name: string = 'ConflictError';
   override readonly status: number = 409;
 }
 
 /** A rollback with nothing to go back to, or asked for an environment that moved on (409). */
-export class RollbackRefusedError extends ConflictError {}
+export class RollbackRefusedError extends ConflictError {
+  override readonly name: string = 'RollbackRefusedError';
+}
 
 /** The request body is over the accepted size (413). */
 export class PayloadTooLargeError extends SteplineError {
+  override readonly name: string = 'PayloadTooLargeError';
   override readonly status: number = 413;
 }
 
 /** A required configuration value is missing or malformed. Raised at start-up, never per request. */
-export class ConfigurationError extends SteplineError {}
+export class ConfigurationError extends SteplineError {
+  override readonly name: string = 'ConfigurationError';
+}
 
 /**
  * A stage of the pipeline failed: thrown by the notify function once it has sent the failure notification,
@@ -55,11 +65,11 @@ export class ConfigurationError extends SteplineError {}
  * the stage (`prod: Deploy failed (…)`), which {@link StageFailedError.stageOf} reads back.
  */
 export class StageFailedError extends SteplineError {
+  override readonly name: string = 'Pipeline.StageFailed';
   constructor(stage: string, detail: string) {
     super(
       `${stage} failed (${detail}). The failure notification names it and links to the build log; fix the cause and push again, or redrive this execution to run ${stage} again.`,
     );
-    this.name = 'Pipeline.StageFailed';
   }
 
   /**
@@ -93,6 +103,7 @@ export function isClientError(error: unknown): error is SteplineError {
  * execution ended (Step Functions' TaskTimedOut, TaskDoesNotExist, InvalidToken).
  */
 export class TaskNoLongerWaitingError extends ConflictError {
+  override readonly name: string = 'TaskNoLongerWaitingError';
   readonly reason: 'timed-out' | 'not-waiting' | 'invalid';
 
   constructor(reason: 'timed-out' | 'not-waiting' | 'invalid', options?: ErrorOptions) {

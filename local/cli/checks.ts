@@ -5,10 +5,14 @@ import { SteplineError } from '#shared/errors.ts';
 const execFileAsync = promisify(execFile);
 
 /** The command line itself is wrong (a malformed `--param`, a port that is no port): exit code 2. */
-export class UsageError extends SteplineError {}
+export class UsageError extends SteplineError {
+  override readonly name: string = 'UsageError';
+}
 
 /** What stepline needs from the machine is missing (git), or the machine refused (the port is taken). */
-export class EnvironmentError extends SteplineError {}
+export class EnvironmentError extends SteplineError {
+  override readonly name: string = 'EnvironmentError';
+}
 
 /** A `--param name=value` as `serverless deploy --param` takes it; the name as serverless.yml spells it. */
 const PARAM = /^[A-Za-z][A-Za-z0-9_-]*=/;

@@ -24,7 +24,9 @@ export interface Client {
 }
 
 /** A running stepline answered with an error, or is not running. */
-export class ApiError extends SteplineError {}
+export class ApiError extends SteplineError {
+  override readonly name: string = 'ApiError';
+}
 
 /** The `Authorization` header of the stepline running on `stateDir`; fails naming the file when it has none. */
 export async function controlHeaders(stateDir: string): Promise<Record<string, string>> {

@@ -26,6 +26,7 @@ import { BUILDSPEC_PHASES, type BuildspecPhaseName } from './buildspec-phases.ts
 
 /** A buildspec that is not valid YAML or not a valid buildspec, as CodeBuild reports it (`YAML_FILE_ERROR`). */
 export class BuildspecError extends SteplineError {
+  override readonly name: string = 'BuildspecError';
   override readonly status: number = 400;
   /** CodeBuild's phase-context status code for the same failure. */
   readonly code = 'YAML_FILE_ERROR';

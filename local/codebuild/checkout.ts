@@ -18,7 +18,9 @@ import { SteplineError } from '#shared/errors.ts';
  */
 
 /** The version could not be checked out: CodeBuild's `CLIENT_ERROR` of DOWNLOAD_SOURCE. */
-export class CheckoutError extends SteplineError {}
+export class CheckoutError extends SteplineError {
+  override readonly name: string = 'CheckoutError';
+}
 
 export interface CheckoutRequest {
   /** The source repository: a path on this machine or a URL git can clone. */

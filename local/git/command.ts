@@ -6,6 +6,7 @@ const execFileAsync = promisify(execFile);
 
 /** A git command that could not run or failed; the message names the command and what git said. */
 export class GitCommandError extends SteplineError {
+  override readonly name: string = 'GitCommandError';
   readonly args: readonly string[];
 
   constructor(args: readonly string[], detail: string, options?: ErrorOptions) {

@@ -5,7 +5,9 @@ import { PRIVATE_FILE_MODE } from '#local/state/permissions.ts';
 import { ConflictError } from '#shared/errors.ts';
 
 /** Another live process has the store's folder open. */
-export class StoreInUseError extends ConflictError {}
+export class StoreInUseError extends ConflictError {
+  override readonly name: string = 'StoreInUseError';
+}
 
 /** Folders open in this process, so that a stale lock holding this process's own pid is told apart. */
 const openDirectories = new Set<string>();
