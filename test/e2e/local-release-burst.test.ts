@@ -41,6 +41,8 @@ async function burst(
 
   const source = join(scope.root, 'app');
   await copySampleApp(source);
+  // Watched from the first push on: on a loaded machine the first runs are deploying while the last pushes go.
+  const watching = whileRunning(url, scope.stateDir);
   const commits: string[] = [];
   for (let n = 1; n <= PUSHES; n++) {
     await appendFile(join(source, 'server.mjs'), `// change ${n}\n`);
@@ -53,7 +55,6 @@ async function burst(
     commits.push(pushed.commit);
   }
   const newest = commits.at(-1) ?? '';
-  await whileRunning(url, scope.stateDir);
 
   const runs = await pollUntil(
     `the ${PUSHES + 1} runs to end`,
@@ -63,6 +64,7 @@ async function burst(
     },
     240_000,
   );
+  await watching;
   // No run lost or doubled: one per push (the start's own push included), each ended.
   expect(new Set(runs.map((r) => r.commit)).size).toBe(PUSHES + 1);
   expect(runs.map((r) => r.commit)).toEqual(expect.arrayContaining(commits));
@@ -112,12 +114,20 @@ describe.concurrent('twenty pushes to one branch in quick succession', () => {
     let waiting: RunSummary | undefined;
     const { runs, details } = await burst('QUEUED', onTestFinished, async (url, stateDir) => {
       // While they queue, a run says which environment it waits for (and, once one holds it, which run).
-      waiting = await pollUntil(
-        'a run waiting for an environment',
-        async () => (await getJson<RunSummary[]>(`${url}/api/runs`, stateDir)).find((r) => r.waitingFor),
-        240_000,
-      );
+      // Watched until one does, or until every run has ended without one having been seen waiting.
+      waiting =
+        (await pollUntil(
+          'a run waiting for an environment, or every run ended',
+          async () => {
+            const all = await getJson<RunSummary[]>(`${url}/api/runs`, stateDir);
+            const found = all.find((r) => r.waitingFor);
+            if (found) return found;
+            return all.length === PUSHES + 1 && all.every((r) => r.status !== 'RUNNING') ? null : undefined;
+          },
+          240_000,
+        )) ?? undefined;
     });
+    expect(waiting, 'no run was seen waiting for an environment while 21 runs queued').toBeDefined();
     expect(waiting?.waitingFor?.environment).toMatch(/^(dev|prod)$/);
     expect(waiting?.waitingFor?.heldBy ?? 'hello-service-main-').toMatch(/^hello-service-main-/);
     expect(waiting?.stage).toBe(`${waiting?.waitingFor?.environment}: waiting`);
