@@ -31,6 +31,7 @@ import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { settingsForRepository } from '#shared/repository-settings.ts';
 import { planRollback, type RollbackInput, RollbackInputSchema } from '#shared/rollback.ts';
 import { forTerminal } from '#shared/text.ts';
+import * as z from '#shared/zod.ts';
 import { allowedHostVariables } from './codebuild/build-variables.ts';
 import { deployDirOf, stopDeployedServices } from './codebuild/deployed-services.ts';
 import { chooseSandbox, type Sandbox, type SandboxMode, sandboxMode } from './codebuild/sandbox.ts';
@@ -382,9 +383,9 @@ export class LocalRuntime {
     const [line] = lines as [LineState];
     const current = line.environments[environment]?.current;
     const from = current && this.store.execution(current.executionArn);
-    const base = RollbackInputSchema.pick({ push: true, source: true, settings: true }).safeParse(
-      from?.input,
-    );
+    const base = z
+      .pick(RollbackInputSchema, { push: true, source: true, settings: true })
+      .safeParse(from?.input);
     if (!base.success)
       throw new RollbackRefusedError(
         `The run that deployed ${environment} (${current ? runName(current.executionArn) : 'none'}) is not kept any more`,

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { ConfigurationError, ForbiddenError, InvalidInputError } from './errors.ts';
 import {
   type ApprovalDecision,
@@ -70,9 +70,9 @@ const LINK_FIELD_LIMITS = { environment: 40, repository: 100, ref: 120, sha: 40,
 
 /** Encrypted payload: short keys, because every byte becomes 4/3 of a URL character. */
 const LinkPayloadSchema = z.object({
-  t: z.string().min(1),
+  t: z.string().check(z.minLength(1)),
   a: z.enum(['approve', 'reject']),
-  e: z.number().int().positive(),
+  e: z.number().check(z.int(), z.positive()),
   x: z.string(),
   env: z.string(),
   repo: z.string(),

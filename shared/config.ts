@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type * as z from '#shared/zod.ts';
 import { ConfigurationError } from './errors.ts';
 
 type Env = Record<string, string | undefined>;
@@ -36,7 +36,7 @@ export function optionalEnv(name: string, env: Env = process.env): string | unde
  * // throws ConfigurationError: "--param settings is invalid at environments: …"
  * ```
  */
-export function parseJsonSetting<S extends z.ZodType>(
+export function parseJsonSetting<S extends z.ZodMiniType>(
   label: string,
   raw: string | undefined,
   schema: S,
@@ -63,7 +63,7 @@ export function parseJsonSetting<S extends z.ZodType>(
  * Reads an environment variable holding JSON and validates it with a zod schema (see
  * {@link parseJsonSetting}). An absent variable parses as `fallback`, or fails naming it when there is none.
  */
-export function jsonEnv<S extends z.ZodType>(
+export function jsonEnv<S extends z.ZodMiniType>(
   name: string,
   schema: S,
   fallback: z.input<S> | undefined,

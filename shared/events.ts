@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { InvalidInputError } from './errors.ts';
 import { ExecutionInputSchema } from './pipeline.ts';
 import type { Milestone } from './ports.ts';
@@ -29,7 +29,7 @@ const EventBridgeSchema = z.object({
   resources: z.array(z.string()),
   'detail-type': z.string(),
   detail: z.unknown(),
-  'replay-name': z.string().optional(),
+  'replay-name': z.optional(z.string()),
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -37,68 +37,68 @@ const EventBridgeSchema = z.object({
 
 const CodeBuildPhaseSchema = z.object({
   'phase-type': z.string(),
-  'phase-status': z.string().nullish(),
+  'phase-status': z.nullish(z.string()),
   /** Messages such as `YAML_FILE_ERROR: …` or `COMMAND_EXECUTION_ERROR: …`. */
-  'phase-context': z.array(z.unknown()).nullish(),
-  'start-time': z.string().nullish(),
-  'end-time': z.string().nullish(),
-  'duration-in-seconds': z.number().nullish(),
+  'phase-context': z.nullish(z.array(z.unknown())),
+  'start-time': z.nullish(z.string()),
+  'end-time': z.nullish(z.string()),
+  'duration-in-seconds': z.nullish(z.number()),
 });
 export type CodeBuildPhase = z.infer<typeof CodeBuildPhaseSchema>;
 
 const CodeBuildAdditionalInformationSchema = z.object({
-  'build-number': z.number().nullish(),
-  'build-start-time': z.string().nullish(),
-  'source-version': z.string().nullish(),
-  initiator: z.string().nullish(),
-  environment: z
-    .object({
-      'environment-variables': z
-        .array(z.object({ name: z.string(), value: z.string().nullish(), type: z.string().nullish() }))
-        .nullish(),
-    })
-    .nullish(),
-  logs: z
-    .object({
-      'group-name': z.string().nullish(),
-      'stream-name': z.string().nullish(),
-      'deep-link': z.string().nullish(),
-    })
-    .nullish(),
-  phases: z.array(CodeBuildPhaseSchema).nullish(),
+  'build-number': z.nullish(z.number()),
+  'build-start-time': z.nullish(z.string()),
+  'source-version': z.nullish(z.string()),
+  initiator: z.nullish(z.string()),
+  environment: z.nullish(
+    z.object({
+      'environment-variables': z.nullish(
+        z.array(z.object({ name: z.string(), value: z.nullish(z.string()), type: z.nullish(z.string()) })),
+      ),
+    }),
+  ),
+  logs: z.nullish(
+    z.object({
+      'group-name': z.nullish(z.string()),
+      'stream-name': z.nullish(z.string()),
+      'deep-link': z.nullish(z.string()),
+    }),
+  ),
+  phases: z.nullish(z.array(CodeBuildPhaseSchema)),
 });
 
 const codeBuildDetailFields = {
-  'project-name': z.string().min(1),
-  'build-id': z.string().min(1),
-  'source-version': z.string().nullish(),
-  'additional-information': CodeBuildAdditionalInformationSchema.nullish(),
+  'project-name': z.string().check(z.minLength(1)),
+  'build-id': z.string().check(z.minLength(1)),
+  'source-version': z.nullish(z.string()),
+  'additional-information': z.nullish(CodeBuildAdditionalInformationSchema),
 };
 
 /** EventBridge "CodeBuild Build State Change". */
-export const CodeBuildStateChangeEventSchema = EventBridgeSchema.extend({
+export const CodeBuildStateChangeEventSchema = z.extend(EventBridgeSchema, {
   source: z.literal('aws.codebuild'),
   'detail-type': z.literal('CodeBuild Build State Change'),
   detail: z.object({
     ...codeBuildDetailFields,
     /** IN_PROGRESS, SUCCEEDED, FAILED, STOPPED, FAULT, TIMED_OUT (kept open for statuses to come). */
-    'build-status': z.string().min(1),
-    'current-phase': z.string().nullish(),
+    'build-status': z.string().check(z.minLength(1)),
+    'current-phase': z.nullish(z.string()),
   }),
 });
 export type CodeBuildStateChangeEvent = z.infer<typeof CodeBuildStateChangeEventSchema>;
 
 /** EventBridge "CodeBuild Build Phase Change". */
-export const CodeBuildPhaseChangeEventSchema = EventBridgeSchema.extend({
+export const CodeBuildPhaseChangeEventSchema = z.extend(EventBridgeSchema, {
   source: z.literal('aws.codebuild'),
   'detail-type': z.literal('CodeBuild Build Phase Change'),
   detail: z.object({
     ...codeBuildDetailFields,
-    'completed-phase': z.string().min(1),
-    'completed-phase-status': z.string().nullish(),
-    'completed-phase-duration-seconds': z.number().nullish(),
+    'completed-phase': z.string().check(z.minLength(1)),
+    'completed-phase-status': z.nullish(z.string()),
+    'completed-phase-duration-seconds': z.nullish(z.number()),
     /** A JSON-encoded array of messages, as a string (`"[]"`). */
-    'completed-phase-context': z.string().nullish(),
+    'completed-phase-context': z.nullish(z.string()),
   }),
 });
 export type CodeBuildPhaseChangeEvent = z.infer<typeof CodeBuildPhaseChangeEventSchema>;
@@ -300,31 +300,31 @@ function contextMessages(context: readonly unknown[]): string[] {
 // Step Functions
 
 /** EventBridge "Step Functions Execution Status Change". */
-export const ExecutionStatusChangeEventSchema = EventBridgeSchema.extend({
+export const ExecutionStatusChangeEventSchema = z.extend(EventBridgeSchema, {
   source: z.literal('aws.states'),
   'detail-type': z.literal('Step Functions Execution Status Change'),
   detail: z.object({
-    executionArn: z.string().min(1),
-    stateMachineArn: z.string().min(1),
-    name: z.string().min(1),
+    executionArn: z.string().check(z.minLength(1)),
+    stateMachineArn: z.string().check(z.minLength(1)),
+    name: z.string().check(z.minLength(1)),
     /** RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE. */
-    status: z.string().min(1),
+    status: z.string().check(z.minLength(1)),
     /** Epoch milliseconds. */
-    startDate: z.number().nullish(),
-    stopDate: z.number().nullish(),
+    startDate: z.nullish(z.number()),
+    stopDate: z.nullish(z.number()),
     /** The execution input as a JSON string; null when it was too large to include. */
-    input: z.string().nullish(),
-    output: z.string().nullish(),
-    error: z.string().nullish(),
-    cause: z.string().nullish(),
+    input: z.nullish(z.string()),
+    output: z.nullish(z.string()),
+    error: z.nullish(z.string()),
+    cause: z.nullish(z.string()),
     /**
      * How many times the execution was redriven (0 or absent: never). A redriven execution runs again under
      * the same name and ARN, so its events repeat RUNNING for that name, each time with a higher count
      * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html, redriveCount).
      */
-    redriveCount: z.number().nullish(),
+    redriveCount: z.nullish(z.number()),
     /** Epoch milliseconds of the last redrive. */
-    redriveDate: z.number().nullish(),
+    redriveDate: z.nullish(z.number()),
   }),
 });
 export type ExecutionStatusChangeEvent = z.infer<typeof ExecutionStatusChangeEventSchema>;
@@ -364,7 +364,7 @@ export interface ExecutionReport {
   redriveCount: number;
 }
 
-const PushInputSchema = ExecutionInputSchema.pick({ push: true });
+const PushInputSchema = z.pick(ExecutionInputSchema, { push: true });
 
 /** Reads an execution status change into an {@link ExecutionReport}, taking what it can from the input. */
 export function describeExecution(event: ExecutionStatusChangeEvent): ExecutionReport {
@@ -433,11 +433,11 @@ export const BuildStateMilestoneDetailSchema = z.object({
   /** The build's ARN. */
   buildId: z.string(),
   status: z.string(),
-  commit: z.string().nullable(),
-  environment: z.string().nullable(),
-  logLink: z.string().nullable(),
+  commit: z.nullable(z.string()),
+  environment: z.nullable(z.string()),
+  logLink: z.nullable(z.string()),
   /** Seconds, for finished builds. */
-  duration: z.number().nullable(),
+  duration: z.nullable(z.number()),
 });
 export type BuildStateMilestoneDetail = z.infer<typeof BuildStateMilestoneDetailSchema>;
 
@@ -447,13 +447,13 @@ export const BuildPhaseMilestoneDetailSchema = z.object({
   buildId: z.string(),
   /** The phase that completed (`BUILD`, `POST_BUILD`, …). */
   phase: z.string(),
-  phaseStatus: z.string().nullable(),
+  phaseStatus: z.nullable(z.string()),
   phaseContext: z.array(z.string()),
   /** Seconds the phase took. */
-  duration: z.number().nullable(),
-  commit: z.string().nullable(),
-  environment: z.string().nullable(),
-  logLink: z.string().nullable(),
+  duration: z.nullable(z.number()),
+  commit: z.nullable(z.string()),
+  environment: z.nullable(z.string()),
+  logLink: z.nullable(z.string()),
 });
 export type BuildPhaseMilestoneDetail = z.infer<typeof BuildPhaseMilestoneDetailSchema>;
 
@@ -463,23 +463,23 @@ export const PipelineMilestoneDetailSchema = z.object({
   name: z.string(),
   status: z.string(),
   /** `owner/name`, when the execution input is a pipeline input. */
-  repository: z.string().nullable(),
+  repository: z.nullable(z.string()),
   /** The full ref, `refs/heads/main`. */
-  ref: z.string().nullable(),
-  commit: z.string().nullable(),
+  ref: z.nullable(z.string()),
+  commit: z.nullable(z.string()),
   /** ISO 8601. */
-  startedAt: z.string().nullable(),
-  stoppedAt: z.string().nullable(),
+  startedAt: z.nullable(z.string()),
+  stoppedAt: z.nullable(z.string()),
   /** Seconds, once the execution stopped. */
-  duration: z.number().nullable(),
+  duration: z.nullable(z.number()),
   /** For a run a newer push of its line retired (status ABORTED): the newer run. */
-  supersededBy: z.string().optional(),
+  supersededBy: z.optional(z.string()),
   /** How many times the run was redriven (0: its first attempt); a RUNNING above 0 is a redrive starting. */
   redriveCount: z.number(),
 });
 export type PipelineMilestoneDetail = z.infer<typeof PipelineMilestoneDetailSchema>;
 
-function describeIssue(error: z.ZodError): string {
+function describeIssue(error: z.core.$ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid';
   return issue.path.length ? `${issue.path.join('.')}: ${issue.message}` : issue.message;

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import type { BuildReport, ExecutionReport } from './events.ts';
 import type { ApprovalDecision, NotifyRequest, Retries, RunAttempts, TestOutcome } from './pipeline.ts';
 import { type Notification, SUBJECT_MAX_LENGTH } from './ports.ts';
@@ -313,25 +313,25 @@ export function executionNotification(report: ExecutionReport, region: string): 
 // The build JSON Step Functions puts in the cause when a `codebuild:startBuild.sync` task fails. Only the
 // fields read here are declared; the rest (environment variables among them) is never shown.
 const BuildCauseSchema = z.object({
-  Id: z.string().nullish(),
-  Arn: z.string().nullish(),
-  ProjectName: z.string().nullish(),
+  Id: z.nullish(z.string()),
+  Arn: z.nullish(z.string()),
+  ProjectName: z.nullish(z.string()),
   BuildStatus: z.string(),
-  Logs: z.object({ DeepLink: z.string().nullish() }).nullish(),
-  Phases: z
-    .array(
+  Logs: z.nullish(z.object({ DeepLink: z.nullish(z.string()) })),
+  Phases: z.nullish(
+    z.array(
       z.object({
         PhaseType: z.string(),
-        PhaseStatus: z.string().nullish(),
-        Contexts: z
-          .array(z.object({ StatusCode: z.string().nullish(), Message: z.string().nullish() }))
-          .nullish(),
+        PhaseStatus: z.nullish(z.string()),
+        Contexts: z.nullish(
+          z.array(z.object({ StatusCode: z.nullish(z.string()), Message: z.nullish(z.string()) })),
+        ),
       }),
-    )
-    .nullish(),
+    ),
+  ),
 });
 
-const LambdaErrorCauseSchema = z.object({ errorType: z.string().optional(), errorMessage: z.string() });
+const LambdaErrorCauseSchema = z.object({ errorType: z.optional(z.string()), errorMessage: z.string() });
 
 /**
  * A readable account of a Step Functions error cause, as body lines. A CodeBuild build JSON becomes its

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { PullRequestSchema } from './pull-request.ts';
 import { PushSchema } from './push.ts';
 import { ExecutionModeSchema } from './release.ts';
@@ -14,46 +14,46 @@ export const EnvironmentSchema = z.object({
   /** Lower-case name used in build variables, Terraform state keys and URLs (`dev`, `qa`, `prod`). */
   name: z
     .string()
-    .regex(/^[a-z][a-z0-9-]{0,30}$/, 'lower-case letters, digits and dashes, starting with a letter'),
+    .check(
+      z.regex(/^[a-z][a-z0-9-]{0,30}$/, 'lower-case letters, digits and dashes, starting with a letter'),
+    ),
   /** True when a person must approve before this environment's stages run. */
-  approval: z.boolean().default(false),
+  approval: z._default(z.boolean(), false),
   /**
    * When a run fails while it holds this environment (its Infrastructure or Deploy, the deploy's health
    * check included), redeploy the environment's last successful deployment (shared/rollback.ts). Off by default.
    */
-  rollbackOnFailure: z.boolean().optional(),
+  rollbackOnFailure: z.optional(z.boolean()),
   /**
    * On AWS: the IAM managed policy this environment's Terraform builds run with, instead of the stack's
    * `infrastructurePolicyArn` parameter (serverless.params.cjs gives each environment its own build roles).
    */
-  infrastructurePolicyArn: z
-    .string()
-    .regex(/^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/[\w+=,.@/-]+$/, 'an IAM policy ARN')
-    .optional(),
+  infrastructurePolicyArn: z.optional(
+    z.string().check(z.regex(/^arn:aws[a-z-]*:iam::(\d{12}|aws):policy\/[\w+=,.@/-]+$/, 'an IAM policy ARN')),
+  ),
   /**
    * On AWS: a role, usually in an account of this environment's own, that its builds assume before they
    * change anything (README, "An environment in its own account"). Only this environment's roles may.
    */
-  assumeRoleArn: z
-    .string()
-    .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/, 'an IAM role ARN')
-    .optional(),
+  assumeRoleArn: z.optional(
+    z.string().check(z.regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/, 'an IAM role ARN')),
+  ),
 });
 export type Environment = z.infer<typeof EnvironmentSchema>;
 
 /** Where each stage's buildspec lives in the pushed repository. */
 export const BuildspecPathsSchema = z.object({
   /** The Test stage's, first in every run (push or pull request) unless `settings.test` is false. */
-  test: z.string().min(1).default('buildspecs/test.yml'),
-  infrastructure: z.string().min(1).default('buildspecs/infrastructure.yml'),
-  image: z.string().min(1).default('buildspecs/image.yml'),
-  deploy: z.string().min(1).default('buildspecs/deploy.yml'),
+  test: z._default(z.string().check(z.minLength(1)), 'buildspecs/test.yml'),
+  infrastructure: z._default(z.string().check(z.minLength(1)), 'buildspecs/infrastructure.yml'),
+  image: z._default(z.string().check(z.minLength(1)), 'buildspecs/image.yml'),
+  deploy: z._default(z.string().check(z.minLength(1)), 'buildspecs/deploy.yml'),
 });
 
 /** The most retries a stage may have: a build that fails 4 times in a row needs a person, not a fifth try. */
 export const MAX_RETRIES = 3;
 
-const retryCount = z.number().int().min(0).max(MAX_RETRIES).default(0);
+const retryCount = z._default(z.number().check(z.int(), z.gte(0), z.lte(MAX_RETRIES)), 0);
 
 /** Retries of a failed build, per stage (`settings.retries`). */
 export const RetriesSchema = z.strictObject({
@@ -66,14 +66,11 @@ export type Retries = z.infer<typeof RetriesSchema>;
 
 /** The pipeline's settings (configuration, the same for every run of a deployment). */
 export const PipelineSettingsSchema = z.object({
-  environments: z
-    .array(EnvironmentSchema)
-    .min(1)
-    .default([
-      { name: 'dev', approval: false },
-      { name: 'prod', approval: true },
-    ]),
-  buildspecs: BuildspecPathsSchema.default({
+  environments: z._default(z.array(EnvironmentSchema).check(z.minLength(1)), [
+    { name: 'dev', approval: false },
+    { name: 'prod', approval: true },
+  ]),
+  buildspecs: z._default(BuildspecPathsSchema, {
     test: 'buildspecs/test.yml',
     infrastructure: 'buildspecs/infrastructure.yml',
     image: 'buildspecs/image.yml',
@@ -84,28 +81,23 @@ export const PipelineSettingsSchema = z.object({
    * repository without tests then deploys as before, and pull requests start a run only when
    * `pullRequests.image` is true.
    */
-  test: z.boolean().default(true),
+  test: z._default(z.boolean(), true),
   /** What a pull-request run builds besides the Test stage: `image: true` adds the Image stage. */
-  pullRequests: z.object({ image: z.boolean().default(false) }).default({ image: false }),
+  pullRequests: z._default(z.object({ image: z._default(z.boolean(), false) }), { image: false }),
   /** How long the approval gate waits before the run fails as expired. Default 24 hours. */
-  approvalTimeoutSeconds: z
-    .number()
-    .int()
-    .min(60)
-    .max(365 * 24 * 3600)
-    .default(24 * 3600),
+  approvalTimeoutSeconds: z._default(z.number().check(z.int(), z.gte(60), z.lte(365 * 24 * 3600)), 24 * 3600),
   /**
    * How runs of one repository and branch share the environments (shared/release.ts): SUPERSEDED (a newer
    * run retires older ones), QUEUED (runs wait in push order) or PARALLEL (no holds; unsafe for shared
    * environments). CodePipeline V2's names.
    */
-  executionMode: ExecutionModeSchema.default('SUPERSEDED'),
+  executionMode: z._default(ExecutionModeSchema, 'SUPERSEDED'),
   /**
    * How many times a failed build of each stage runs again before the run fails (CodePipeline V2's retry
    * on failure): 0, the default, retries nothing; `deploy: 2` gives each environment's Deploy 3 attempts.
    * Only a failed build is retried (States.TaskFailed), not a timeout nor an error of the pipeline itself.
    */
-  retries: RetriesSchema.default({ test: 0, image: 0, infrastructure: 0, deploy: 0 }),
+  retries: z._default(RetriesSchema, { test: 0, image: 0, infrastructure: 0, deploy: 0 }),
 });
 export type PipelineSettings = z.infer<typeof PipelineSettingsSchema>;
 
@@ -142,8 +134,8 @@ export function sourceTypeOf(push: {
 /** The source override every build of a run uses: the pushed repository at the exact commit. */
 export const BuildSourceSchema = z.object({
   type: z.enum(['GITHUB', 'GITLAB', 'GITLAB_SELF_MANAGED', 'BITBUCKET', 'CODECOMMIT']),
-  location: z.string().min(1),
-  version: z.string().min(1),
+  location: z.string().check(z.minLength(1)),
+  version: z.string().check(z.minLength(1)),
 });
 
 /**
@@ -153,10 +145,10 @@ export const BuildSourceSchema = z.object({
  */
 export const ExecutionInputSchema = z.object({
   push: PushSchema,
-  pullRequest: PullRequestSchema.nullable().default(null),
-  deliveryId: z.string().optional(),
+  pullRequest: z._default(z.nullable(PullRequestSchema), null),
+  deliveryId: z.optional(z.string()),
   /** The push's place in its line (repository and ref), from 1: runs enter environments in this order. */
-  sequence: z.number().int().positive(),
+  sequence: z.number().check(z.int(), z.positive()),
   source: BuildSourceSchema,
   settings: PipelineSettingsSchema,
 });
@@ -164,18 +156,18 @@ export type ExecutionInput = z.infer<typeof ExecutionInputSchema>;
 
 /** What the approval gate's Lambda (`lambda:invoke.waitForTaskToken`) receives. */
 export const ApprovalRequestSchema = z.object({
-  taskToken: z.string().min(1),
+  taskToken: z.string().check(z.minLength(1)),
   /** `$$.Execution.Id`. */
-  executionArn: z.string().min(1),
+  executionArn: z.string().check(z.minLength(1)),
   /** `$$.State.EnteredTime`: with timeoutSeconds, when the gate expires. */
-  enteredAt: z.string().min(1),
-  timeoutSeconds: z.number().int().positive(),
+  enteredAt: z.string().check(z.minLength(1)),
+  timeoutSeconds: z.number().check(z.int(), z.positive()),
   /** The environment waiting for approval. */
-  environment: z.string().min(1),
+  environment: z.string().check(z.minLength(1)),
   push: PushSchema,
   /** Stages that passed so far, as people read them (`Image`, `dev: Deploy`, …). */
-  passed: z.array(z.string()).default([]),
-  imageUri: z.string().optional(),
+  passed: z._default(z.array(z.string()), []),
+  imageUri: z.optional(z.string()),
 });
 export type ApprovalRequest = z.infer<typeof ApprovalRequestSchema>;
 
@@ -183,31 +175,31 @@ export type ApprovalRequest = z.infer<typeof ApprovalRequestSchema>;
 export const ApprovalDecisionSchema = z.object({
   approved: z.boolean(),
   /** The name as the approver entered it; not an identity check. */
-  approver: z.string().max(200).nullable(),
-  comment: z.string().max(2000).nullable(),
+  approver: z.nullable(z.string().check(z.maxLength(200))),
+  comment: z.nullable(z.string().check(z.maxLength(2000))),
   decidedAt: z.string(),
-  sourceIp: z.string().nullable(),
+  sourceIp: z.nullable(z.string()),
 });
 export type ApprovalDecision = z.infer<typeof ApprovalDecisionSchema>;
 
 const CodeBuildReportSchema = z.looseObject({
-  Arn: z.string().nullish(),
-  Name: z.string().nullish(),
-  Status: z.string().nullish(),
-  TestSummary: z
-    .looseObject({
-      Total: z.number().nullish(),
-      StatusCounts: z.record(z.string(), z.number()).nullish(),
-    })
-    .nullish(),
+  Arn: z.nullish(z.string()),
+  Name: z.nullish(z.string()),
+  Status: z.nullish(z.string()),
+  TestSummary: z.nullish(
+    z.looseObject({
+      Total: z.nullish(z.number()),
+      StatusCounts: z.nullish(z.record(z.string(), z.number())),
+    }),
+  ),
 });
 
 const CodeBuildTestCaseSchema = z.looseObject({
-  Name: z.string().nullish(),
-  Prefix: z.string().nullish(),
-  TestSuiteName: z.string().nullish(),
-  Message: z.string().nullish(),
-  Status: z.string().nullish(),
+  Name: z.nullish(z.string()),
+  Prefix: z.nullish(z.string()),
+  TestSuiteName: z.nullish(z.string()),
+  Message: z.nullish(z.string()),
+  Status: z.nullish(z.string()),
 });
 
 /**
@@ -218,8 +210,8 @@ const CodeBuildTestCaseSchema = z.looseObject({
  */
 export const TestReportReadSchema = z.object({
   Arn: z.string(),
-  Read: z.looseObject({ Reports: z.array(CodeBuildReportSchema).nullish() }),
-  Failed: z.looseObject({ TestCases: z.array(CodeBuildTestCaseSchema).nullish() }),
+  Read: z.looseObject({ Reports: z.nullish(z.array(CodeBuildReportSchema)) }),
+  Failed: z.looseObject({ TestCases: z.nullish(z.array(CodeBuildTestCaseSchema)) }),
 });
 export type TestReportRead = z.infer<typeof TestReportReadSchema>;
 
@@ -229,7 +221,7 @@ export type TestReportRead = z.infer<typeof TestReportReadSchema>;
  */
 export const TestOutcomeSchema = z.union([
   z.object({ skipped: z.literal(true) }),
-  z.looseObject({ reports: z.array(TestReportReadSchema).default([]) }),
+  z.looseObject({ reports: z._default(z.array(TestReportReadSchema), []) }),
 ]);
 export type TestOutcome = z.infer<typeof TestOutcomeSchema>;
 
@@ -238,11 +230,16 @@ export type TestOutcome = z.infer<typeof TestOutcomeSchema>;
  * environment's Infrastructure and Deploy, in the order of `deployed`.
  */
 export const RunAttemptsSchema = z.object({
-  test: z.number().int().min(1),
-  image: z.number().int().min(1),
-  environments: z
-    .array(z.object({ infrastructure: z.number().int().min(1), deploy: z.number().int().min(1) }))
-    .optional(),
+  test: z.number().check(z.int(), z.gte(1)),
+  image: z.number().check(z.int(), z.gte(1)),
+  environments: z.optional(
+    z.array(
+      z.object({
+        infrastructure: z.number().check(z.int(), z.gte(1)),
+        deploy: z.number().check(z.int(), z.gte(1)),
+      }),
+    ),
+  ),
 });
 export type RunAttempts = z.infer<typeof RunAttemptsSchema>;
 
@@ -252,20 +249,20 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     kind: z.literal('succeeded'),
     executionArn: z.string(),
     push: PushSchema,
-    imageUri: z.string().optional(),
+    imageUri: z.optional(z.string()),
     /** Environments deployed, in order. */
     deployed: z.array(z.string()),
     /**
      * The decisions of the approval gates passed. The state machine sends one entry per deployed
      * environment, null where none was needed (JSONPath cannot drop them); parsing keeps the decisions.
      */
-    approvals: z
-      .array(ApprovalDecisionSchema.nullable())
-      .default([])
-      .transform((entries) => entries.filter((entry): entry is ApprovalDecision => entry !== null)),
-    test: TestOutcomeSchema.optional(),
-    attempts: RunAttemptsSchema.optional(),
-    retries: RetriesSchema.optional(),
+    approvals: z.pipe(
+      z._default(z.array(z.nullable(ApprovalDecisionSchema)), []),
+      z.transform((entries) => entries.filter((entry): entry is ApprovalDecision => entry !== null)),
+    ),
+    test: z.optional(TestOutcomeSchema),
+    attempts: z.optional(RunAttemptsSchema),
+    retries: z.optional(RetriesSchema),
   }),
   z.object({
     /** A pull-request run whose stages (Test, and Image when asked) all passed. Nothing is deployed. */
@@ -274,31 +271,38 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     push: PushSchema,
     pullRequest: PullRequestSchema,
     test: TestOutcomeSchema,
-    imageUri: z.string().optional(),
-    attempts: RunAttemptsSchema.optional(),
-    retries: RetriesSchema.optional(),
+    imageUri: z.optional(z.string()),
+    attempts: z.optional(RunAttemptsSchema),
+    retries: z.optional(RetriesSchema),
   }),
   z.object({
     kind: z.literal('failed'),
     executionArn: z.string(),
     push: PushSchema,
     /** The pull request of a pull-request run, when the failed stage is Test. */
-    pullRequest: PullRequestSchema.nullish(),
+    pullRequest: z.nullish(PullRequestSchema),
     /** The Test stage's reports, when it is the stage that failed. */
-    test: TestOutcomeSchema.optional(),
+    test: z.optional(TestOutcomeSchema),
     /** The stage that failed, as people read it (`dev: Deploy`). */
     stage: z.string(),
     /** The error and cause Step Functions caught (`States.TaskFailed`, the build JSON, …). */
     error: z.string(),
-    cause: z.string().optional(),
+    cause: z.optional(z.string()),
     /**
      * The run's redrive count when the stage failed (`failedIn`) and now (`current`). Present, the notify
      * task also ends the run with `Pipeline.StageFailed` after notifying; in a redrive (`current` above
      * `failedIn`) it notifies nothing and the state machine runs the stage again.
      */
-    redrive: z.object({ failedIn: z.number().int().min(0), current: z.number().int().min(0) }).optional(),
+    redrive: z.optional(
+      z.object({
+        failedIn: z.number().check(z.int(), z.gte(0)),
+        current: z.number().check(z.int(), z.gte(0)),
+      }),
+    ),
     /** The attempt the stage failed on, of how many its retries allowed (`{ number: 3, of: 3 }`). */
-    attempt: z.object({ number: z.number().int().min(1), of: z.number().int().min(1) }).optional(),
+    attempt: z.optional(
+      z.object({ number: z.number().check(z.int(), z.gte(1)), of: z.number().check(z.int(), z.gte(1)) }),
+    ),
   }),
   z.object({
     /** The rollback machine redeployed a recorded deployment (shared/rollback.ts). */
@@ -308,7 +312,7 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     push: PushSchema,
     environment: z.string(),
     /** The commit it went back from, and the run whose deployment it deployed again. */
-    from: z.string().nullable(),
+    from: z.nullable(z.string()),
     run: z.string(),
     imageUri: z.string(),
     automatic: z.boolean(),
@@ -318,7 +322,7 @@ export const NotifyRequestSchema = z.discriminatedUnion('kind', [
     executionArn: z.string(),
     push: PushSchema,
     environment: z.string(),
-    decision: ApprovalDecisionSchema.optional(),
+    decision: z.optional(ApprovalDecisionSchema),
   }),
 ]);
 export type NotifyRequest = z.infer<typeof NotifyRequestSchema>;

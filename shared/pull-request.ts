@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { boundText, type Push } from './push.ts';
 
 /**
@@ -27,25 +27,28 @@ export type PullRequestEvent = z.infer<typeof PullRequestEventSchema>;
 export const PullRequestSchema = z.object({
   provider: z.enum(['github', 'gitlab', 'bitbucket']),
   /** The request's number in its target repository (GitLab's `iid`). */
-  number: z.number().int().nonnegative(),
+  number: z.number().check(z.int(), z.nonnegative()),
   title: z.string(),
   /** Its page, when the payload names it. */
-  url: z.string().optional(),
+  url: z.optional(z.string()),
   event: PullRequestEventSchema,
   /** The provider's own word for what happened (`synchronize`, `update`, `pullrequest:updated`). */
   action: z.string(),
   draft: z.boolean(),
   /** True when the head commit lives in another repository than the target (a fork). */
   fork: z.boolean(),
-  author: z.string().optional(),
+  author: z.optional(z.string()),
   /** The commit a run builds: the request's head. */
-  head: z.string().min(1),
+  head: z.string().check(z.minLength(1)),
   target: z.object({
-    repository: z.string().min(1),
-    branch: z.string().min(1),
-    defaultBranch: z.string().min(1).optional(),
+    repository: z.string().check(z.minLength(1)),
+    branch: z.string().check(z.minLength(1)),
+    defaultBranch: z.optional(z.string().check(z.minLength(1))),
   }),
-  source: z.object({ repository: z.string().min(1), branch: z.string().min(1) }),
+  source: z.object({
+    repository: z.string().check(z.minLength(1)),
+    branch: z.string().check(z.minLength(1)),
+  }),
 });
 export type PullRequest = z.infer<typeof PullRequestSchema>;
 

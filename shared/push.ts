@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { InvalidInputError } from './errors.ts';
 
 /** Where a push came from. Bitbucket Cloud and Bitbucket Data Center both arrive as `bitbucket`. */
@@ -27,33 +27,33 @@ export const PushSchema = z.object({
   provider: ProviderSchema,
   repository: z.object({
     /** `owner/name` (GitHub, GitLab path with namespace, Bitbucket workspace/slug, CodeCommit name). */
-    fullName: z.string().min(1),
+    fullName: z.string().check(z.minLength(1)),
     /** The URL a build clones from (HTTPS). */
-    cloneUrl: z.string().min(1),
+    cloneUrl: z.string().check(z.minLength(1)),
     /** The default branch when the payload names it. */
-    defaultBranch: z.string().min(1).optional(),
+    defaultBranch: z.optional(z.string().check(z.minLength(1))),
   }),
   /** The full ref, `refs/heads/…` or `refs/tags/…`. */
-  ref: z.string().min(1),
+  ref: z.string().check(z.minLength(1)),
   refType: z.enum(['branch', 'tag']),
   /** The ref without its `refs/heads/` or `refs/tags/` prefix. */
-  refName: z.string().min(1),
+  refName: z.string().check(z.minLength(1)),
   /** The commit before the push; null when the ref was created. */
-  before: z.string().nullable(),
+  before: z.nullable(z.string()),
   /** The commit after the push; null when the ref was deleted. */
-  after: z.string().nullable(),
+  after: z.nullable(z.string()),
   created: z.boolean(),
   deleted: z.boolean(),
   forced: z.boolean(),
   /** Who pushed, as the provider names them. */
-  pusher: z.string().optional(),
-  headCommitMessage: z.string().optional(),
+  pusher: z.optional(z.string()),
+  headCommitMessage: z.optional(z.string()),
   /**
    * Files added, modified or removed by the pushed commits, as far as the payload lists them. Read by the
    * trigger filters before a run starts, and left out of the execution input (see {@link executionPush}):
    * a push of 10,000 files would not fit Step Functions' 256 KiB.
    */
-  changedFiles: z.array(z.string()).optional(),
+  changedFiles: z.optional(z.array(z.string())),
   /** True when the provider listed only some of the pushed commits, so changedFiles may be incomplete. */
   commitsTruncated: z.boolean(),
 });

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 
 /**
  * Release control, as pure functions over one line's state: which run holds which environment, which
@@ -60,7 +60,7 @@ const RollbackNoteSchema = z.object({
   /** The run whose deployment was deployed again. */
   of: z.string(),
   /** The commit the environment ran before (or was deploying, for an automatic rollback). */
-  from: z.string().nullable(),
+  from: z.nullable(z.string()),
   /** Started by a failed deploy (`rollbackOnFailure`), not by a person. */
   automatic: z.boolean(),
 });
@@ -68,14 +68,14 @@ export type RollbackNote = z.infer<typeof RollbackNoteSchema>;
 
 export const RunPointSchema = z.object({
   executionArn: z.string(),
-  sequence: z.number().int(),
+  sequence: z.number().check(z.int()),
   commit: z.string(),
   /** ISO 8601: since when it holds, or when it was deployed. */
   at: z.string(),
   /** The image deployed (a deployment's; absent when the run's leave did not say). */
-  imageUri: z.string().optional(),
+  imageUri: z.optional(z.string()),
   /** Set on a deployment a rollback made. */
-  rollback: RollbackNoteSchema.optional(),
+  rollback: z.optional(RollbackNoteSchema),
 });
 export type RunPoint = z.infer<typeof RunPointSchema>;
 
@@ -85,27 +85,27 @@ export const DEPLOYMENTS_KEPT = 10;
 const LineRunSchema = z.object({
   executionArn: z.string(),
   /** Push order in the line, from 1. */
-  sequence: z.number().int().positive(),
+  sequence: z.number().check(z.int(), z.positive()),
   commit: z.string(),
   /** The environments this run will enter, in order, and whether each has an approval gate. */
   plan: z.array(z.object({ name: z.string(), approval: z.boolean() })),
   /** Environments entered (held now or left), in order. */
   entered: z.array(z.string()),
-  holding: z.string().nullable(),
+  holding: z.nullable(z.string()),
   /** The environment it waits to enter, and the task token that resumes it. A secret: never shown. */
-  waiting: z.object({ environment: z.string(), taskToken: z.string(), since: z.string() }).nullable(),
+  waiting: z.nullable(z.object({ environment: z.string(), taskToken: z.string(), since: z.string() })),
   /** Set when it was retired: the newer run that retired it. */
-  supersededBy: z.string().optional(),
+  supersededBy: z.optional(z.string()),
   /** Set on a rollback run: what it deploys again, and the run the environment must still be on. */
-  rollback: z
-    .object({
+  rollback: z.optional(
+    z.object({
       of: z.string(),
-      expected: z.string().nullable(),
-      from: z.string().nullable(),
+      expected: z.nullable(z.string()),
+      from: z.nullable(z.string()),
       automatic: z.boolean(),
-      imageUri: z.string().optional(),
-    })
-    .optional(),
+      imageUri: z.optional(z.string()),
+    }),
+  ),
 });
 export type LineRun = z.infer<typeof LineRunSchema>;
 
@@ -115,10 +115,10 @@ export const LineStateSchema = z.object({
   environments: z.record(
     z.string(),
     z.object({
-      holder: RunPointSchema.nullable(),
-      current: RunPointSchema.nullable(),
+      holder: z.nullable(RunPointSchema),
+      current: z.nullable(RunPointSchema),
       /** The last {@link DEPLOYMENTS_KEPT} deployments, newest first (absent in lines written before). */
-      deployments: z.array(RunPointSchema).optional(),
+      deployments: z.optional(z.array(RunPointSchema)),
     }),
   ),
 });

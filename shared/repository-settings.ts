@@ -1,5 +1,5 @@
 import picomatch from 'picomatch';
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { InvalidInputError } from './errors.ts';
 import { type PipelineSettings, PipelineSettingsSchema } from './pipeline.ts';
 
@@ -73,68 +73,80 @@ function problemOf(value: JsonObject): { field: string; message: string } | unde
 /** An override's key: a full name or a glob of one (picomatch, case-insensitive as the forges' names are). */
 const RepositoryPatternSchema = z
   .string()
-  .min(1)
-  .max(300)
-  .regex(/^[^\s]+$/, 'a repository name or glob without spaces (e.g. acme/shop, acme/*)');
+  .check(
+    z.minLength(1),
+    z.maxLength(300),
+    z.regex(/^[^\s]+$/, 'a repository name or glob without spaces (e.g. acme/shop, acme/*)'),
+  );
 
 /**
  * The `settings` parameter: the pipeline's settings, which are every repository's defaults, and the
  * per-repository overrides under `repositories`. Each override is checked as the settings a matching
  * repository would run with; a problem names the repository's key and the field.
  */
-export const StackSettingsSchema = z.unknown().transform((value, context) => {
-  if (value !== undefined && !isObject(value)) {
-    context.addIssue({ code: 'custom', message: 'must be a JSON object', input: value });
-    return z.NEVER;
-  }
-  const { repositories = {}, ...defaults } = (value ?? {}) as JsonObject;
-  const base = PipelineSettingsSchema.safeParse(defaults);
-  if (!base.success) {
-    for (const issue of base.error.issues)
-      context.addIssue({ code: 'custom', path: issue.path, message: issue.message });
-    return z.NEVER;
-  }
-  if (!isObject(repositories)) {
-    context.addIssue({
-      code: 'custom',
-      path: ['repositories'],
-      message: 'must be an object keyed by repository (e.g. {"acme/shop": {…}})',
-      input: repositories,
-    });
-    return z.NEVER;
-  }
-  const overrides: { pattern: string; matches: (name: string) => boolean; settings: JsonObject }[] = [];
-  for (const [pattern, override] of Object.entries(repositories)) {
-    const key = RepositoryPatternSchema.safeParse(pattern);
-    if (!key.success) {
-      context.addIssue({
+export const StackSettingsSchema = z.pipe(
+  z.unknown(),
+  z.transform((value, context) => {
+    if (value !== undefined && !isObject(value)) {
+      context.issues.push({ code: 'custom', message: 'must be a JSON object', input: value });
+      return z.NEVER;
+    }
+    const { repositories = {}, ...defaults } = (value ?? {}) as JsonObject;
+    const base = PipelineSettingsSchema.safeParse(defaults);
+    if (!base.success) {
+      for (const issue of base.error.issues)
+        context.issues.push({ code: 'custom', path: issue.path, message: issue.message, input: value });
+      return z.NEVER;
+    }
+    if (!isObject(repositories)) {
+      context.issues.push({
         code: 'custom',
-        path: ['repositories', pattern],
-        message: key.error.issues[0]?.message ?? 'invalid key',
+        path: ['repositories'],
+        message: 'must be an object keyed by repository (e.g. {"acme/shop": {…}})',
+        input: repositories,
       });
-      continue;
+      return z.NEVER;
     }
-    if (!isObject(override)) {
-      context.addIssue({ code: 'custom', path: ['repositories', pattern], message: 'must be an object' });
-      continue;
-    }
-    const problem = problemOf(mergeSettings(defaults, override));
-    if (problem) {
-      context.addIssue({
-        code: 'custom',
-        path: ['repositories', pattern, ...problem.field.split('.').filter(Boolean)],
-        message: problem.message,
+    const overrides: { pattern: string; matches: (name: string) => boolean; settings: JsonObject }[] = [];
+    for (const [pattern, override] of Object.entries(repositories)) {
+      const key = RepositoryPatternSchema.safeParse(pattern);
+      if (!key.success) {
+        context.issues.push({
+          code: 'custom',
+          path: ['repositories', pattern],
+          message: key.error.issues[0]?.message ?? 'invalid key',
+          input: value,
+        });
+        continue;
+      }
+      if (!isObject(override)) {
+        context.issues.push({
+          code: 'custom',
+          path: ['repositories', pattern],
+          message: 'must be an object',
+          input: value,
+        });
+        continue;
+      }
+      const problem = problemOf(mergeSettings(defaults, override));
+      if (problem) {
+        context.issues.push({
+          code: 'custom',
+          path: ['repositories', pattern, ...problem.field.split('.').filter(Boolean)],
+          message: problem.message,
+          input: value,
+        });
+        continue;
+      }
+      overrides.push({
+        pattern,
+        matches: picomatch(pattern, { nocase: true, dot: true }),
+        settings: override,
       });
-      continue;
     }
-    overrides.push({
-      pattern,
-      matches: picomatch(pattern, { nocase: true, dot: true }),
-      settings: override,
-    });
-  }
-  return { defaults: base.data, raw: defaults, overrides };
-});
+    return { defaults: base.data, raw: defaults, overrides };
+  }),
+);
 export type StackSettings = z.output<typeof StackSettingsSchema>;
 
 /** The first override whose key matches the repository's full name, in the order they are written. */

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { BuildSourceSchema, PipelineSettingsSchema } from './pipeline.ts';
 import { PushSchema } from './push.ts';
 import { type LineState, type RunPoint, rollbackTarget, runName } from './release.ts';
@@ -17,16 +17,18 @@ import { type LineState, type RunPoint, rollbackTarget, runName } from './releas
  * is one: `aws stepfunctions describe-execution … --query input` gives the rest.
  */
 export const RollbackInputSchema = z.object({
-  environment: z.string().min(1),
+  environment: z.string().check(z.minLength(1)),
   push: PushSchema,
   source: BuildSourceSchema,
   settings: PipelineSettingsSchema,
   /** A run name or a commit (7+ hex digits) among the environment's recorded deployments; else the previous one. */
-  to: z.string().min(1).nullish(),
+  to: z.nullish(z.string().check(z.minLength(1))),
   /** Run the environment's Infrastructure (Terraform) at the target commit before its Deploy. */
-  infrastructure: z.boolean().default(false),
+  infrastructure: z._default(z.boolean(), false),
   /** Set when a failed deploy started it (`rollbackOnFailure`): the run that failed and its commit. */
-  automatic: z.object({ failedRun: z.string().min(1), commit: z.string().min(1) }).nullish(),
+  automatic: z.nullish(
+    z.object({ failedRun: z.string().check(z.minLength(1)), commit: z.string().check(z.minLength(1)) }),
+  ),
 });
 export type RollbackInput = z.input<typeof RollbackInputSchema>;
 

@@ -1,12 +1,14 @@
 import picomatch from 'picomatch';
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import type { PullRequest } from './pull-request.ts';
 import type { Push } from './push.ts';
 
-const PatternsSchema = z.array(z.string().min(1)).min(1).max(8);
+const PatternsSchema = z.array(z.string().check(z.minLength(1))).check(z.minLength(1), z.maxLength(8));
 const CriteriaSchema = z
-  .object({ includes: PatternsSchema.optional(), excludes: PatternsSchema.optional() })
-  .refine((c) => c.includes !== undefined || c.excludes !== undefined, 'give includes, excludes or both');
+  .object({ includes: z.optional(PatternsSchema), excludes: z.optional(PatternsSchema) })
+  .check(
+    z.refine((c) => c.includes !== undefined || c.excludes !== undefined, 'give includes, excludes or both'),
+  );
 
 /**
  * One push filter, as in CodePipeline V2's `gitConfiguration.push[]`: either branches (optionally narrowed by
@@ -14,17 +16,19 @@ const CriteriaSchema = z
  */
 export const PushFilterSchema = z
   .object({
-    branches: CriteriaSchema.optional(),
-    tags: CriteriaSchema.optional(),
-    filePaths: CriteriaSchema.optional(),
+    branches: z.optional(CriteriaSchema),
+    tags: z.optional(CriteriaSchema),
+    filePaths: z.optional(CriteriaSchema),
   })
-  .refine(
-    (f) => (f.branches === undefined) !== (f.tags === undefined),
-    'a push filter names either branches or tags',
-  )
-  .refine(
-    (f) => f.filePaths === undefined || f.branches !== undefined,
-    'filePaths narrow a branches filter only',
+  .check(
+    z.refine(
+      (f) => (f.branches === undefined) !== (f.tags === undefined),
+      'a push filter names either branches or tags',
+    ),
+    z.refine(
+      (f) => f.filePaths === undefined || f.branches !== undefined,
+      'filePaths narrow a branches filter only',
+    ),
   );
 export type PushFilter = z.infer<typeof PushFilterSchema>;
 
@@ -36,15 +40,12 @@ export type PushFilter = z.infer<typeof PushFilterSchema>;
  * requests from forks start runs.
  */
 export const PullRequestFilterSchema = z.object({
-  events: z
-    .array(z.enum(['OPEN', 'UPDATED']))
-    .min(1)
-    .default(['OPEN', 'UPDATED']),
-  branches: CriteriaSchema.optional(),
-  sourceBranches: CriteriaSchema.optional(),
-  filePaths: CriteriaSchema.optional(),
-  drafts: z.boolean().default(false),
-  forks: z.boolean().default(false),
+  events: z._default(z.array(z.enum(['OPEN', 'UPDATED'])).check(z.minLength(1)), ['OPEN', 'UPDATED']),
+  branches: z.optional(CriteriaSchema),
+  sourceBranches: z.optional(CriteriaSchema),
+  filePaths: z.optional(CriteriaSchema),
+  drafts: z._default(z.boolean(), false),
+  forks: z._default(z.boolean(), false),
 });
 export type PullRequestFilter = z.infer<typeof PullRequestFilterSchema>;
 
@@ -60,9 +61,9 @@ export type PullRequestFilter = z.infer<typeof PullRequestFilterSchema>;
  * ```
  */
 export const TriggersSchema = z.object({
-  repositories: z.array(z.string().min(1)).optional(),
-  push: z.array(PushFilterSchema).max(3).default([]),
-  pullRequest: z.array(PullRequestFilterSchema).max(3).default([]),
+  repositories: z.optional(z.array(z.string().check(z.minLength(1)))),
+  push: z._default(z.array(PushFilterSchema).check(z.maxLength(3)), []),
+  pullRequest: z._default(z.array(PullRequestFilterSchema).check(z.maxLength(3)), []),
 });
 export type Triggers = z.infer<typeof TriggersSchema>;
 

@@ -12,8 +12,8 @@ import {
   type Tags,
   visit,
 } from 'yaml';
-import * as z from 'zod';
 import { SteplineError } from '#shared/errors.ts';
+import * as z from '#shared/zod.ts';
 import { BUILDSPEC_PHASES, type BuildspecPhaseName } from './buildspec-phases.ts';
 
 /**
@@ -64,28 +64,41 @@ const YAML_OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = {
 const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** A scalar read as text: YAML `true` is the string "true" (numbers are already kept as written). */
-const Text = z.union([z.string(), z.boolean()], { error: 'expected a string' }).transform(String);
+const Text = z.pipe(z.union([z.string(), z.boolean()], { error: 'expected a string' }), z.transform(String));
 
 /** A variable value: text, and an empty value (`KEY:`) is the empty string. */
-const VariableValue = z
-  .union([z.string(), z.boolean(), z.null()], { error: 'expected a string value' })
-  .transform((value) => (value === null ? '' : String(value)));
+const VariableValue = z.pipe(
+  z.union([z.string(), z.boolean(), z.null()], { error: 'expected a string value' }),
+  z.transform((value) => (value === null ? '' : String(value))),
+);
 
 /** CodeBuild's `yes | no` switches; YAML 1.2 reads `yes` as a string, `true` as a boolean. */
-const YesNo = z.union([z.boolean(), z.string()]).transform((value, ctx) => {
-  if (typeof value === 'boolean') return value;
-  const word = value.toLowerCase();
-  if (word === 'yes' || word === 'true') return true;
-  if (word === 'no' || word === 'false') return false;
-  ctx.addIssue({ code: 'custom', message: `must be yes or no, got "${value}"` });
-  return z.NEVER;
-});
+const YesNo = z.pipe(
+  z.union([z.boolean(), z.string()]),
+  z.transform((value, ctx) => {
+    if (typeof value === 'boolean') return value;
+    const word = value.toLowerCase();
+    if (word === 'yes' || word === 'true') return true;
+    if (word === 'no' || word === 'false') return false;
+    ctx.issues.push({ code: 'custom', message: `must be yes or no, got "${value}"`, input: value });
+    return z.NEVER;
+  }),
+);
 
 const Commands = z.array(Text, { error: 'expected a list of commands' });
 
-const PathList = z.union([z.string().transform((path) => [path]), z.array(Text)], {
-  error: 'expected a path or a list of paths',
-});
+const PathList = z.union(
+  [
+    z.pipe(
+      z.string(),
+      z.transform((path) => [path]),
+    ),
+    z.array(Text),
+  ],
+  {
+    error: 'expected a path or a list of paths',
+  },
+);
 
 /** What to do when a phase fails. Absent means CodeBuild's default phase transitions. */
 export type OnFailure =
@@ -111,39 +124,44 @@ export function parseOnFailure(value: string): OnFailure | undefined {
   return { action: 'RETRY', count, pattern };
 }
 
-const OnFailureSchema = z.string().transform((value, ctx): OnFailure => {
-  const parsed = parseOnFailure(value);
-  if (parsed === undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `must be ABORT, CONTINUE, RETRY, RETRY-<count 0..100>, RETRY-<regex> or RETRY-<count>-<regex>, got "${value}"`,
-    });
-    return z.NEVER;
-  }
-  return parsed;
-});
+const OnFailureSchema = z.pipe(
+  z.string(),
+  z.transform((value, ctx): OnFailure => {
+    const parsed = parseOnFailure(value);
+    if (parsed === undefined) {
+      ctx.issues.push({
+        code: 'custom',
+        message: `must be ABORT, CONTINUE, RETRY, RETRY-<count 0..100>, RETRY-<regex> or RETRY-<count>-<regex>, got "${value}"`,
+        input: value,
+      });
+      return z.NEVER;
+    }
+    return parsed;
+  }),
+);
 
 const MAPPING = { error: 'expected a mapping' };
 
 function phaseSchema(commandsRequired: boolean) {
-  return z
-    .object(
+  return z.pipe(
+    z.object(
       {
-        'run-as': Text.optional(),
-        'on-failure': OnFailureSchema.optional(),
-        'runtime-versions': z.record(z.string(), Text, MAPPING).optional(),
-        commands: commandsRequired ? Commands : Commands.optional(),
-        finally: Commands.optional(),
+        'run-as': z.optional(Text),
+        'on-failure': z.optional(OnFailureSchema),
+        'runtime-versions': z.optional(z.record(z.string(), Text, MAPPING)),
+        commands: commandsRequired ? Commands : z.optional(Commands),
+        finally: z.optional(Commands),
       },
       MAPPING,
-    )
-    .transform((phase) => ({
+    ),
+    z.transform((phase) => ({
       runAs: phase['run-as'],
       onFailure: phase['on-failure'],
       runtimeVersions: phase['runtime-versions'] ?? {},
       commands: phase.commands ?? [],
       finally: phase.finally ?? [],
-    }));
+    })),
+  );
 }
 
 export { BUILDSPEC_PHASES, type BuildspecPhaseName };
@@ -151,46 +169,49 @@ export { BUILDSPEC_PHASES, type BuildspecPhaseName };
 const PhasesSchema = z.strictObject(
   {
     // The docs make `commands` optional in install (it may hold only runtime-versions) and required elsewhere.
-    install: phaseSchema(false).optional(),
-    pre_build: phaseSchema(true).optional(),
-    build: phaseSchema(true).optional(),
-    post_build: phaseSchema(true).optional(),
+    install: z.optional(phaseSchema(false)),
+    pre_build: z.optional(phaseSchema(true)),
+    build: z.optional(phaseSchema(true)),
+    post_build: z.optional(phaseSchema(true)),
   },
   { error: 'expected a mapping of phases' },
 );
 
-const EnvSchema = z
-  .object(
+const EnvSchema = z.pipe(
+  z.object(
     {
-      shell: Text.optional(),
-      variables: z.record(z.string(), VariableValue, MAPPING).optional(),
-      'parameter-store': z.record(z.string(), Text, MAPPING).optional(),
-      'secrets-manager': z.record(z.string(), Text, MAPPING).optional(),
-      'exported-variables': z.array(z.string().regex(SHELL_NAME, 'must be a shell variable name')).optional(),
-      'git-credential-helper': YesNo.optional(),
+      shell: z.optional(Text),
+      variables: z.optional(z.record(z.string(), VariableValue, MAPPING)),
+      'parameter-store': z.optional(z.record(z.string(), Text, MAPPING)),
+      'secrets-manager': z.optional(z.record(z.string(), Text, MAPPING)),
+      'exported-variables': z.optional(
+        z.array(z.string().check(z.regex(SHELL_NAME, 'must be a shell variable name'))),
+      ),
+      'git-credential-helper': z.optional(YesNo),
     },
     MAPPING,
-  )
-  .transform((env) => ({
+  ),
+  z.transform((env) => ({
     shell: env.shell,
     variables: env.variables ?? {},
     parameterStore: env['parameter-store'] ?? {},
     secretsManager: env['secrets-manager'] ?? {},
     exportedVariables: env['exported-variables'] ?? [],
     gitCredentialHelper: env['git-credential-helper'] ?? false,
-  }));
+  })),
+);
 
 const ARTIFACT_FIELDS = {
   files: PathList,
-  name: Text.optional(),
-  'discard-paths': YesNo.optional(),
-  'base-directory': Text.optional(),
-  'exclude-paths': PathList.optional(),
-  'enable-symlinks': YesNo.optional(),
-  's3-prefix': Text.optional(),
+  name: z.optional(Text),
+  'discard-paths': z.optional(YesNo),
+  'base-directory': z.optional(Text),
+  'exclude-paths': z.optional(PathList),
+  'enable-symlinks': z.optional(YesNo),
+  's3-prefix': z.optional(Text),
 };
 
-function artifactFields(artifact: z.output<z.ZodObject<typeof ARTIFACT_FIELDS>>) {
+function artifactFields(artifact: z.output<z.ZodMiniObject<typeof ARTIFACT_FIELDS>>) {
   return {
     files: artifact.files,
     name: artifact.name,
@@ -202,20 +223,21 @@ function artifactFields(artifact: z.output<z.ZodObject<typeof ARTIFACT_FIELDS>>)
   };
 }
 
-const SecondaryArtifactSchema = z.object(ARTIFACT_FIELDS, MAPPING).transform(artifactFields);
+const SecondaryArtifactSchema = z.pipe(z.object(ARTIFACT_FIELDS, MAPPING), z.transform(artifactFields));
 
-const ArtifactsSchema = z
-  .object(
+const ArtifactsSchema = z.pipe(
+  z.object(
     {
       ...ARTIFACT_FIELDS,
-      'secondary-artifacts': z.record(z.string(), SecondaryArtifactSchema, MAPPING).optional(),
+      'secondary-artifacts': z.optional(z.record(z.string(), SecondaryArtifactSchema, MAPPING)),
     },
     MAPPING,
-  )
-  .transform((artifacts) => ({
+  ),
+  z.transform((artifacts) => ({
     ...artifactFields(artifacts),
     secondaryArtifacts: artifacts['secondary-artifacts'] ?? {},
-  }));
+  })),
+);
 
 /** Report file formats CodeBuild accepts (case-insensitive in the buildspec). */
 export const REPORT_FILE_FORMATS = [
@@ -231,73 +253,85 @@ export const REPORT_FILE_FORMATS = [
   'SIMPLECOV',
 ] as const;
 
-const ReportSchema = z
-  .object(
+const ReportSchema = z.pipe(
+  z.object(
     {
       files: PathList,
-      'base-directory': Text.optional(),
-      'discard-paths': YesNo.optional(),
-      'file-format': z
-        .string()
-        .transform((format) => format.toUpperCase())
-        .pipe(z.enum(REPORT_FILE_FORMATS, { error: `must be one of ${REPORT_FILE_FORMATS.join(', ')}` }))
-        .optional(),
+      'base-directory': z.optional(Text),
+      'discard-paths': z.optional(YesNo),
+      'file-format': z.optional(
+        z.pipe(
+          z.pipe(
+            z.string(),
+            z.transform((format) => format.toUpperCase()),
+          ),
+          z.enum(REPORT_FILE_FORMATS, { error: `must be one of ${REPORT_FILE_FORMATS.join(', ')}` }),
+        ),
+      ),
     },
     MAPPING,
-  )
-  .transform((report) => ({
+  ),
+  z.transform((report) => ({
     files: report.files,
     baseDirectory: report['base-directory'],
     discardPaths: report['discard-paths'] ?? false,
     fileFormat: report['file-format'] ?? 'JUNITXML',
-  }));
+  })),
+);
 
-const CacheSchema = z
-  .object(
+const CacheSchema = z.pipe(
+  z.object(
     {
-      key: Text.optional(),
-      'fallback-keys': z.array(Text).optional(),
-      action: z.enum(['restore', 'save']).optional(),
+      key: z.optional(Text),
+      'fallback-keys': z.optional(z.array(Text)),
+      action: z.optional(z.enum(['restore', 'save'])),
       paths: PathList,
     },
     MAPPING,
-  )
-  .transform((cache) => ({
+  ),
+  z.transform((cache) => ({
     key: cache.key,
     fallbackKeys: cache['fallback-keys'] ?? [],
     action: cache.action,
     paths: cache.paths,
-  }));
+  })),
+);
 
-const VersionSchema = z.union([z.string(), z.boolean()], { error: 'must be 0.2' }).transform((value, ctx) => {
-  if (String(value) === '0.2' || Number(value) === 0.2) return '0.2' as const;
-  ctx.addIssue({
-    code: 'custom',
-    message:
-      String(value) === '0.1' || Number(value) === 0.1
-        ? 'must be 0.2: version 0.1 runs every command in its own shell, which the local runner does not do'
-        : `must be 0.2, got "${String(value)}"`,
-  });
-  return z.NEVER;
-});
+const VersionSchema = z.pipe(
+  z.union([z.string(), z.boolean()], { error: 'must be 0.2' }),
+  z.transform((value, ctx) => {
+    if (String(value) === '0.2' || Number(value) === 0.2) return '0.2' as const;
+    ctx.issues.push({
+      code: 'custom',
+      message:
+        String(value) === '0.1' || Number(value) === 0.1
+          ? 'must be 0.2: version 0.1 runs every command in its own shell, which the local runner does not do'
+          : `must be 0.2, got "${String(value)}"`,
+      input: value,
+    });
+    return z.NEVER;
+  }),
+);
 
 /** The whole buildspec. Unknown keys are tolerated and dropped, as CodeBuild ignores them. */
-export const BuildspecSchema = z
-  .object(
+export const BuildspecSchema = z.pipe(
+  z.object(
     {
       version: VersionSchema,
-      'run-as': Text.optional(),
-      env: EnvSchema.optional(),
-      proxy: z.object({ 'upload-artifacts': YesNo.optional(), logs: YesNo.optional() }, MAPPING).optional(),
-      batch: z.record(z.string(), z.unknown(), MAPPING).optional(),
+      'run-as': z.optional(Text),
+      env: z.optional(EnvSchema),
+      proxy: z.optional(
+        z.object({ 'upload-artifacts': z.optional(YesNo), logs: z.optional(YesNo) }, MAPPING),
+      ),
+      batch: z.optional(z.record(z.string(), z.unknown(), MAPPING)),
       phases: PhasesSchema,
-      reports: z.record(z.string(), ReportSchema, MAPPING).optional(),
-      artifacts: ArtifactsSchema.optional(),
-      cache: CacheSchema.optional(),
+      reports: z.optional(z.record(z.string(), ReportSchema, MAPPING)),
+      artifacts: z.optional(ArtifactsSchema),
+      cache: z.optional(CacheSchema),
     },
     { error: 'a buildspec must be a mapping with version and phases' },
-  )
-  .transform((spec) => ({
+  ),
+  z.transform((spec) => ({
     version: spec.version,
     runAs: spec['run-as'],
     env: spec.env ?? {
@@ -317,7 +351,8 @@ export const BuildspecSchema = z
     reports: spec.reports ?? {},
     artifacts: spec.artifacts,
     cache: spec.cache,
-  }));
+  })),
+);
 
 export type Buildspec = z.output<typeof BuildspecSchema>;
 export type BuildspecEnv = Buildspec['env'];

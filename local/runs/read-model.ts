@@ -4,10 +4,10 @@
  * browser bundle imports its types, and the tests exercise its functions, without the runtime.
  * local/runs/run-reader.ts builds them from the runtime and its store.
  */
-import * as z from 'zod';
 import type { ApprovalRequested } from '#shared/ports.ts';
 import { PushSchema } from '#shared/push.ts';
 import { supersedingRun } from '#shared/release.ts';
+import * as z from '#shared/zod.ts';
 import { type HistoryEventLike, machineGraph, stateRuns } from '../console/model.ts';
 import type { ExecutionRecord, ExecutionStatus, OutboxMessage } from '../state/store.ts';
 
@@ -39,17 +39,17 @@ export function buildAttempt(
 
 /** One build of a run, as it is kept in the run's history and shown by the CLI and the console. */
 export const RunBuildSchema = z.object({
-  id: z.string().min(1),
+  id: z.string().check(z.minLength(1)),
   project: z.string(),
   /** `Image`, `dev: Deploy`: see {@link stageLabel}. */
   stage: z.string(),
-  environment: z.string().optional(),
+  environment: z.optional(z.string()),
   /** Which attempt of its stage this build is, when `settings.retries` allows more than one. */
-  attempt: z.object({ number: z.number().int(), of: z.number().int() }).optional(),
+  attempt: z.optional(z.object({ number: z.number().check(z.int()), of: z.number().check(z.int()) })),
   /** CodeBuild's build status: IN_PROGRESS, SUCCEEDED, FAILED, FAULT, TIMED_OUT, STOPPED. */
   status: z.string(),
   startTime: z.number(),
-  endTime: z.number().optional(),
+  endTime: z.optional(z.number()),
   logPath: z.string(),
   logUrl: z.string(),
   exportedVariables: z.array(z.object({ Name: z.string(), Value: z.string() })),
@@ -60,7 +60,7 @@ export const RunBuildSchema = z.object({
       StartTime: z.number(),
       EndTime: z.number(),
       DurationInSeconds: z.number(),
-      Contexts: z.array(z.object({ StatusCode: z.string(), Message: z.string() })).optional(),
+      Contexts: z.optional(z.array(z.object({ StatusCode: z.string(), Message: z.string() }))),
     }),
   ),
   /** Test reports (JUnit summaries) the build found when it ended. */
@@ -75,17 +75,17 @@ export const RunBuildSchema = z.object({
       errors: z.number(),
       skipped: z.number(),
       /** The failed test cases, with their names and messages (JUnit reports). */
-      failedCases: z
-        .array(
+      failedCases: z.optional(
+        z.array(
           z.object({
             name: z.string(),
-            prefix: z.string().optional(),
+            prefix: z.optional(z.string()),
             status: z.enum(['FAILED', 'ERROR']),
-            message: z.string().optional(),
+            message: z.optional(z.string()),
           }),
-        )
-        .optional(),
-      message: z.string().optional(),
+        ),
+      ),
+      message: z.optional(z.string()),
     }),
   ),
 });
@@ -106,7 +106,7 @@ export const RunStatusSchema = z.object({
   commit: z.string(),
   /** Whether the forge took it: `posted`, `skipped` (no token), `failed` (after retries). */
   outcome: z.enum(['posted', 'skipped', 'failed']),
-  reason: z.string().optional(),
+  reason: z.optional(z.string()),
 });
 export type RunStatus = z.infer<typeof RunStatusSchema>;
 
@@ -133,10 +133,13 @@ export type PendingApproval = ApprovalRequested;
  * fields this view does not show are ignored.
  */
 const RunInputSchema = z.object({
-  push: PushSchema.pick({ refName: true, after: true, headCommitMessage: true, pusher: true })
-    .extend({ repository: PushSchema.shape.repository.pick({ fullName: true }).optional() })
-    .partial()
-    .optional(),
+  push: z.optional(
+    z.partial(
+      z.extend(z.pick(PushSchema, { refName: true, after: true, headCommitMessage: true, pusher: true }), {
+        repository: z.optional(z.pick(PushSchema.shape.repository, { fullName: true })),
+      }),
+    ),
+  ),
 });
 
 /** Where a run comes from: the pushed repository, ref and commit. */

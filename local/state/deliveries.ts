@@ -1,11 +1,11 @@
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod';
 import { syncDirectory } from '#local/state/atomic-file.ts';
 import { reportJournal, type StoreContext } from '#local/state/context.ts';
 import { Journal, readJournal, readJournalSync } from '#local/state/journal.ts';
 import { PRIVATE_FILE_MODE } from '#local/state/permissions.ts';
 import { InvalidInputError, NotFoundError } from '#shared/errors.ts';
+import * as z from '#shared/zod.ts';
 
 /** An accepted webhook delivery and, once sent, the answer it got. */
 export interface Delivery {
@@ -22,14 +22,14 @@ const SECRET_HEADER = /token|signature|secret|authorization|cookie|password|api[
 const REDACTED = '[redacted]';
 
 const DeliveryFields = {
-  id: z.string().min(1),
+  id: z.string().check(z.minLength(1)),
   receivedAt: z.string(),
   provider: z.string(),
   headers: z.record(z.string(), z.string()),
   body: z.string(),
 };
 const DeliverySchema = z.object(DeliveryFields);
-const ResponseSchema = z.object({ status: z.number().int(), body: z.unknown() });
+const ResponseSchema = z.object({ status: z.number().check(z.int()), body: z.unknown() });
 const DeliveryLineSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('DeliveryReceived'), ...DeliveryFields }),
   z.object({

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod';
 import {
   isNotFound,
   removeTemporaryFiles,
@@ -30,6 +29,7 @@ import {
   parseHistoryEvent,
 } from '#local/stepfunctions/history.ts';
 import { ConflictError, InvalidInputError, NotFoundError } from '#shared/errors.ts';
+import * as z from '#shared/zod.ts';
 
 interface ExecutionState {
   record: ExecutionRecord;

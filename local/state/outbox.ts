@@ -1,23 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import * as z from 'zod';
 import { TEMPORARY_SUFFIX, writeFileAtomic } from '#local/state/atomic-file.ts';
 import type { StoreContext } from '#local/state/context.ts';
 import { type EmailMessage, renderEmail } from '#local/state/email.ts';
 import { parseJson } from '#local/state/records.ts';
 import { InvalidInputError } from '#shared/errors.ts';
+import * as z from '#shared/zod.ts';
 
 /** A message published to a local topic (the stand-in for SNS). */
 export type OutboxMessage = EmailMessage;
 
 const OutboxMessageSchema = z.object({
-  id: z.string().min(1),
-  topic: z.string().min(1),
+  id: z.string().check(z.minLength(1)),
+  topic: z.string().check(z.minLength(1)),
   subject: z.string(),
   body: z.string(),
   createdAt: z.string(),
-  executionArn: z.string().optional(),
+  executionArn: z.optional(z.string()),
 });
 
 /**

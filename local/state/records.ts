@@ -1,5 +1,5 @@
-import * as z from 'zod';
 import { ConflictError, InvalidInputError } from '#shared/errors.ts';
+import * as z from '#shared/zod.ts';
 
 /**
  * A run's record (`executions/<name>/execution.json`): its schema, its name rules and its file format.
@@ -20,19 +20,19 @@ export const EXECUTION_STATUSES = [
 export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
 
 export const ExecutionRecordSchema = z.looseObject({
-  executionArn: z.string().min(1),
-  name: z.string().min(1),
+  executionArn: z.string().check(z.minLength(1)),
+  name: z.string().check(z.minLength(1)),
   stateMachine: z.string(),
   status: z.enum(EXECUTION_STATUSES),
   input: z.unknown(),
-  output: z.unknown().optional(),
-  error: z.string().optional(),
-  cause: z.string().optional(),
+  output: z.optional(z.unknown()),
+  error: z.optional(z.string()),
+  cause: z.optional(z.string()),
   startDate: z.string(),
-  stopDate: z.string().optional(),
-  restartOf: z.string().optional(),
-  redriveCount: z.number().int().nonnegative().optional(),
-  redriveDate: z.string().optional(),
+  stopDate: z.optional(z.string()),
+  restartOf: z.optional(z.string()),
+  redriveCount: z.optional(z.number().check(z.int(), z.nonnegative())),
+  redriveDate: z.optional(z.string()),
 });
 
 /** One pipeline run. */

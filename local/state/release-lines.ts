@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod';
 import { isNotFound, removeTemporaryFiles, writeFileAtomic } from '#local/state/atomic-file.ts';
 import { KeyedSerializer } from '#local/state/journal.ts';
 import { PRIVATE_DIR_MODE } from '#local/state/permissions.ts';
 import type { LineStore } from '#shared/ports.ts';
 import { emptyLine, type LineState, LineStateSchema } from '#shared/release.ts';
+import * as z from '#shared/zod.ts';
 
 const LineFileSchema = z.object({
   line: z.string(),
-  sequence: z.number().int().nonnegative(),
-  version: z.number().int().nonnegative(),
+  sequence: z.number().check(z.int(), z.nonnegative()),
+  version: z.number().check(z.int(), z.nonnegative()),
   state: LineStateSchema,
 });
 type LineFile = z.infer<typeof LineFileSchema>;

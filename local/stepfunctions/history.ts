@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 
 /**
  * The one schema of a run's stored history (`executions/<name>/history.jsonl`, one event per line): what
@@ -12,17 +12,17 @@ import * as z from 'zod';
  * version does not know is kept as an {@link UnrecognizedHistoryEvent} rather than failing the history.
  */
 
-const at = { timestamp: z.string().min(1) };
-const failure = { error: z.string().optional(), cause: z.string().optional() };
+const at = { timestamp: z.string().check(z.minLength(1)) };
+const failure = { error: z.optional(z.string()), cause: z.optional(z.string()) };
 /** A state's events: its name and type; `index` is the Map iteration, `parentState` its Map or Parallel. */
 const stateFields = {
   ...at,
   state: z.string(),
   stateType: z.string(),
-  index: z.number().int().optional(),
-  parentState: z.string().optional(),
+  index: z.optional(z.number().check(z.int())),
+  parentState: z.optional(z.string()),
 };
-const iterationFields = { ...at, parentState: z.string(), index: z.number().int() };
+const iterationFields = { ...at, parentState: z.string(), index: z.number().check(z.int()) };
 const branchFields = { ...at, parentState: z.string() };
 
 /** The history event that records a build's state (local only: Step Functions keeps builds in CodeBuild). */
@@ -46,9 +46,9 @@ export const COMMIT_STATUS_REPORTED = 'CommitStatusReported';
 
 /** A reported commit status as the history keeps it: its context and state checked, the object kept whole. */
 export const StoredCommitStatusSchema = z.looseObject({
-  context: z.string().min(1),
-  state: z.string().min(1),
-  outcome: z.string().min(1),
+  context: z.string().check(z.minLength(1)),
+  state: z.string().check(z.minLength(1)),
+  outcome: z.string().check(z.minLength(1)),
 });
 
 /** A history event as written (the store gives it its `id`). */
@@ -58,17 +58,21 @@ export const NewHistoryEventSchema = z.discriminatedUnion('type', [
     ...at,
     input: z.unknown(),
     /** The state machine's key in serverless.yml (`pipeline`): what a lost execution.json is rebuilt with. */
-    stateMachine: z.string().optional(),
-    executionArn: z.string().optional(),
+    stateMachine: z.optional(z.string()),
+    executionArn: z.optional(z.string()),
     /** The run this one restarts (a new run of the same input, under a new name). */
-    restartOf: z.string().optional(),
+    restartOf: z.optional(z.string()),
   }),
   /**
    * The run was redriven: it continues under the same name from where it failed
    * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_ExecutionRedrivenEventDetails.html).
    */
-  z.object({ type: z.literal('ExecutionRedriven'), ...at, redriveCount: z.number().int().positive() }),
-  z.object({ type: z.literal('ExecutionSucceeded'), ...at, output: z.unknown().optional() }),
+  z.object({
+    type: z.literal('ExecutionRedriven'),
+    ...at,
+    redriveCount: z.number().check(z.int(), z.positive()),
+  }),
+  z.object({ type: z.literal('ExecutionSucceeded'), ...at, output: z.optional(z.unknown()) }),
   z.object({ type: z.literal('ExecutionFailed'), ...at, ...failure }),
   z.object({ type: z.literal('ExecutionAborted'), ...at, ...failure }),
   /** aws-local-stepfunctions' name for a run that hit its TimeoutSeconds. */
@@ -77,9 +81,13 @@ export const NewHistoryEventSchema = z.discriminatedUnion('type', [
   /** stepline stopped (or crashed) while the run was in flight; written on stop or by recovery. */
   z.object({ type: z.literal('ExecutionInterrupted'), ...at, ...failure }),
   z.object({ type: z.literal('StateEntered'), ...stateFields }),
-  z.object({ type: z.literal('StateExited'), ...stateFields, output: z.unknown().optional() }),
+  z.object({ type: z.literal('StateExited'), ...stateFields, output: z.optional(z.unknown()) }),
   z.object({ type: z.literal('StateFailed'), ...stateFields, ...failure }),
-  z.object({ type: z.literal('StateRetried'), ...stateFields, attempt: z.number().int().optional() }),
+  z.object({
+    type: z.literal('StateRetried'),
+    ...stateFields,
+    attempt: z.optional(z.number().check(z.int())),
+  }),
   z.object({ type: z.literal('StateCaught'), ...stateFields }),
   /**
    * A Task's result as its integration returned it, before ResultSelector and ResultPath, with the digest of
@@ -88,8 +96,8 @@ export const NewHistoryEventSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('TaskSucceeded'),
     ...stateFields,
-    inputDigest: z.string().min(1),
-    output: z.unknown().optional(),
+    inputDigest: z.string().check(z.minLength(1)),
+    output: z.optional(z.unknown()),
   }),
   z.object({ type: z.literal('MapIterationStarted'), ...iterationFields }),
   z.object({ type: z.literal('MapIterationSucceeded'), ...iterationFields }),
@@ -139,12 +147,14 @@ export type HistoryEventOf<T extends HistoryEventType> = Extract<NewHistoryEvent
 };
 
 const StoredFieldsSchema = z.looseObject({
-  id: z.number().int().positive(),
-  type: z.string().min(1),
-  timestamp: z.string().min(1),
+  id: z.number().check(z.int(), z.positive()),
+  type: z.string().check(z.minLength(1)),
+  timestamp: z.string().check(z.minLength(1)),
 });
 
-const KNOWN_TYPES = new Set<string>(NewHistoryEventSchema.options.map((option) => option.shape.type.value));
+const KNOWN_TYPES = new Set<string>(
+  NewHistoryEventSchema.def.options.flatMap((option) => option.shape.type.def.values),
+);
 
 /** What reading one stored line gave: the event, or why it was skipped. */
 export type ParsedHistoryLine = { event: HistoryEvent } | { skipped: string };
@@ -167,6 +177,6 @@ export function parseHistoryEvent(value: unknown): ParsedHistoryLine {
   return { event: { ...fields, ...known.data, id: fields.id } as HistoryEvent };
 }
 
-function summarize(error: z.ZodError): string {
+function summarize(error: z.core.$ZodError): string {
   return error.issues.map((issue) => `${issue.path.join('.') || 'event'}: ${issue.message}`).join('; ');
 }

@@ -1,6 +1,5 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import * as z from 'zod';
 import { InvalidInputError, RollbackRefusedError } from '#shared/errors.ts';
 import type { Logger } from '#shared/logger.ts';
 import { PushSchema } from '#shared/push.ts';
@@ -15,16 +14,17 @@ import {
 } from '#shared/release.ts';
 import type { ReleaseLedger } from '#shared/release-ledger.ts';
 import { planRollback, RollbackInputSchema } from '#shared/rollback.ts';
+import * as z from '#shared/zod.ts';
 
 /** What the state machine's release tasks send (`lambda:invoke` of the holds function). */
 const RunFields = {
-  executionArn: z.string().min(1),
-  push: PushSchema.pick({ provider: true, repository: true, ref: true }),
-  sequence: z.number().int().positive(),
-  commit: z.string().min(1),
+  executionArn: z.string().check(z.minLength(1)),
+  push: z.pick(PushSchema, { provider: true, repository: true, ref: true }),
+  sequence: z.number().check(z.int(), z.positive()),
+  commit: z.string().check(z.minLength(1)),
   mode: ExecutionModeSchema,
 };
-const PlanSchema = z.array(z.object({ name: z.string().min(1), approval: z.boolean() }));
+const PlanSchema = z.array(z.object({ name: z.string().check(z.minLength(1)), approval: z.boolean() }));
 
 export const HoldsRequestSchema = z.discriminatedUnion('action', [
   /** At the start of a run: it joins its line (SUPERSEDED: older runs it overtakes are retired). */
@@ -33,8 +33,8 @@ export const HoldsRequestSchema = z.discriminatedUnion('action', [
   z.object({
     action: z.literal('enter'),
     ...RunFields,
-    environment: z.string().min(1),
-    taskToken: z.string().min(1),
+    environment: z.string().check(z.minLength(1)),
+    taskToken: z.string().check(z.minLength(1)),
   }),
   /**
    * After the environment's Deploy: it now runs this commit (and `imageUri`, kept to roll back to), and the
@@ -43,27 +43,27 @@ export const HoldsRequestSchema = z.discriminatedUnion('action', [
   z.object({
     action: z.literal('leave'),
     ...RunFields,
-    environment: z.string().min(1),
-    imageUri: z.string().min(1).optional(),
+    environment: z.string().check(z.minLength(1)),
+    imageUri: z.optional(z.string().check(z.minLength(1))),
   }),
   /** The rollback machine's first task: which recorded deployment it deploys again (read only). */
   z.object({
     action: z.literal('plan-rollback'),
-    executionArn: z.string().min(1),
+    executionArn: z.string().check(z.minLength(1)),
     input: RollbackInputSchema,
   }),
   /** The rollback machine's hold (`waitForTaskToken`): resumed once it holds the environment. */
   z.object({
     action: z.literal('enter-rollback'),
-    executionArn: z.string().min(1),
+    executionArn: z.string().check(z.minLength(1)),
     push: RunFields.push,
     mode: ExecutionModeSchema,
-    environment: z.string().min(1),
-    taskToken: z.string().min(1),
+    environment: z.string().check(z.minLength(1)),
+    taskToken: z.string().check(z.minLength(1)),
     plan: z.object({
-      target: RunPointSchema.extend({ imageUri: z.string().min(1) }),
-      expected: z.string().nullable(),
-      from: z.string().nullable(),
+      target: z.extend(RunPointSchema, { imageUri: z.string().check(z.minLength(1)) }),
+      expected: z.nullable(z.string()),
+      from: z.nullable(z.string()),
       automatic: z.boolean(),
     }),
   }),

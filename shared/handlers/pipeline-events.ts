@@ -10,6 +10,7 @@ import { endRun, lineOf, runName } from '#shared/release.ts';
 import type { ReleaseLedger } from '#shared/release-ledger.ts';
 import { automaticRollbackName, type RollbackInput } from '#shared/rollback.ts';
 import { oneLine } from '#shared/text.ts';
+import * as z from '#shared/zod.ts';
 
 /** Step Functions "Execution Status Change" events of the pipeline state machine. */
 export interface PipelineEventsDeps {
@@ -83,8 +84,8 @@ export function createPipelineEventsHandler(deps: PipelineEventsDeps) {
   return middy(run).use(injectLambdaContext(logger, { resetKeys: true }));
 }
 
-const ReleaseInputSchema = ExecutionInputSchema.pick({ push: true }).extend({
-  settings: ExecutionInputSchema.shape.settings.pick({ executionMode: true }),
+const ReleaseInputSchema = z.extend(z.pick(ExecutionInputSchema, { push: true }), {
+  settings: z.pick(ExecutionInputSchema.shape.settings, { executionMode: true }),
 });
 
 /** Ends the run in its line: what it held goes to the next waiting run. Returns what that decided. */

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { InvalidInputError } from '../errors.ts';
 import { type PullRequest, type PullRequestEvent, pullRequestHead } from '../pull-request.ts';
 import type { Push } from '../push.ts';
@@ -19,68 +19,68 @@ import {
  */
 
 const BitbucketCloudRefSchema = z.looseObject({
-  type: z.string().min(1),
-  name: z.string().min(1),
+  type: z.string().check(z.minLength(1)),
+  name: z.string().check(z.minLength(1)),
   target: z.looseObject({
-    hash: z.string().min(1),
-    message: z.string().nullish(),
+    hash: z.string().check(z.minLength(1)),
+    message: z.nullish(z.string()),
   }),
 });
 
 const BitbucketCloudChangeSchema = z.looseObject({
-  new: BitbucketCloudRefSchema.nullish(),
-  old: BitbucketCloudRefSchema.nullish(),
-  created: z.boolean().nullish(),
-  closed: z.boolean().nullish(),
-  forced: z.boolean().nullish(),
-  truncated: z.boolean().nullish(),
+  new: z.nullish(BitbucketCloudRefSchema),
+  old: z.nullish(BitbucketCloudRefSchema),
+  created: z.nullish(z.boolean()),
+  closed: z.nullish(z.boolean()),
+  forced: z.nullish(z.boolean()),
+  truncated: z.nullish(z.boolean()),
 });
 
 /** The fields of a Bitbucket Cloud `repo:push` delivery that a {@link Push} needs. */
 export const BitbucketCloudPushPayloadSchema = z.looseObject({
   push: z.looseObject({ changes: z.array(BitbucketCloudChangeSchema) }),
   repository: z.looseObject({
-    full_name: z.string().min(1),
-    links: z.looseObject({ html: z.looseObject({ href: z.string().min(1) }) }),
-    mainbranch: z.looseObject({ name: z.string().nullish() }).nullish(),
+    full_name: z.string().check(z.minLength(1)),
+    links: z.looseObject({ html: z.looseObject({ href: z.string().check(z.minLength(1)) }) }),
+    mainbranch: z.nullish(z.looseObject({ name: z.nullish(z.string()) })),
   }),
-  actor: z
-    .looseObject({
-      display_name: z.string().nullish(),
-      nickname: z.string().nullish(),
-      username: z.string().nullish(),
-    })
-    .nullish(),
+  actor: z.nullish(
+    z.looseObject({
+      display_name: z.nullish(z.string()),
+      nickname: z.nullish(z.string()),
+      username: z.nullish(z.string()),
+    }),
+  ),
 });
 export type BitbucketCloudPushPayload = z.infer<typeof BitbucketCloudPushPayloadSchema>;
 
 const BitbucketDataCenterChangeSchema = z.looseObject({
-  ref: z.looseObject({ id: z.string().min(1) }),
-  fromHash: z.string().min(1),
-  toHash: z.string().min(1),
-  type: z.string().min(1),
+  ref: z.looseObject({ id: z.string().check(z.minLength(1)) }),
+  fromHash: z.string().check(z.minLength(1)),
+  toHash: z.string().check(z.minLength(1)),
+  type: z.string().check(z.minLength(1)),
 });
 
 const BitbucketDataCenterCommitSchema = z.looseObject({
-  id: z.string().min(1),
-  message: z.string().nullish(),
+  id: z.string().check(z.minLength(1)),
+  message: z.nullish(z.string()),
 });
 
 /** The fields of a Bitbucket Data Center `repo:refs_changed` delivery that a {@link Push} needs. */
 export const BitbucketDataCenterPushPayloadSchema = z.looseObject({
   changes: z.array(BitbucketDataCenterChangeSchema),
   repository: z.looseObject({
-    slug: z.string().min(1),
-    project: z.looseObject({ key: z.string().min(1) }),
+    slug: z.string().check(z.minLength(1)),
+    project: z.looseObject({ key: z.string().check(z.minLength(1)) }),
     links: z.looseObject({
       clone: z.array(z.looseObject({ name: z.string(), href: z.string() })),
-      self: z.array(z.looseObject({ href: z.string() })).nullish(),
+      self: z.nullish(z.array(z.looseObject({ href: z.string() }))),
     }),
-    defaultBranch: z.string().nullish(),
+    defaultBranch: z.nullish(z.string()),
   }),
-  actor: z.looseObject({ name: z.string().nullish(), displayName: z.string().nullish() }).nullish(),
-  toCommit: BitbucketDataCenterCommitSchema.nullish(),
-  commits: z.array(BitbucketDataCenterCommitSchema).nullish(),
+  actor: z.nullish(z.looseObject({ name: z.nullish(z.string()), displayName: z.nullish(z.string()) })),
+  toCommit: z.nullish(BitbucketDataCenterCommitSchema),
+  commits: z.nullish(z.array(BitbucketDataCenterCommitSchema)),
 });
 export type BitbucketDataCenterPushPayload = z.infer<typeof BitbucketDataCenterPushPayloadSchema>;
 
@@ -286,27 +286,29 @@ export function normalizeBitbucketWebhook(
 }
 
 const BitbucketCloudEndSchema = z.looseObject({
-  branch: z.looseObject({ name: z.string().min(1) }),
-  commit: z.looseObject({ hash: z.string().min(1) }),
-  repository: z.looseObject({ full_name: z.string().min(1) }),
+  branch: z.looseObject({ name: z.string().check(z.minLength(1)) }),
+  commit: z.looseObject({ hash: z.string().check(z.minLength(1)) }),
+  repository: z.looseObject({ full_name: z.string().check(z.minLength(1)) }),
 });
 
 /** The fields of a Bitbucket Cloud `pullrequest:created` / `pullrequest:updated` delivery a run needs. */
 export const BitbucketCloudPullRequestPayloadSchema = z.looseObject({
   pullrequest: z.looseObject({
-    id: z.number().int().nonnegative(),
-    title: z.string().nullish(),
+    id: z.number().check(z.int(), z.nonnegative()),
+    title: z.nullish(z.string()),
     /** Sent since Bitbucket Cloud added draft pull requests (2023); absent before: not a draft. */
-    draft: z.boolean().nullish(),
-    links: z.looseObject({ html: z.looseObject({ href: z.string().nullish() }).nullish() }).nullish(),
-    author: z.looseObject({ display_name: z.string().nullish(), nickname: z.string().nullish() }).nullish(),
+    draft: z.nullish(z.boolean()),
+    links: z.nullish(z.looseObject({ html: z.nullish(z.looseObject({ href: z.nullish(z.string()) })) })),
+    author: z.nullish(
+      z.looseObject({ display_name: z.nullish(z.string()), nickname: z.nullish(z.string()) }),
+    ),
     source: BitbucketCloudEndSchema,
     destination: BitbucketCloudEndSchema,
   }),
   repository: z.looseObject({
-    full_name: z.string().min(1),
-    links: z.looseObject({ html: z.looseObject({ href: z.string().min(1) }) }),
-    mainbranch: z.looseObject({ name: z.string().nullish() }).nullish(),
+    full_name: z.string().check(z.minLength(1)),
+    links: z.looseObject({ html: z.looseObject({ href: z.string().check(z.minLength(1)) }) }),
+    mainbranch: z.nullish(z.looseObject({ name: z.nullish(z.string()) })),
   }),
 });
 

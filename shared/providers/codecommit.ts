@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { Push } from '../push.ts';
 import { type PushDeliveryOutcome, parsePayload, refParts } from './payload.ts';
@@ -8,26 +8,26 @@ export const CODECOMMIT_SOURCE = 'aws.codecommit';
 
 /** What is checked before the detail: which kind of event this is. */
 const EventBridgeEnvelopeSchema = z.looseObject({
-  'detail-type': z.string().min(1),
-  source: z.string().min(1),
-  detail: z.looseObject({ event: z.string().min(1) }),
+  'detail-type': z.string().check(z.minLength(1)),
+  source: z.string().check(z.minLength(1)),
+  detail: z.looseObject({ event: z.string().check(z.minLength(1)) }),
 });
 
 /** The fields of an EventBridge "CodeCommit Repository State Change" event that a {@link Push} needs. */
 export const CodeCommitEventSchema = z.looseObject({
-  id: z.string().min(1),
-  'detail-type': z.string().min(1),
-  source: z.string().min(1),
-  region: z.string().min(1),
+  id: z.string().check(z.minLength(1)),
+  'detail-type': z.string().check(z.minLength(1)),
+  source: z.string().check(z.minLength(1)),
+  region: z.string().check(z.minLength(1)),
   detail: z.looseObject({
-    event: z.string().min(1),
-    repositoryName: z.string().min(1),
-    referenceType: z.string().nullish(),
-    referenceName: z.string().nullish(),
-    referenceFullName: z.string().nullish(),
-    commitId: z.string().nullish(),
-    oldCommitId: z.string().nullish(),
-    callerUserArn: z.string().nullish(),
+    event: z.string().check(z.minLength(1)),
+    repositoryName: z.string().check(z.minLength(1)),
+    referenceType: z.nullish(z.string()),
+    referenceName: z.nullish(z.string()),
+    referenceFullName: z.nullish(z.string()),
+    commitId: z.nullish(z.string()),
+    oldCommitId: z.nullish(z.string()),
+    callerUserArn: z.nullish(z.string()),
   }),
 });
 export type CodeCommitEvent = z.infer<typeof CodeCommitEventSchema>;

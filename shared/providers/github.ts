@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { InvalidInputError } from '../errors.ts';
 import { type PullRequest, type PullRequestEvent, pullRequestHead } from '../pull-request.ts';
 import type { Push } from '../push.ts';
@@ -28,23 +28,23 @@ export const GITHUB_MAX_FILES_PER_COMMIT = 3000;
 
 /** The fields of a GitHub `push` delivery that a {@link Push} needs; every other field is accepted and ignored. */
 export const GitHubPushPayloadSchema = z.looseObject({
-  ref: z.string().min(1),
-  before: z.string().min(1),
-  after: z.string().min(1),
-  created: z.boolean().nullish(),
-  deleted: z.boolean().nullish(),
-  forced: z.boolean().nullish(),
-  commits: z.array(PushedCommitSchema).nullish(),
-  head_commit: z.looseObject({ message: z.string().nullish() }).nullish(),
+  ref: z.string().check(z.minLength(1)),
+  before: z.string().check(z.minLength(1)),
+  after: z.string().check(z.minLength(1)),
+  created: z.nullish(z.boolean()),
+  deleted: z.nullish(z.boolean()),
+  forced: z.nullish(z.boolean()),
+  commits: z.nullish(z.array(PushedCommitSchema)),
+  head_commit: z.nullish(z.looseObject({ message: z.nullish(z.string()) })),
   repository: z.looseObject({
-    full_name: z.string().min(1),
-    clone_url: z.string().min(1),
+    full_name: z.string().check(z.minLength(1)),
+    clone_url: z.string().check(z.minLength(1)),
     /** The repository's web address: the clone URL must be on its host, at its path. */
-    html_url: z.string().nullish(),
-    default_branch: z.string().nullish(),
-    master_branch: z.string().nullish(),
+    html_url: z.nullish(z.string()),
+    default_branch: z.nullish(z.string()),
+    master_branch: z.nullish(z.string()),
   }),
-  pusher: z.looseObject({ name: z.string().nullish() }).nullish(),
+  pusher: z.nullish(z.looseObject({ name: z.nullish(z.string()) })),
 });
 export type GitHubPushPayload = z.infer<typeof GitHubPushPayloadSchema>;
 
@@ -140,29 +140,29 @@ export function normalizeGitHubWebhook(
 }
 
 const GitHubPullRequestRepositorySchema = z.looseObject({
-  full_name: z.string().min(1),
-  clone_url: z.string().min(1),
-  html_url: z.string().nullish(),
-  default_branch: z.string().nullish(),
+  full_name: z.string().check(z.minLength(1)),
+  clone_url: z.string().check(z.minLength(1)),
+  html_url: z.nullish(z.string()),
+  default_branch: z.nullish(z.string()),
 });
 
 /** The fields of a GitHub `pull_request` delivery a pull-request run needs; every other field is ignored. */
 export const GitHubPullRequestPayloadSchema = z.looseObject({
-  action: z.string().min(1),
-  number: z.number().int().nonnegative(),
+  action: z.string().check(z.minLength(1)),
+  number: z.number().check(z.int(), z.nonnegative()),
   pull_request: z.looseObject({
-    title: z.string().nullish(),
-    html_url: z.string().nullish(),
+    title: z.nullish(z.string()),
+    html_url: z.nullish(z.string()),
     /** Absent in payloads from before draft pull requests (2019): not a draft. */
-    draft: z.boolean().nullish(),
-    user: z.looseObject({ login: z.string().nullish() }).nullish(),
+    draft: z.nullish(z.boolean()),
+    user: z.nullish(z.looseObject({ login: z.nullish(z.string()) })),
     head: z.looseObject({
-      ref: z.string().min(1),
-      sha: z.string().min(1),
+      ref: z.string().check(z.minLength(1)),
+      sha: z.string().check(z.minLength(1)),
       /** null when the fork the request came from was deleted. */
-      repo: GitHubPullRequestRepositorySchema.nullish(),
+      repo: z.nullish(GitHubPullRequestRepositorySchema),
     }),
-    base: z.looseObject({ ref: z.string().min(1), repo: GitHubPullRequestRepositorySchema }),
+    base: z.looseObject({ ref: z.string().check(z.minLength(1)), repo: GitHubPullRequestRepositorySchema }),
   }),
 });
 

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { InvalidInputError } from '../errors.ts';
 import { type PullRequest, type PullRequestEvent, pullRequestHead } from '../pull-request.ts';
 import type { Push } from '../push.ts';
@@ -21,25 +21,25 @@ import {
  * every other field is accepted and ignored.
  */
 export const GitLabPushPayloadSchema = z.looseObject({
-  object_kind: z.string().nullish(),
-  event_name: z.string().nullish(),
-  ref: z.string().min(1),
-  before: z.string().min(1),
-  after: z.string().min(1),
+  object_kind: z.nullish(z.string()),
+  event_name: z.nullish(z.string()),
+  ref: z.string().check(z.minLength(1)),
+  before: z.string().check(z.minLength(1)),
+  after: z.string().check(z.minLength(1)),
   /** null when the push deleted the ref. */
-  checkout_sha: z.string().nullish(),
-  user_name: z.string().nullish(),
-  user_username: z.string().nullish(),
-  total_commits_count: z.number().int().nonnegative().nullish(),
+  checkout_sha: z.nullish(z.string()),
+  user_name: z.nullish(z.string()),
+  user_username: z.nullish(z.string()),
+  total_commits_count: z.nullish(z.number().check(z.int(), z.nonnegative())),
   project: z.looseObject({
-    path_with_namespace: z.string().min(1),
-    git_http_url: z.string().min(1),
+    path_with_namespace: z.string().check(z.minLength(1)),
+    git_http_url: z.string().check(z.minLength(1)),
     /** The project's web address (`homepage` in older hooks): the clone URL must be on its host, at its path. */
-    web_url: z.string().nullish(),
-    homepage: z.string().nullish(),
-    default_branch: z.string().nullish(),
+    web_url: z.nullish(z.string()),
+    homepage: z.nullish(z.string()),
+    default_branch: z.nullish(z.string()),
   }),
-  commits: z.array(PushedCommitSchema).nullish(),
+  commits: z.nullish(z.array(PushedCommitSchema)),
 });
 export type GitLabPushPayload = z.infer<typeof GitLabPushPayloadSchema>;
 
@@ -148,31 +148,34 @@ export function normalizeGitLabWebhook(
 }
 
 const GitLabMergeRequestProjectSchema = z.looseObject({
-  path_with_namespace: z.string().min(1),
-  git_http_url: z.string().min(1),
-  web_url: z.string().nullish(),
-  homepage: z.string().nullish(),
-  default_branch: z.string().nullish(),
+  path_with_namespace: z.string().check(z.minLength(1)),
+  git_http_url: z.string().check(z.minLength(1)),
+  web_url: z.nullish(z.string()),
+  homepage: z.nullish(z.string()),
+  default_branch: z.nullish(z.string()),
 });
 
 /** The fields of a GitLab `Merge Request Hook` a pull-request run needs; every other field is ignored. */
 export const GitLabMergeRequestPayloadSchema = z.looseObject({
-  user: z.looseObject({ username: z.string().nullish(), name: z.string().nullish() }).nullish(),
+  user: z.nullish(z.looseObject({ username: z.nullish(z.string()), name: z.nullish(z.string()) })),
   object_attributes: z.looseObject({
-    iid: z.number().int().nonnegative(),
-    action: z.string().min(1),
-    title: z.string().nullish(),
-    url: z.string().nullish(),
+    iid: z.number().check(z.int(), z.nonnegative()),
+    action: z.string().check(z.minLength(1)),
+    title: z.nullish(z.string()),
+    url: z.nullish(z.string()),
     /** `draft` since GitLab 14; `work_in_progress` before (both sent for a while). */
-    draft: z.boolean().nullish(),
-    work_in_progress: z.boolean().nullish(),
-    source_branch: z.string().min(1),
-    target_branch: z.string().min(1),
-    source_project_id: z.number().nullish(),
-    target_project_id: z.number().nullish(),
-    last_commit: z.looseObject({ id: z.string().min(1) }),
+    draft: z.nullish(z.boolean()),
+    work_in_progress: z.nullish(z.boolean()),
+    source_branch: z.string().check(z.minLength(1)),
+    target_branch: z.string().check(z.minLength(1)),
+    source_project_id: z.nullish(z.number()),
+    target_project_id: z.nullish(z.number()),
+    last_commit: z.looseObject({ id: z.string().check(z.minLength(1)) }),
     source: GitLabMergeRequestProjectSchema,
-    target: GitLabMergeRequestProjectSchema.pick({ path_with_namespace: true, default_branch: true }).loose(),
+    target: z.catchall(
+      z.pick(GitLabMergeRequestProjectSchema, { path_with_namespace: true, default_branch: true }),
+      z.unknown(),
+    ),
   }),
 });
 

@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { PullRequest } from '../pull-request.ts';
 import { type Push, parseRef, ZERO_SHA } from '../push.ts';
@@ -45,7 +45,7 @@ function formatPath(path: readonly PropertyKey[]): string {
  * that is wrong, e.g. `GitHub push payload is missing repository.clone_url`. The message names the
  * field and the expected type, never the received value.
  */
-export function parsePayload<S extends z.ZodType>(schema: S, body: unknown, what: string): z.output<S> {
+export function parsePayload<S extends z.ZodMiniType>(schema: S, body: unknown, what: string): z.output<S> {
   const parsed = schema.safeParse(body, { reportInput: true });
   if (parsed.success) {
     return parsed.data;
@@ -129,12 +129,12 @@ export function changedFilesOf(commits: readonly CommitFiles[]): string[] {
   return [...files].sort();
 }
 
-const FileListSchema = z.array(z.string()).nullish();
+const FileListSchema = z.nullish(z.array(z.string()));
 
 /** A pushed commit as GitHub and GitLab list it: id, message and the files it added, modified, removed. */
 export const PushedCommitSchema = z.looseObject({
-  id: z.string().min(1),
-  message: z.string().nullish(),
+  id: z.string().check(z.minLength(1)),
+  message: z.nullish(z.string()),
   added: FileListSchema,
   modified: FileListSchema,
   removed: FileListSchema,

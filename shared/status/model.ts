@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from '#shared/zod.ts';
 import type { BuildReport, ExecutionReport } from '../events.ts';
 import { type Push, PushSchema } from '../push.ts';
 
@@ -106,7 +106,7 @@ function relativeRoot(clonePath: string, repository: string): string {
  */
 const RunInputSchema = z.object({
   push: PushSchema,
-  source: z.object({ version: z.string() }).partial().optional(),
+  source: z.optional(z.partial(z.object({ version: z.string() }))),
 });
 
 /** The push and commit of a run's input, or null for an input that is not a pipeline run's (a teardown). */

@@ -113,6 +113,23 @@ describe('packaged bundles', () => {
     }
   });
 
+  it('carry zod/mini with its English messages (shared/zod.ts), not classic zod nor the other locales', async () => {
+    const zips = (await readdir(stack.outputDir)).filter(
+      (name) => name.endsWith('.zip') && name !== 'stepline.zip',
+    );
+    for (const zip of zips) {
+      const files = unzip(await readFile(join(stack.outputDir, zip)));
+      const bundle = [...files].find(([name]) => name.startsWith('functions/') && name.endsWith('.js'))?.[1];
+      const code = bundle?.toString('utf8') ?? '';
+      // zod names its schema classes with strings, which minifying keeps; a locale is known by its own words.
+      expect(code, zip).toContain('"ZodMiniObject"');
+      expect(code, zip).toContain('Invalid input: expected ');
+      for (const classic of ['"ZodObject"', '"ZodString"', 'Ungültige Eingabe', 'Entrada inválida']) {
+        expect(code.includes(classic), `${zip} holds ${classic}`).toBe(false);
+      }
+    }
+  });
+
   /**
    * Runs the packaged commit status handler on `event` against one local server that stands in for SSM
    * (its JSON protocol, AWS_ENDPOINT_URL_SSM), Step Functions, CodeBuild and a self-managed GitLab or a

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { jsonEnv, optionalEnv, parseJsonSetting, requireEnv } from '#shared/config.ts';
 import { ConfigurationError } from '#shared/errors.ts';
 import { checkApprovalKey, secretFor, webhookSecretsFor } from '#shared/secrets.ts';
+import * as z from '#shared/zod.ts';
 
 describe('config', () => {
   it('names the missing variable', () => {
