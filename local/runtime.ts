@@ -1,14 +1,9 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { InvalidInputError, RollbackRefusedError, StageFailedError } from '#shared/errors.ts';
+import { StageFailedError } from '#shared/errors.ts';
 import type { Logger } from '#shared/logger.ts';
 import { createLogger, type LogLevel } from '#shared/logger.ts';
-import {
-  EnvironmentSchema,
-  type ExecutionInput,
-  ExecutionInputSchema,
-  type PipelineSettings,
-} from '#shared/pipeline.ts';
+import { ExecutionInputSchema, type PipelineSettings } from '#shared/pipeline.ts';
 import type {
   Notification,
   PipelineStarter,
@@ -18,27 +13,16 @@ import type {
   TaskDecider,
 } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
-import {
-  endRun,
-  type LineState,
-  type LineView,
-  lineOf,
-  redriveRefusal,
-  runName,
-  viewOf,
-} from '#shared/release.ts';
+import { endRun, type LineView, runName, viewOf } from '#shared/release.ts';
 import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { settingsForRepository } from '#shared/repository-settings.ts';
-import { planRollback, type RollbackInput, RollbackInputSchema } from '#shared/rollback.ts';
 import { forTerminal } from '#shared/text.ts';
-import * as z from '#shared/zod.ts';
 import { allowedHostVariables } from './codebuild/build-variables.ts';
 import { deployDirOf, stopDeployedServices } from './codebuild/deployed-services.ts';
 import { chooseSandbox, type Sandbox, type SandboxMode, sandboxMode } from './codebuild/sandbox.ts';
 import { type BuildEvent, LocalCodeBuild, type StartBuildInput } from './codebuild/service.ts';
 import { LocalEventBus } from './eventbridge/bus.ts';
 import { codeBuildEvent, type EventOrigin, executionEvent } from './eventbridge/envelopes.ts';
-import { SAMPLE_APP_REMOTE } from './git/remote.ts';
 import { pushedRepositorySettings } from './git/repositories.ts';
 import { createControlToken } from './http/control-token.ts';
 import { type FunctionConfiguration, functionConfiguration } from './lambda/configuration.ts';
@@ -46,12 +30,12 @@ import { LOCAL_ACCOUNT } from './lambda/context.ts';
 import { LocalLambda, lambdaInvokeResult, type RouteMatch } from './lambda/host.ts';
 import { composeHandlers, type LocalPorts, registeredFunctions } from './lambda/registry.ts';
 import { type LocalSecrets, loadSecrets, localStatusTokens } from './lambda/secrets.ts';
+import { RunOperations } from './runs/operations.ts';
 import type { PendingApproval, RunBuild } from './runs/read-model.ts';
 import { RunLedger } from './runs/run-ledger.ts';
 import type { RuntimeEvent } from './runs/runtime-event.ts';
 import { testOutcomeInHistory } from './runs/test-outcome.ts';
 import { PRIVATE_DIR_MODE } from './state/permissions.ts';
-import { ExecutionNotRedrivableError } from './state/records.ts';
 import { LocalLineStore } from './state/release-lines.ts';
 import { type ExecutionRecord, LocalStore } from './state/store.ts';
 import { LocalStepFunctions, type TaskBinding } from './stepfunctions/engine.ts';
@@ -86,6 +70,8 @@ export class LocalRuntime {
   readonly options: RuntimeOptions;
   /** Each line's holds, current commits and waiting runs (`.stepline/lines/`). */
   readonly lines: LocalLineStore;
+  /** What a person asks of runs and environments: restart, redrive, teardown, rollback. */
+  readonly operations: RunOperations;
   /**
    * What the API and the approval links need (local/http/control-token.ts): made anew at every start,
    * held by the operator's CLI and console, never by a build. Never logged.
@@ -122,6 +108,7 @@ export class LocalRuntime {
     this.engine = parts.engine;
     this.#secrets = parts.secrets;
     this.#runs = new RunLedger(parts.store);
+    this.operations = new RunOperations(parts);
     this.#lambda = new LocalLambda(parts.wiring.functions);
     this.#bus = new LocalEventBus(parts.wiring.functions, (fn, event, executionArn) =>
       this.#lambda.invokeFor(fn, event, executionArn),
@@ -269,137 +256,6 @@ export class LocalRuntime {
   /** The builds of a run, in the order they started. */
   builds(executionArn: string): RunBuild[] {
     return this.#runs.builds(executionArn);
-  }
-
-  /** Starts an interrupted or finished run again, with the same input, under a new name. */
-  async restart(name: string): Promise<ExecutionRecord> {
-    const record = this.store.execution(name);
-    if (!record) throw new Error(`No run named ${name}`);
-    return this.engine.start(
-      record.stateMachine,
-      this.store.restartName(record.name),
-      record.input,
-      record.name,
-    );
-  }
-
-  /**
-   * Redrives a run that failed, timed out, was aborted or was interrupted: it continues under the same name
-   * from the state that failed (the engine's redrive). Throws NotFoundError for an unknown run and
-   * ExecutionNotRedrivableError, with Step Functions' reason, for one that cannot be redriven.
-   */
-  async redrive(name: string): Promise<ExecutionRecord> {
-    this.#refuseRedriveBehindItsLine(name);
-    return this.engine.redrive(name);
-  }
-
-  /** A redrive that would move an environment of its line back, or deploy beside its holder, is refused. */
-  #refuseRedriveBehindItsLine(name: string): void {
-    const record = this.store.execution(name) ?? this.store.executions().find((r) => r.name === name);
-    const input = ExecutionInputSchema.safeParse(record?.input);
-    if (!record || !input.success) return;
-    const line = this.lines.snapshot().find((l) => l.line === lineOf(input.data.push));
-    const reason =
-      line &&
-      redriveRefusal(
-        line,
-        { executionArn: record.executionArn, sequence: input.data.sequence },
-        input.data.settings.executionMode,
-      );
-    if (reason) throw new ExecutionNotRedrivableError(record.name, reason);
-  }
-
-  /**
-   * Starts the teardown state machine by hand for one environment of one repository, from the source of
-   * that repository's latest pipeline run (as a team does to stop paying for a QA or demo environment).
-   * Without a repository: the only one with runs, else the sample app; with runs of several and none of
-   * the sample app, it asks which.
-   */
-  async teardown(environment: string, repository?: string): Promise<ExecutionRecord> {
-    const name = EnvironmentSchema.shape.name.safeParse(environment);
-    if (!name.success)
-      throw new InvalidInputError(`Environment "${environment}": ${name.error.issues[0]?.message}`);
-    const runs = this.store
-      .executions()
-      .filter((r) => r.stateMachine === 'pipeline' && (r.input as Partial<ExecutionInput>).source);
-    const repositoryOf = (r: ExecutionRecord) =>
-      (r.input as Partial<ExecutionInput>).push?.repository?.fullName;
-    const repositories = [...new Set(runs.flatMap((r) => repositoryOf(r) ?? []))].sort();
-    if (repositories.length === 0)
-      throw new InvalidInputError('No pipeline run yet: there is nothing to tear down');
-    const chosen =
-      repository ??
-      (repositories.length === 1
-        ? repositories[0]
-        : repositories.find((r) => r === SAMPLE_APP_REMOTE.fullName));
-    if (chosen === undefined) {
-      throw new InvalidInputError(
-        `Runs of several repositories (${repositories.join(', ')}): name the one whose ${environment} to tear down (--repo)`,
-      );
-    }
-    const latest = runs.find((r) => repositoryOf(r) === chosen);
-    if (!latest) {
-      throw new InvalidInputError(
-        `No pipeline run of ${chosen} yet: there is nothing of it to tear down (runs of ${repositories.join(', ')})`,
-      );
-    }
-    const { source } = latest.input as ExecutionInput;
-    return this.engine.start('teardown', `teardown-${environment}-${Date.now()}`, {
-      environment,
-      repository: chosen,
-      source,
-    });
-  }
-
-  /**
-   * Starts the rollback state machine for one environment: back to its previous recorded deployment, or to
-   * `to` (a run name or commit), from the recorded image, with the environment's deploy buildspec; its
-   * Infrastructure too when `infrastructure`. `repository` picks the line when several deployed the
-   * environment (its `owner/name`, or the folder of a `--repo`). Refused (409, nothing started) when there is
-   * nothing recorded to go back to.
-   */
-  async rollback(
-    environment: string,
-    options: { to?: string | undefined; repository?: string | undefined; infrastructure?: boolean } = {},
-  ): Promise<ExecutionRecord> {
-    const name = EnvironmentSchema.shape.name.safeParse(environment);
-    if (!name.success)
-      throw new InvalidInputError(`Environment "${environment}": ${name.error.issues[0]?.message}`);
-    const wanted = options.repository?.replace(/\/+$/, '');
-    const lines = this.lines.snapshot().filter((l) => {
-      if (!l.environments[environment]?.current) return false;
-      if (!wanted) return true;
-      const fullName = l.line.split(':')[1] ?? '';
-      return fullName === wanted || fullName.endsWith(`/${wanted.split('/').at(-1)}`);
-    });
-    if (lines.length === 0)
-      throw new RollbackRefusedError(
-        `${environment} has no deployment${wanted ? ` of ${wanted}` : ''} yet: there is nothing to roll back`,
-      );
-    if (lines.length > 1)
-      throw new InvalidInputError(
-        `${environment} is deployed by several branches or repositories (${lines.map((l) => l.line).join(', ')}): name one with --repo`,
-      );
-    const [line] = lines as [LineState];
-    const current = line.environments[environment]?.current;
-    const from = current && this.store.execution(current.executionArn);
-    const base = z
-      .pick(RollbackInputSchema, { push: true, source: true, settings: true })
-      .safeParse(from?.input);
-    if (!base.success)
-      throw new RollbackRefusedError(
-        `The run that deployed ${environment} (${current ? runName(current.executionArn) : 'none'}) is not kept any more`,
-      );
-    const input: RollbackInput = {
-      ...base.data,
-      environment,
-      to: options.to ?? null,
-      infrastructure: options.infrastructure ?? false,
-      automatic: null,
-    };
-    const plan = planRollback(line, RollbackInputSchema.parse(input));
-    if ('refused' in plan) throw new RollbackRefusedError(plan.refused);
-    return this.engine.start('rollback', `rollback-${environment}-${Date.now()}`, input);
   }
 
   /** Stops every run in flight and every service a local deploy started. */

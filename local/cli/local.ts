@@ -328,7 +328,7 @@ export async function runOnce(options: LocalOptions & { approve: boolean }): Pro
       .find((r) => r.stateMachine === 'pipeline' && runOrigin(r.input).commit === commit);
     if (!startedName && repository && earlier) {
       // This commit ran before (the remote had it already): a one-shot run runs it again.
-      const again = await runtime.restart(earlier.name);
+      const again = await runtime.operations.restart(earlier.name);
       print(`  ${commit.slice(0, 7)} ran before as ${earlier.name}: running it again as ${again.name}`);
       target = again.executionArn;
     }

@@ -37,7 +37,7 @@ export async function serveApi(
     if (!record) return sendJson(res, 404, { message: `No run named ${id}` });
     if (req.method === 'POST' && action === 'redrive') {
       try {
-        const redriven = await runtime.redrive(record.name);
+        const redriven = await runtime.operations.redrive(record.name);
         return sendJson(res, 202, readRunSummary(runtime, redriven));
       } catch (error) {
         // ExecutionNotRedrivable (409) with Step Functions' reason: running, succeeded, past 14 days.
@@ -47,7 +47,7 @@ export async function serveApi(
       }
     }
     if (req.method === 'POST' && action === 'restart') {
-      const restarted = await runtime.restart(record.name);
+      const restarted = await runtime.operations.restart(record.name);
       return sendJson(res, 202, readRunSummary(runtime, restarted));
     }
     if (req.method === 'GET' && action === undefined) {
@@ -61,7 +61,7 @@ export async function serveApi(
   }
   if (req.method === 'POST' && resource === 'teardown' && id !== undefined) {
     try {
-      const record = await runtime.teardown(id, url.searchParams.get('repository') || undefined);
+      const record = await runtime.operations.teardown(id, url.searchParams.get('repository') || undefined);
       return sendJson(res, 202, { name: record.name, executionArn: record.executionArn });
     } catch (error) {
       if (isClientError(error)) return sendJson(res, error.status, { message: error.message });
@@ -71,7 +71,7 @@ export async function serveApi(
   // POST /api/environments/<env>/rollback[?to=<run|commit>&repo=<name>&infrastructure=true]
   if (req.method === 'POST' && resource === 'environments' && id !== undefined && action === 'rollback') {
     try {
-      const record = await runtime.rollback(id, {
+      const record = await runtime.operations.rollback(id, {
         to: url.searchParams.get('to') || undefined,
         repository: url.searchParams.get('repo') || undefined,
         infrastructure: url.searchParams.get('infrastructure') === 'true',

@@ -111,7 +111,7 @@ describe('a lost execution.json rebuilt from its history', () => {
 
     const second = await startRuntime(stateDir);
     const rebuilt = second.store.execution('finished-run');
-    const restarted = await second.restart('finished-run');
+    const restarted = await second.operations.restart('finished-run');
     const rerun = await finished(second, restarted.executionArn);
 
     expect(original?.status).toBe('SUCCEEDED');
@@ -136,7 +136,7 @@ describe('a lost execution.json rebuilt from its history', () => {
 
     const second = await startRuntime(stateDir);
     const rebuilt = second.store.execution('stopped-run');
-    const restarted = await second.restart('stopped-run');
+    const restarted = await second.operations.restart('stopped-run');
     await entered(second, restarted.executionArn, 'Hold');
 
     expect(rebuilt).toMatchObject({
@@ -164,7 +164,7 @@ describe('a lost execution.json rebuilt from its history', () => {
 
     const second = await startRuntime(crashed);
     const rebuilt = second.store.execution('crashed-run');
-    const restarted = await second.restart('crashed-run');
+    const restarted = await second.operations.restart('crashed-run');
 
     expect(rebuilt).toMatchObject({
       executionArn: run.executionArn,
