@@ -13,7 +13,7 @@ import type {
   TaskDecider,
 } from '#shared/ports.ts';
 import { WEBHOOK_PROVIDERS, type WebhookProvider } from '#shared/push.ts';
-import { endRun, type LineView, runName, viewOf } from '#shared/release.ts';
+import { endRun, type LineView, viewOf, waitingFor } from '#shared/release.ts';
 import { ReleaseLedger } from '#shared/release-ledger.ts';
 import { settingsForRepository } from '#shared/repository-settings.ts';
 import { forTerminal } from '#shared/text.ts';
@@ -272,13 +272,7 @@ export class LocalRuntime {
 
   /** The environment a run waits to enter, and the run that holds it (null: an older run on its way). */
   waitingFor(executionArn: string): { environment: string; heldBy: string | null } | undefined {
-    for (const line of this.lines.snapshot()) {
-      const run = line.runs.find((r) => r.executionArn === executionArn);
-      if (!run?.waiting) continue;
-      const holder = line.environments[run.waiting.environment]?.holder;
-      return { environment: run.waiting.environment, heldBy: holder ? runName(holder.executionArn) : null };
-    }
-    return undefined;
+    return waitingFor(this.lines.snapshot(), executionArn);
   }
 
   /**

@@ -530,6 +530,23 @@ export function viewOf(state: LineState): LineView {
 }
 
 /**
+ * The environment a run waits to enter, and the run that holds it (`heldBy` null: none holds it, an older
+ * run on its way there goes first); undefined when the run waits for nothing.
+ */
+export function waitingFor(
+  lines: readonly LineState[],
+  executionArn: string,
+): { environment: string; heldBy: string | null } | undefined {
+  for (const line of lines) {
+    const run = line.runs.find((r) => r.executionArn === executionArn);
+    if (!run?.waiting) continue;
+    const holder = line.environments[run.waiting.environment]?.holder;
+    return { environment: run.waiting.environment, heldBy: holder ? runName(holder.executionArn) : null };
+  }
+  return undefined;
+}
+
+/**
  * Why a run of this line may not be redriven, or null when it may. A redrive resumes inside an environment
  * without taking its hold again (as on AWS, the "Enter environment" it passed is not run again), so it is
  * refused while another run holds an environment of the line, or once a newer push has been deployed to

@@ -18,6 +18,7 @@ import {
   supersededCause,
   supersedingRun,
   viewOf,
+  waitingFor,
 } from '#shared/release.ts';
 
 const LINE = 'github:acme/shop:refs/heads/main';
@@ -518,6 +519,28 @@ describe('what people see of a line', () => {
       },
     ]);
     expect(JSON.stringify(view)).not.toContain('token-');
+  });
+
+  it('says which environment a run waits for, and which run holds it, or none when an older run goes first', () => {
+    const line = new Line('QUEUED');
+    line.join(1);
+    line.join(2);
+    // Run 2 reaches dev first: it waits for run 1, on its way, which holds nothing yet.
+    line.enter(2, 'dev');
+    const other = emptyLine('github:acme/other:refs/heads/main');
+    expect(waitingFor([other, line.state], run(2).executionArn)).toEqual({
+      environment: 'dev',
+      heldBy: null,
+    });
+    line.enter(1, 'dev');
+    expect(waitingFor([other, line.state], run(2).executionArn)).toEqual({
+      environment: 'dev',
+      heldBy: 'run-1',
+    });
+    expect(waitingFor([other, line.state], run(1).executionArn)).toBeUndefined();
+    line.leave(1, 'dev');
+    expect(waitingFor([other, line.state], run(2).executionArn)).toBeUndefined();
+    expect(line.holder('dev')).toBe(2);
   });
 });
 

@@ -146,6 +146,22 @@ describe('summarizeRun', () => {
     });
   });
 
+  it('shows a run waiting for an environment as its stage, while it runs', () => {
+    const facts = {
+      history: [entered('Image', 1), exited('Image', 2), entered('Enter environment', 3)],
+      builds: [aBuild()],
+      definition: DEFINITION,
+      waitingFor: { environment: 'dev', heldBy: 'main-1111111' },
+    };
+    expect(summarizeRun(aRecord(), facts)).toMatchObject({
+      stage: 'dev: waiting',
+      waitingFor: { environment: 'dev', heldBy: 'main-1111111' },
+    });
+    const ended = summarizeRun(aRecord({ status: 'ABORTED', stopDate: at(9) }), facts);
+    expect(ended.waitingFor).toBeUndefined();
+    expect(ended.stage).not.toBe('dev: waiting');
+  });
+
   it('drops an approval once the gate is left or the run has ended', () => {
     const decided = summarizeRun(aRecord(), {
       history: [entered('Approval', 3), exited('Approval', 4), entered('Deploy', 5)],
